@@ -1,0 +1,1 @@
+"""The `packyard` command: server verbs (init, serve) and, later, client verbs."""

@@ -1,0 +1,123 @@
+"""`packyard init` and `packyard serve`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+
+from packyard import __version__
+from packyard.config import ENV_PREFIX, Settings, load_settings
+from packyard.errors import ConfigError
+from packyard.services import Services, initialize, is_initialized, open_services
+
+SERVER_OPTIONS = [
+    click.option("--serverdir", type=click.Path(path_type=Path), help="Server directory."),
+    click.option("--storage", help="Database URL, e.g. postgresql://user@host/db."),
+]
+
+
+def server_options(func: Any) -> Any:
+    for option in reversed(SERVER_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _settings(**flags: Any) -> Settings:
+    try:
+        return load_settings(flags)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+def _init(services: Services, root_passwd: str | None, no_root_pypi: bool) -> None:
+    generated = initialize(services, root_password=root_passwd, root_pypi=not no_root_pypi)
+    click.echo(f"initialized {services.settings.serverdir}")
+    if generated:
+        click.echo(f"generated password for user root (shown once): {generated}")
+
+
+@click.group()
+@click.version_option(__version__, prog_name="packyard")
+def main() -> None:
+    """packyard: a private Python package index, compatible with devpi."""
+
+
+@main.command()
+@server_options
+@click.option("--root-passwd", help="Password for user root (generated when not given).")
+@click.option("--no-root-pypi", is_flag=True, help="Do not create the root/pypi mirror.")
+def init(
+    serverdir: Path | None, storage: str | None, root_passwd: str | None, no_root_pypi: bool
+) -> None:
+    """Create a new server directory with user root and the root/pypi mirror."""
+    settings = _settings(serverdir=serverdir, storage=storage)
+    services = open_services(settings)
+    try:
+        if is_initialized(services):
+            raise click.ClickException(f"{settings.serverdir} is already initialized")
+        _init(services, root_passwd, no_root_pypi)
+    finally:
+        services.close()
+
+
+@main.command()
+@server_options
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 3141).")
+@click.option("--workers", type=int, help="Worker processes (default 1).")
+@click.option("--outside-url", help="Absolute URL clients reach the server at.")
+@click.option("--root-passwd", help="Root password, if this start initializes the server dir.")
+@click.option("--no-root-pypi", is_flag=True, help="When initializing: no root/pypi mirror.")
+def serve(
+    root_passwd: str | None, no_root_pypi: bool, **flags: Any
+) -> None:
+    """Run the server; a missing or empty server dir is initialized first."""
+    settings = _settings(**flags)
+    services = open_services(settings)
+    try:
+        if not is_initialized(services):
+            _init(services, root_passwd, no_root_pypi)
+        removed = services.blobs.remove_temp_files()
+        if removed:
+            click.echo(f"removed {removed} unfinished upload(s) left by an interrupted run")
+    finally:
+        services.close()
+    _run(settings)
+
+
+def _run(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    os.environ.update(settings_environment(settings))
+    url = f"http://{settings.host}:{settings.port}"
+    click.echo(f"packyard {__version__} serving {settings.serverdir} at {url}/", err=True)
+    uvicorn.run(
+        "packyard.web.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        http="packyard.web.server:ReasonPhraseProtocol",
+        loop="uvloop",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+    click.echo("packyard stopped", err=True)
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """Settings as PACKYARD_* variables, so that worker processes load the same ones."""
+    environment = {}
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        environment[ENV_PREFIX + field.name.upper()] = str(value)
+    return environment

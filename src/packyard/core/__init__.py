@@ -1,0 +1,1 @@
+"""Pure domain rules: no I/O, only the standard library and `packaging`."""

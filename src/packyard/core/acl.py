@@ -1,0 +1,75 @@
+"""Who may do what (devpi-protocol.md §2.5). Pure functions over principals and configs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+ANONYMOUS = ":ANONYMOUS:"
+AUTHENTICATED = ":AUTHENTICATED:"
+ROOT = "root"
+
+
+def normalize_principal(value: str) -> str:
+    """ACL entries: the two special principals are case-insensitive and stored upper-case."""
+    value = value.strip()
+    if value.upper() in (ANONYMOUS, AUTHENTICATED):
+        return value.upper()
+    return value
+
+
+def principals(user: str | None) -> frozenset[str]:
+    """Every principal the caller holds."""
+    if user is None:
+        return frozenset({ANONYMOUS})
+    return frozenset({ANONYMOUS, AUTHENTICATED, user})
+
+
+def acl_allows(acl: Iterable[str], user: str | None) -> bool:
+    return not principals(user).isdisjoint(acl)
+
+
+def _restricted(restrict_modify: Sequence[str]) -> bool:
+    return bool(restrict_modify)
+
+
+def may_create_user(user: str | None, restrict_modify: Sequence[str]) -> bool:
+    """Self-registration is open unless the server restricts modifications."""
+    if _restricted(restrict_modify):
+        return acl_allows(restrict_modify, user)
+    return True
+
+
+def may_modify_user(
+    user: str | None, target: str, restrict_modify: Sequence[str], password_only: bool = False
+) -> bool:
+    if user is None:
+        return False
+    if password_only and user == target:
+        return True
+    if _restricted(restrict_modify):
+        return acl_allows(restrict_modify, user)
+    return user in (ROOT, target)
+
+
+def may_delete_user(user: str | None, target: str, restrict_modify: Sequence[str]) -> bool:
+    if target == ROOT:
+        return False
+    return may_modify_user(user, target, restrict_modify)
+
+
+def may_manage_index(user: str | None, owner: str, restrict_modify: Sequence[str]) -> bool:
+    """Create, modify or delete an index owned by `owner`."""
+    if user is None:
+        return False
+    if _restricted(restrict_modify):
+        return acl_allows(restrict_modify, user)
+    return user in (ROOT, owner)
+
+
+def may_upload(user: str | None, acl_upload: Iterable[str]) -> bool:
+    return acl_allows(acl_upload, user)
+
+
+def may_delete_entries(user: str | None, owner: str, acl_upload: Iterable[str]) -> bool:
+    """Delete files, versions or projects: uploaders, root and the owner."""
+    return user is not None and (user in (ROOT, owner) or acl_allows(acl_upload, user))

@@ -1,0 +1,188 @@
+"""Index configuration: devpi's keys, defaults and value normalisation (devpi-protocol.md §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from packyard.core.acl import normalize_principal
+from packyard.core.names import normalize_project, split_index_name
+from packyard.errors import InvalidInput
+
+STAGE = "stage"
+MIRROR = "mirror"
+INHERITANCE_MODES = ("intersection", "union")
+
+COMMON_KEYS = frozenset({"type", "volatile", "title", "description", "custom_data"})
+STAGE_KEYS = COMMON_KEYS | {
+    "bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist",
+    "mirror_whitelist_inheritance",
+}  # fmt: skip
+MIRROR_KEYS = COMMON_KEYS | {
+    "mirror_url", "mirror_cache_expiry", "mirror_web_url_fmt", "mirror_no_project_list",
+    "mirror_use_external_urls", "mirror_ignore_serial_header", "mirror_provides_core_metadata",
+}  # fmt: skip
+# Keys mirrors silently drop (old exports carry them).
+MIRROR_DROPPED = frozenset({"bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist",
+                            "mirror_whitelist_inheritance"})  # fmt: skip
+LIST_KEYS = frozenset({"bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist"})
+BOOL_KEYS = frozenset({
+    "volatile", "mirror_no_project_list", "mirror_use_external_urls",
+    "mirror_ignore_serial_header", "mirror_provides_core_metadata",
+})  # fmt: skip
+# Read-only keys clients echo back in full-dict PATCH bodies.
+OUTPUT_ONLY = frozenset({"projects"})
+
+
+def defaults(index_type: str, owner: str, mirror_cache_expiry: int = 1800) -> dict[str, Any]:
+    if index_type == STAGE:
+        return {
+            "type": STAGE,
+            "bases": [],
+            "volatile": True,
+            "acl_upload": [owner],
+            "acl_toxresult_upload": [":ANONYMOUS:"],
+            "mirror_whitelist": [],
+            "mirror_whitelist_inheritance": "intersection",
+        }
+    if index_type == MIRROR:
+        return {"type": MIRROR, "volatile": True, "mirror_cache_expiry": mirror_cache_expiry}
+    raise InvalidInput(f"unknown index type {index_type!r}")
+
+
+def new_config(
+    owner: str, given: Mapping[str, Any], mirror_cache_expiry: int = 1800
+) -> dict[str, Any]:
+    """Config for a new index: defaults for its type, overlaid with normalised `given` values."""
+    index_type = str(given.get("type") or STAGE)
+    config = defaults(index_type, owner, mirror_cache_expiry)
+    config.update(normalize_values(index_type, given))
+    return validate(config)
+
+
+def updated_config(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply a full or partial config dict to `current`; `type` cannot change."""
+    changes = {key: value for key, value in changes.items() if key not in OUTPUT_ONLY}
+    index_type = current["type"]
+    if "type" in changes and changes["type"] != index_type:
+        raise InvalidInput("the 'type' of an index can't be changed")
+    config = dict(current)
+    config.update(normalize_values(index_type, changes))
+    return validate(config)
+
+
+def apply_operations(
+    current: Mapping[str, Any], operations: list[str], owner: str
+) -> dict[str, Any]:
+    """Apply devpi's key-value operations: `k=v`, `k+=v`, `k-=v`, `k-=` (remove the key)."""
+    index_type = current["type"]
+    config: dict[str, Any] = dict(current)
+    base_defaults = defaults(index_type, owner)
+    for operation in operations:
+        key, op, value = _split_operation(operation)
+        if op == "=":
+            config.update(normalize_values(index_type, {key: value}))
+        elif op == "+=":
+            items = list(config.get(key) or [])
+            for item in normalize_values(index_type, {key: value})[key]:
+                if item not in items:
+                    items.append(item)
+            config[key] = items
+        elif value == "":
+            if key in base_defaults:
+                raise InvalidInput("Default values can't be removed.")
+            config.pop(key, None)
+        else:
+            items = list(config.get(key) or [])
+            for item in normalize_values(index_type, {key: value})[key]:
+                if item not in items:
+                    raise InvalidInput(f"The '{key}' setting doesn't have value '{value}'")
+                items.remove(item)
+            config[key] = items
+    return validate(config)
+
+
+def _split_operation(operation: str) -> tuple[str, str, str]:
+    key, sep, value = operation.partition("=")
+    if not sep or not key:
+        raise InvalidInput(f"invalid setting {operation!r}: use key=value, key+=value or key-=value")
+    if key.endswith(("+", "-")):
+        return key[:-1], key[-1] + "=", value
+    return key, "=", value
+
+
+def normalize_values(index_type: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalise values that may arrive as strings (`volatile=True`, `bases=a/b,c/d`)."""
+    allowed = STAGE_KEYS if index_type == STAGE else MIRROR_KEYS
+    unknown = [key for key in given if key not in allowed and not (
+        index_type == MIRROR and key in MIRROR_DROPPED)]
+    if unknown:
+        pairs = ", ".join(f"{key}={given[key]}" for key in unknown)
+        raise InvalidInput(f"indexconfig got unexpected keyword arguments: {pairs}")
+    result: dict[str, Any] = {}
+    for key, value in given.items():
+        if index_type == MIRROR and key in MIRROR_DROPPED:
+            continue
+        result[key] = _normalize_value(key, value)
+    return result
+
+
+def _normalize_value(key: str, value: Any) -> Any:
+    if key in LIST_KEYS:
+        items = _as_list(value)
+        if key == "bases":
+            for base in items:
+                split_index_name(base)
+            return items
+        if key == "mirror_whitelist":
+            return [item if item == "*" else normalize_project(item) for item in items]
+        return [normalize_principal(item) for item in items]
+    if key in BOOL_KEYS:
+        return _as_bool(key, value)
+    if key == "mirror_cache_expiry":
+        try:
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"mirror_cache_expiry must be a number, not {value!r}") from exc
+    if key == "mirror_whitelist_inheritance":
+        if value not in INHERITANCE_MODES:
+            raise InvalidInput(
+                f"mirror_whitelist_inheritance must be one of {', '.join(INHERITANCE_MODES)}"
+            )
+        return value
+    if key == "mirror_url":
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            raise InvalidInput(f"mirror_url must start with http:// or https://, not {value!r}")
+        return value
+    if key in ("title", "description", "mirror_web_url_fmt", "type"):
+        return "" if value is None else str(value)
+    return value
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = [str(item) for item in value]
+    else:
+        raise InvalidInput(f"expected a list or a comma-separated string, not {value!r}")
+    return [item.strip() for item in items if item.strip()]
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise InvalidInput(f"{key} must be true or false, not {value!r}")
+
+
+def validate(config: dict[str, Any]) -> dict[str, Any]:
+    if config["type"] == MIRROR and not config.get("mirror_url"):
+        raise InvalidInput("a mirror index needs a mirror_url")
+    return config

@@ -1,0 +1,51 @@
+"""Names of users, indexes and projects (PEP 503 normalisation, devpi's character rules)."""
+
+from __future__ import annotations
+
+import re
+import string
+
+from packaging.utils import canonicalize_name
+
+from packyard.errors import InvalidInput
+
+# devpi: control characters, space and ASCII punctuation other than -.@_ are not allowed.
+_FORBIDDEN = set(string.punctuation) - set("-.@_") | {" "} | {chr(i) for i in range(32)} | {"\x7f"}
+_PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+
+
+def normalize_project(name: str) -> str:
+    """PEP 503 normalised form: lowercase, runs of -_. collapsed to one '-'."""
+    return str(canonicalize_name(name))
+
+
+def is_normalized(name: str) -> bool:
+    return normalize_project(name) == name
+
+
+def check_project_name(name: str) -> str:
+    """Return `name` if it is a valid distribution name, else raise InvalidInput."""
+    if not _PROJECT_NAME.match(name):
+        raise InvalidInput(
+            f"invalid project name {name!r}: use ASCII letters, digits, '.', '-' and '_',"
+            " starting and ending with a letter or digit"
+        )
+    return name
+
+
+def check_account_name(name: str, kind: str = "username") -> str:
+    """Validate a user or index name the way devpi does."""
+    if not name or any(char in _FORBIDDEN for char in name) or name.startswith("+"):
+        raise InvalidInput(
+            f"{kind} {name!r} contains characters that aren't allowed. "
+            "Any ascii symbol besides -.@_ is blocked."
+        )
+    return name
+
+
+def split_index_name(full: str) -> tuple[str, str]:
+    """'user/index' -> ('user', 'index'); raise InvalidInput for any other shape."""
+    parts = full.strip().strip("/").split("/")
+    if len(parts) != 2 or not all(parts):
+        raise InvalidInput(f"{full!r} is not in the format user/index")
+    return parts[0], parts[1]

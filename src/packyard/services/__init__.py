@@ -1,0 +1,109 @@
+"""Use cases over storage; `open_services(settings)` is the single composition root."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable
+
+from packyard.config import Settings
+from packyard.services.accounts import Accounts, load_or_create_secret
+from packyard.services.cache import SerialCache
+from packyard.services.indexes import Indexes
+from packyard.services.packages import Packages
+from packyard.services.uploads import Uploads
+from packyard.storage import store
+from packyard.storage.blobs import BlobStore
+from packyard.storage.db import Database
+
+
+@dataclasses.dataclass
+class Services:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    accounts: Accounts
+    indexes: Indexes
+    packages: Packages
+    uploads: Uploads
+    # Rendered responses (simple pages, JSON), dropped whenever anything changes.
+    pages: SerialCache[object]
+
+    @property
+    def serial(self) -> int:
+        return self.db.serial.read()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_services(settings: Settings) -> Services:
+    """Open (creating if needed) the server dir's storage and wire up every service."""
+    settings.serverdir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url, settings.serverdir / "serial")
+    blobs = BlobStore(settings.serverdir / "blobs")
+    secret = load_or_create_secret(settings.serverdir / "secret")
+    indexes = Indexes(db, settings)
+    return Services(
+        settings=settings,
+        db=db,
+        blobs=blobs,
+        accounts=Accounts(db, settings, secret),
+        indexes=indexes,
+        packages=Packages(db, blobs, indexes),
+        uploads=Uploads(db, blobs, indexes, settings),
+        pages=SerialCache(db.serial),
+    )
+
+
+def is_initialized(services: Services) -> bool:
+    with services.db.read() as conn:
+        return store.get_user(conn, "root") is not None
+
+
+def initialize(
+    services: Services,
+    root_password: str | None = None,
+    root_pwhash: str | None = None,
+    root_pypi: bool = True,
+    mirror_url: Callable[[], str] | None = None,
+) -> str | None:
+    """First start: create `root` and the `root/pypi` mirror. Returns a generated password."""
+    generated = None
+    if root_password is None and root_pwhash is None:
+        generated = root_password = secrets.token_urlsafe(12)
+    services.accounts.create_initial("root", root_password, root_pwhash)
+    if root_pypi:
+        url = (mirror_url or pip_index_url)()
+        services.indexes.create_initial(
+            "root",
+            "pypi",
+            {
+                "type": "mirror",
+                "volatile": False,
+                "mirror_url": url,
+                "mirror_cache_expiry": services.settings.mirror_cache_expiry,
+                "title": "PyPI",
+            },
+        )
+    return generated
+
+
+def pip_index_url() -> str:
+    """The index the machine's pip is configured with, else pip's own PyPI default."""
+    try:
+        output = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"],
+            capture_output=True, text=True, timeout=30, check=False,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        output = ""
+    for line in output.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().endswith(".index-url"):
+            return value.strip().strip("'\"")
+    from pip._internal.models.index import PyPI
+
+    return str(PyPI.simple_url)

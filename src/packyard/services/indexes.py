@@ -1,0 +1,105 @@
+"""Indexes: create, modify, delete, read, and the cached view of all configs (§5, §6)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from packyard.config import Settings
+from packyard.core import acl, indexconfig, inheritance
+from packyard.core.models import IndexRecord
+from packyard.core.names import check_account_name
+from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound
+from packyard.services.cache import SerialCache
+from packyard.storage import store
+from packyard.storage.db import Database
+
+
+class Indexes:
+    """Index configuration and resolution, cached per change serial."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+        self._snapshot: SerialCache[dict[str, IndexRecord]] = SerialCache(db.serial, 1)
+
+    def all(self) -> dict[str, IndexRecord]:
+        """Every index by 'user/name'; read from the database once per change serial."""
+        return self._snapshot.get_or_compute("all", self._load_all)
+
+    def _load_all(self) -> dict[str, IndexRecord]:
+        with self._db.read() as conn:
+            return {record.full_name: record for record in store.list_indexes(conn)}
+
+    def get(self, user: str, name: str) -> IndexRecord:
+        record = self.all().get(f"{user}/{name}")
+        if record is None:
+            raise NotFound(f"The stage {user}/{name} could not be found.")
+        return record
+
+    def of_user(self, user: str) -> list[IndexRecord]:
+        return [record for record in self.all().values() if record.user == user]
+
+    def resolution_order(self, record: IndexRecord) -> list[IndexRecord]:
+        snapshot = self.all()
+        configs = {name: item.config for name, item in snapshot.items()}
+        return [snapshot[name] for name in inheritance.resolution_order(record.full_name, configs)]
+
+    def create(
+        self, actor: str | None, user: str, name: str, given: Mapping[str, Any]
+    ) -> IndexRecord:
+        check_account_name(name, "indexname")
+        if not acl.may_manage_index(actor, user, self._settings.restrict_modify):
+            raise Forbidden(f"no permission to create index {user}/{name}")
+        config = indexconfig.new_config(user, given, self._settings.mirror_cache_expiry)
+        with self._db.write("index-create", index=f"{user}/{name}") as conn:
+            if store.get_user(conn, user) is None:
+                raise NotFound(f"user '{user}' does not exist")
+            if store.get_index(conn, user, name):
+                raise Conflict(f"index '{user}/{name}' exists")
+            self._check_bases(conn, f"{user}/{name}", config)
+            index_id = store.insert_index(conn, user, name, config)
+        return IndexRecord(index_id, user, name, config)
+
+    def create_initial(self, user: str, name: str, config: dict[str, Any]) -> None:
+        """Create an index at init or import time, without permission checks."""
+        with self._db.write("index-create", index=f"{user}/{name}") as conn:
+            store.insert_index(conn, user, name, config)
+
+    def modify(
+        self, actor: str | None, user: str, name: str, changes: Mapping[str, Any] | list[str],
+        error_on_noop: bool = False,
+    ) -> IndexRecord:  # fmt: skip
+        """Apply a full/partial config dict or devpi's list of `k=v`, `k+=v`, `k-=v`."""
+        record = self.get(user, name)
+        if not acl.may_manage_index(actor, user, self._settings.restrict_modify):
+            raise Forbidden(f"no permission to modify index {user}/{name}")
+        if isinstance(changes, list):
+            config = indexconfig.apply_operations(record.config, changes, user)
+        else:
+            if changes.get("type") == "indexconfig" and isinstance(changes.get("result"), dict):
+                changes = changes["result"]
+            config = indexconfig.updated_config(record.config, changes)
+        if error_on_noop and config == record.config:
+            raise InvalidInput("The requested modifications resulted in no changes")
+        with self._db.write("index-modify", index=record.full_name) as conn:
+            self._check_bases(conn, record.full_name, config)
+            store.update_index_config(conn, record.id, config)
+        return IndexRecord(record.id, user, name, config)
+
+    def delete(self, actor: str | None, user: str, name: str) -> None:
+        record = self.get(user, name)
+        if not acl.may_manage_index(actor, user, self._settings.restrict_modify):
+            raise Forbidden(f"no permission to delete index {user}/{name}")
+        if not record.volatile:
+            raise Forbidden(f"index {record.full_name} non-volatile, cannot delete")
+        with self._db.write("index-delete", index=record.full_name) as conn:
+            store.delete_index(conn, record.id)
+
+    @staticmethod
+    def _check_bases(conn: Any, full_name: str, config: dict[str, Any]) -> None:
+        bases = list(config.get("bases", ()))
+        if not bases:
+            return
+        configs = {item.full_name: item.config for item in store.list_indexes(conn)}
+        inheritance.check_no_cycle(full_name, bases, configs)

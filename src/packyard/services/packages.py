@@ -1,0 +1,308 @@
+"""Projects, versions and files as readers and owners see them: simple pages, devpi's JSON
+views (§11), file lookup, deletion and yanking."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_version
+from packaging.version import InvalidVersion, Version
+from sqlalchemy import Connection
+
+from packyard.core import acl, inheritance
+from packyard.core.dists import http_date
+from packyard.core.models import FileRecord, IndexRecord, VersionRecord
+from packyard.core.simple import FileLink, ProjectPage
+from packyard.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from packyard.services.indexes import Indexes
+from packyard.storage import store
+from packyard.storage.blobs import BlobRemoval, BlobStore
+from packyard.storage.db import Database
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredFile:
+    """A file found under an index's +f/ path, ready to be served."""
+
+    record: FileRecord
+    path: Path
+    is_metadata: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size if self.is_metadata else self.record.size
+
+
+def version_sort_key(text: str) -> tuple[int, Version | str]:
+    try:
+        return (1, Version(text))
+    except InvalidVersion:
+        return (0, text)
+
+
+class Packages:
+    """Read and change what an index holds."""
+
+    def __init__(self, db: Database, blobs: BlobStore, indexes: Indexes) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._indexes = indexes
+
+    # --- what an index serves, bases included -----------------------------------------------
+
+    def contributors(self, record: IndexRecord, project: str) -> list[IndexRecord]:
+        """The indexes whose files count for `project` under `record`, in resolution order."""
+        order = self._indexes.resolution_order(record)
+        by_name = {item.full_name: item for item in order}
+        with self._db.read() as conn:
+
+            def has_project(name: str) -> bool:
+                item = by_name[name]
+                return not item.is_mirror and store.has_project(conn, item.id, project)
+
+            found = inheritance.contributing_indexes(
+                project, [item.full_name for item in order],
+                {name: item.config for name, item in by_name.items()}, has_project,
+            )  # fmt: skip
+        return [by_name[name] for name in found.indexes]
+
+    def project_names(self, record: IndexRecord) -> list[str]:
+        """Every project of the index and its bases, each once, in resolution order."""
+        seen: dict[str, None] = {}
+        with self._db.read() as conn:
+            for item in self._indexes.resolution_order(record):
+                if not item.is_mirror:
+                    seen.update(dict.fromkeys(store.project_names(conn, item.id)))
+        return list(seen)
+
+    def own_project_names(self, record: IndexRecord) -> list[str]:
+        with self._db.read() as conn:
+            return store.project_names(conn, record.id)
+
+    def project_page(self, record: IndexRecord, project: str) -> ProjectPage:
+        """The simple page of `project`: every release file from contributing indexes."""
+        contributors = self.contributors(record, project)
+        if not contributors:
+            raise NotFound(f"The project {project} does not exist.")
+        links: list[FileLink] = []
+        versions: set[str] = set()
+        seen: set[str] = set()
+        with self._db.read() as conn:
+            for item in contributors:
+                versions.update(v.version for v in store.list_versions(conn, item.id, project))
+                for file in store.project_files(conn, item.id, project):
+                    if file.kind != "releasefile" or file.filename in seen:
+                        continue
+                    seen.add(file.filename)
+                    links.append(_link(file, f"{item.full_name}/{file.relpath}", item.full_name))
+        return ProjectPage(project, record.full_name, links, sorted(versions, key=version_sort_key))
+
+    # --- devpi JSON views ---------------------------------------------------------------------
+
+    def project_view(
+        self, record: IndexRecord, project: str, base_url: str, ignore_bases: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """version -> versiondata across contributing indexes (first one wins, rest shadow)."""
+        contributors = [record] if ignore_bases else self.contributors(record, project)
+        result: dict[str, dict[str, Any]] = {}
+        with self._db.read() as conn:
+            for item in contributors:
+                for version in store.list_versions(conn, item.id, project):
+                    data = self._version_data(conn, item, version, base_url)
+                    if version.version in result:
+                        result[version.version].setdefault("+shadowing", []).append(data)
+                    else:
+                        result[version.version] = data
+        if not result:
+            raise NotFound(f"no project {project!r}")
+        return result
+
+    def version_view(
+        self, record: IndexRecord, project: str, version: str, base_url: str,
+        ignore_bases: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        versions = self.project_view(record, project, base_url, ignore_bases)
+        key = canonicalize_version(version)
+        for text, data in versions.items():
+            if canonicalize_version(text) == key:
+                return data
+        raise NotFound(f"The version {version} of project {project} does not exist.")
+
+    def _version_data(
+        self, conn: Connection, item: IndexRecord, version: VersionRecord, base_url: str
+    ) -> dict[str, Any]:
+        data = dict(version.metadata)
+        links = []
+        for file in store.project_files(conn, item.id, version.project):
+            if file.version != version.version:
+                continue
+            link: dict[str, Any] = {
+                "rel": file.kind,
+                "href": f"{base_url}/{item.full_name}/{file.relpath}",
+                "hash_spec": f"sha256={file.sha256}",
+                "hashes": {"sha256": file.sha256},
+                "log": file.log,
+            }
+            if file.yanked is not None:
+                link["yanked"] = file.yanked or True
+            links.append(link)
+        data["+links"] = links
+        return data
+
+    def file_meta(self, record: IndexRecord, relpath: str) -> dict[str, Any]:
+        """devpi's `releasefilemeta` for a +f path."""
+        found = self.find_file(record, relpath)
+        file = found.record
+        return {
+            "hash_spec": f"sha256={file.sha256}",
+            "hashes": {"sha256": file.sha256},
+            "project": file.project,
+            "version": file.version,
+            "last_modified": http_date(file.uploaded_at),
+        }
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def find_file(self, record: IndexRecord, relpath: str) -> StoredFile:
+        """Resolve `+f/<3 hex>/<13 hex>/<filename>` (or its `.metadata` sidecar)."""
+        parts = relpath.split("/")
+        if len(parts) != 3:
+            raise NotFound("no such file")
+        head, rest, filename = parts
+        with self._db.read() as conn:
+            file = store.get_file(conn, record.id, filename)
+            is_metadata = False
+            if file is None and filename.endswith(".metadata"):
+                file = store.get_file(conn, record.id, filename.removesuffix(".metadata"))
+                is_metadata = True
+        if file is None or file.sha256[:3] != head or file.sha256[3:16] != rest:
+            raise NotFound("no such file")
+        if is_metadata:
+            if not file.metadata_sha256:
+                raise NotFound("no core metadata for this file")
+            return StoredFile(file, self._blobs.path(file.metadata_sha256), True)
+        return StoredFile(file, self._blobs.path(file.sha256))
+
+    # --- deleting ---------------------------------------------------------------------------
+
+    def delete_version(
+        self, actor: str | None, record: IndexRecord, project: str, version: str, force: bool
+    ) -> None:
+        self._check_delete(actor, record, force, "cannot delete version on non-volatile index")
+        with self._changing("delete-version", record, project=project, version=version) as change:
+            key = canonicalize_version(version)
+            found = store.get_version(change.conn, record.id, project, key)
+            if found is None:
+                raise NotFound(f"The version {version} of project {project} does not exist.")
+            files = store.project_files(change.conn, record.id, project)
+            change.release(f for f in files if f.version == found.version)
+            store.delete_version(change.conn, record.id, project, found.version)
+
+    def delete_project(
+        self, actor: str | None, record: IndexRecord, project: str, force: bool
+    ) -> None:
+        message = f"project '{project}' is on non-volatile index {record.full_name}"
+        self._check_delete(actor, record, force, message)
+        with self._changing("delete-project", record, project=project) as change:
+            if not store.has_project(change.conn, record.id, project):
+                raise NotFound("project not found")
+            change.release(store.project_files(change.conn, record.id, project))
+            store.delete_project(change.conn, record.id, project)
+
+    def delete_file(self, actor: str | None, record: IndexRecord, relpath: str, force: bool) -> str:
+        found = self.find_file(record, relpath)
+        if found.is_metadata:
+            raise InvalidInput("a .metadata file goes with its distribution; delete that")
+        self._check_delete(actor, record, force, "cannot delete version on non-volatile index")
+        file = found.record
+        with self._changing("delete-file", record, file=file.filename) as change:
+            change.release([file])
+            store.delete_files(change.conn, [file.id])
+            if store.count_files(change.conn, record.id, file.project, file.version) == 0:
+                store.delete_version(change.conn, record.id, file.project, file.version)
+        return f"{record.full_name}/{file.relpath}"
+
+    def _check_delete(
+        self, actor: str | None, record: IndexRecord, force: bool, message: str
+    ) -> None:
+        if record.is_mirror:
+            raise Forbidden("deleting from a mirror index is not supported yet")
+        if actor is None:
+            raise Unauthenticated("authentication required to delete")
+        if not acl.may_delete_entries(actor, record.user, record.config.get("acl_upload", ())):
+            raise Forbidden(f"no permission to delete from {record.full_name}")
+        if not record.volatile and not force:
+            raise Forbidden(message)
+
+    @contextmanager
+    def _changing(self, what: str, record: IndexRecord, **detail: Any) -> Iterator[_Deletion]:
+        """A write transaction that also removes the blobs its deletions left unreferenced."""
+        removal = BlobRemoval(self._blobs)
+        try:
+            with self._db.write(what, index=record.full_name, **detail) as conn:
+                change = _Deletion(conn)
+                yield change
+                for sha in change.released - store.referenced_blobs(conn, change.released):
+                    removal.remove(sha)
+        except BaseException:
+            removal.undo()
+            raise
+        removal.finish()
+
+    # --- yanking -------------------------------------------------------------------------------
+
+    def set_yanked(
+        self, actor: str | None, record: IndexRecord, project: str, version: str | None,
+        filename: str | None, yanked: str | None,
+    ) -> int:  # fmt: skip
+        """Yank (reason text, '' for none) or unyank (None) a release or one file (PEP 592)."""
+        if actor is None:
+            raise Unauthenticated("authentication required to yank")
+        if not acl.may_delete_entries(actor, record.user, record.config.get("acl_upload", ())):
+            raise Forbidden(f"no permission to yank on {record.full_name}")
+        with self._db.write("yank", index=record.full_name, project=project) as conn:
+            targets = [
+                f for f in store.project_files(conn, record.id, project)
+                if f.kind == "releasefile"
+                and (version is None or canonicalize_version(f.version) == canonicalize_version(version))
+                and (filename is None or f.filename == filename)
+            ]  # fmt: skip
+            if not targets:
+                raise NotFound(f"no matching release files of {project} on {record.full_name}")
+            for file in targets:
+                store.update_file(conn, file.id, yanked=yanked)
+        return len(targets)
+
+
+@dataclasses.dataclass
+class _Deletion:
+    """A write transaction that deletes files, and the blobs they may have been the last
+    users of."""
+
+    conn: Connection
+    released: set[str] = dataclasses.field(default_factory=set)
+
+    def release(self, files: Iterable[FileRecord]) -> None:
+        for file in files:
+            self.released.add(file.sha256)
+            if file.metadata_sha256:
+                self.released.add(file.metadata_sha256)
+
+
+def _link(file: FileRecord, url: str, index: str) -> FileLink:
+    return FileLink(
+        filename=file.filename,
+        url=url,
+        sha256=file.sha256,
+        size=file.size,
+        index=index,
+        upload_time=datetime.fromtimestamp(file.uploaded_at, UTC),
+        requires_python=file.requires_python,
+        yanked=file.yanked,
+        core_metadata_sha256=file.metadata_sha256,
+    )

@@ -1,0 +1,203 @@
+"""The legacy upload API as a pipeline of small steps (devpi-protocol.md §9, standards §A.12).
+
+authorize -> validate form -> validate filename -> stream to temp while hashing -> check digests
+-> read metadata -> duplicate check -> move blob into place -> commit rows.
+Nothing is stored unless every step passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from packaging.utils import canonicalize_version
+from sqlalchemy import Connection
+
+from packyard.config import Settings
+from packyard.core import acl
+from packyard.core.dists import (
+    DistFilename,
+    check_matches,
+    complete_metadata,
+    parse_core_metadata,
+    parse_dist_filename,
+    parse_version,
+)
+from packyard.core.models import FileRecord, IndexRecord
+from packyard.core.names import check_project_name
+from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
+from packyard.services.archives import read_core_metadata
+from packyard.services.indexes import Indexes
+from packyard.storage import store
+from packyard.storage.blobs import BlobStore, BlobWriter
+from packyard.storage.db import Database
+
+CHUNK = 1024 * 1024
+_DIGESTS = {"sha256_digest": "sha256", "md5_digest": "md5", "blake2_256_digest": "blake2b"}
+
+
+@dataclasses.dataclass
+class UploadForm:
+    """A parsed multipart upload: every text field (repeatable) and the file part."""
+
+    fields: dict[str, list[str]]
+    filename: str | None = None
+    content: BinaryIO | None = None
+
+    def value(self, key: str) -> str:
+        values = self.fields.get(key) or [""]
+        return values[0].strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadOutcome:
+    """What happened: 'stored', 'replaced' or 'identical' (nothing changed)."""
+
+    status: str
+    file: FileRecord
+
+    @property
+    def message(self) -> str:
+        if self.status == "identical":
+            return "Upload of identical file to non volatile index."
+        return "OK"
+
+
+def log_entry(what: str, who: str | None, **extra: Any) -> dict[str, Any]:
+    moment = time.gmtime()
+    return {"what": what, "who": who, "when": list(moment[:6]), **extra}
+
+
+class Uploads:
+    """Stores release files uploaded through the legacy API."""
+
+    def __init__(
+        self, db: Database, blobs: BlobStore, indexes: Indexes, settings: Settings
+    ) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._indexes = indexes
+        self._settings = settings
+
+    def upload(self, actor: str | None, user: str, index: str, form: UploadForm) -> UploadOutcome:
+        record = self._authorize(actor, user, index)
+        action = form.value(":action")
+        if action != "file_upload":
+            raise InvalidInput(f"action {action!r} not supported")
+        dist = self._validate_filename(form)
+        if form.content is None:
+            raise InvalidInput("content file field not found")
+        with self._blobs.writer() as writer:
+            self._receive(form.content, writer)
+            self._check_digests(form, writer.temp_path)
+            metadata = read_core_metadata(writer.temp_path, dist)
+            parsed = parse_core_metadata(metadata, dist.filename)
+            check_matches(dist, parsed.name, parsed.version)
+            return self._store(actor, record, dist, writer, metadata, parsed.fields)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _authorize(self, actor: str | None, user: str, index: str) -> IndexRecord:
+        record = self._indexes.get(user, index)
+        if record.is_mirror:
+            raise NotFound("cannot submit to mirror index")
+        if actor is None:
+            raise Unauthenticated("authentication required to upload")
+        if not acl.may_upload(actor, record.config.get("acl_upload", ())):
+            raise Forbidden("no permission to submit")
+        return record
+
+    @staticmethod
+    def _validate_filename(form: UploadForm) -> DistFilename:
+        name, version = form.value("name"), form.value("version")
+        if not form.filename:
+            raise InvalidInput("content file field not found")
+        dist = parse_dist_filename(form.filename)
+        if name:
+            check_project_name(name)
+        if version:
+            parse_version(version)
+        check_matches(dist, name or dist.project, version or str(dist.version))
+        return dist
+
+    def _receive(self, content: BinaryIO, writer: BlobWriter) -> None:
+        limit = self._settings.max_upload_size
+        while chunk := content.read(CHUNK):
+            writer.write(chunk)
+            if writer.size > limit:
+                raise TooLarge(f"file too large: the limit is {limit} bytes")
+        writer.finish()
+
+    @staticmethod
+    def _check_digests(form: UploadForm, path: Path) -> None:
+        sent = {key: form.value(key).lower() for key in _DIGESTS if form.value(key)}
+        if not sent:
+            return
+        hashers = {
+            key: hashlib.blake2b(digest_size=32) if algo == "blake2b" else hashlib.new(algo)
+            for key, algo in _DIGESTS.items() if key in sent
+        }  # fmt: skip
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                for hasher in hashers.values():
+                    hasher.update(chunk)
+        for key, hasher in hashers.items():
+            if not hmac.compare_digest(hasher.hexdigest(), sent[key]):
+                raise InvalidInput(
+                    f"The digest supplied does not match a digest calculated from the"
+                    f" uploaded file ({key})."
+                )
+
+    def _store(
+        self, actor: str | None, record: IndexRecord, dist: DistFilename, writer: BlobWriter,
+        metadata: bytes, fields: dict[str, Any],
+    ) -> UploadOutcome:  # fmt: skip
+        metadata_sha = self._blobs.put_bytes(metadata) if dist.kind == "wheel" else None
+        version_text = str(fields.get("version") or dist.version)
+        with self._db.write("upload", index=record.full_name, file=dist.filename) as conn:
+            existing = store.get_file(conn, record.id, dist.filename)
+            if existing is not None and existing.sha256 == writer.sha256:
+                return UploadOutcome("identical", existing)
+            if existing is not None and not record.volatile:
+                raise Conflict(f"{dist.filename} already exists in non-volatile index")
+            writer.commit()
+            log = [log_entry("upload", actor, dst=record.full_name)]
+            if existing is not None:
+                overwrites = sum(1 for entry in existing.log if entry.get("what") == "overwrite")
+                log.insert(0, log_entry("overwrite", None, count=overwrites + 1))
+                store.delete_files(conn, [existing.id])
+            version = self._ensure_version(conn, record, dist.project, version_text, fields)
+            new = FileRecord(
+                id=0, index_id=record.id, project=dist.project, version=version,
+                filename=dist.filename, kind="releasefile", sha256=writer.sha256,
+                size=writer.size, uploaded_at=time.time(), yanked=None,
+                metadata_sha256=metadata_sha,
+                requires_python=fields.get("requires_python") or None,
+                for_file=None, log=log,
+            )  # fmt: skip
+            file_id = store.insert_file(conn, new)
+        status = "replaced" if existing is not None else "stored"
+        return UploadOutcome(status, dataclasses.replace(new, id=file_id))
+
+    @staticmethod
+    def _ensure_version(
+        conn: Connection, record: IndexRecord, project: str, version: str,
+        fields: Mapping[str, Any],
+    ) -> str:  # fmt: skip
+        """Create the version's metadata record, or update the keys this upload carries."""
+        key = canonicalize_version(version)
+        current = store.get_version(conn, record.id, project, key)
+        if current is None:
+            full = complete_metadata(fields)
+            store.insert_version(conn, record.id, project, version, key, full, time.time())
+            return version
+        merged = dict(current.metadata)
+        merged.update({k: v for k, v in complete_metadata(fields).items() if k in fields})
+        store.update_version_metadata(conn, current.id, merged)
+        return current.version
+

@@ -1,0 +1,150 @@
+"""Content-addressed file storage: blobs/ab/cd/<sha256>, written temp -> fsync -> rename.
+
+A blob becomes visible only once complete and verified; a crash leaves at most a temp file,
+which `remove_temp_files` clears at start-up. Identical content is stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+
+class BlobWriter:
+    """Receives a blob's bytes into a temp file while hashing them."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        fd, name = tempfile.mkstemp(dir=store.temp_dir, prefix="upload-")
+        self._file = os.fdopen(fd, "wb")
+        self.temp_path = Path(name)
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.sha256 = ""
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def finish(self) -> str:
+        """Flush and fsync the temp file; return its sha256 (the blob is not yet stored)."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self.sha256 = self._hash.hexdigest()
+        return self.sha256
+
+    def commit(self) -> str:
+        """Move the finished temp file into place under its hash."""
+        if not self.sha256:
+            self.finish()
+        self._store.adopt(self.temp_path, self.sha256)
+        return self.sha256
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.temp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Whatever was not committed is thrown away.
+        self.abort()
+
+
+class BlobStore:
+    """Blobs on the local file system, addressed by sha256."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.temp_dir = root / "tmp"
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def writer(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def put_bytes(self, data: bytes) -> str:
+        with self.writer() as writer:
+            writer.write(data)
+            return writer.commit()
+
+    def read_bytes(self, sha256: str) -> bytes:
+        return self.path(sha256).read_bytes()
+
+    def adopt(self, temp_path: Path, sha256: str) -> None:
+        """Rename a complete, fsynced temp file into place (or drop it if already stored)."""
+        final = self.path(sha256)
+        if final.exists():
+            temp_path.unlink(missing_ok=True)
+            return
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp_path, final)
+        _fsync_dir(final.parent)
+
+    def delete(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
+    def remove_temp_files(self) -> int:
+        """Clear what interrupted writes left behind; call only when no write is running."""
+        count = 0
+        for leftover in self.temp_dir.iterdir():
+            leftover.unlink(missing_ok=True)
+            count += 1
+        return count
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobRemoval:
+    """Removes blobs no longer referenced, undoably until the surrounding transaction commits.
+
+    Blobs are moved aside while the write lock is held; `finish()` deletes them once the
+    rows are gone for good, `undo()` puts them back if the transaction failed.
+    """
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        self._moved: list[tuple[Path, Path]] = []
+
+    def remove(self, sha256: str) -> None:
+        source = self._store.path(sha256)
+        if not source.exists():
+            return
+        aside = self._store.temp_dir / f"trash-{sha256}"
+        os.replace(source, aside)
+        self._moved.append((aside, source))
+
+    def finish(self) -> None:
+        for aside, _source in self._moved:
+            aside.unlink(missing_ok=True)
+        self._moved.clear()
+
+    def undo(self) -> None:
+        for aside, source in self._moved:
+            os.replace(aside, source)
+        self._moved.clear()

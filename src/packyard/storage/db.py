@@ -1,0 +1,143 @@
+"""Engine set-up, schema migrations, transactions, and the change-serial file.
+
+SQLite runs in WAL mode; writes go through one writer at a time (`BEGIN IMMEDIATE` across
+processes, a lock within one). Every write transaction records one row in `changes`, whose
+serial is then published in a small file so that every worker process can tell, with one
+`pread`, whether anything changed since it cached a page.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, Engine, create_engine, event, insert, pool
+from sqlalchemy.engine import make_url
+
+from packyard.storage import tables
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERIAL_WIDTH = 20
+
+
+class SerialFile:
+    """A fixed-width counter file: written under a lock, never backwards; read with one pread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.exists():
+            self._write_raw(0)
+        self._fd = os.open(path, os.O_RDWR)
+
+    def read(self) -> int:
+        data = os.pread(self._fd, SERIAL_WIDTH, 0)
+        return int(data) if data.strip() else 0
+
+    def publish(self, serial: int) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            if serial > self.read():
+                os.pwrite(self._fd, str(serial).rjust(SERIAL_WIDTH).encode(), 0)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _write_raw(self, serial: int) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(str(serial).rjust(SERIAL_WIDTH).encode())
+        os.replace(tmp, self.path)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class Database:
+    """The metadata database: pooled reads, serialised writes, one change serial per write."""
+
+    def __init__(self, url: str, serial_path: Path) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.engine = self._create_engine()
+        self._write_lock = threading.Lock()
+        self.migrate()
+        self.serial = SerialFile(serial_path)
+        self.serial.publish(self._last_serial())
+
+    def _create_engine(self) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(
+            self.url,
+            poolclass=pool.QueuePool,
+            pool_size=8,
+            max_overflow=16,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (a server dir made by N opens in N+1)."""
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection inside one consistent read transaction."""
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
+    def write(self, what: str, **detail: Any) -> Iterator[Connection]:
+        """One write transaction; it records a change row and publishes the new serial."""
+        with self._write_lock, self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+            with connection.begin():
+                yield connection
+                result = connection.execute(
+                    insert(tables.changes).values(at=time.time(), what=what, detail=detail)
+                )
+                serial = int(result.inserted_primary_key[0])  # type: ignore[index]
+            self.serial.publish(serial)
+
+    def _last_serial(self) -> int:
+        with self.read() as connection:
+            from sqlalchemy import func, select
+
+            value = connection.execute(select(func.max(tables.changes.c.serial))).scalar()
+        return int(value or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.serial.close()
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own handling is wrong).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get("sqlite_begin", "")
+    connection.exec_driver_sql(f"BEGIN {mode}".strip())

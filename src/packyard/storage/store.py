@@ -1,0 +1,226 @@
+"""All SQL: reads and writes of users, indexes, versions and files over a Connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
+
+from packyard.core.models import FileRecord, IndexRecord, User, VersionRecord
+from packyard.storage.tables import files, indexes, settings, users, versions
+
+# --- users -------------------------------------------------------------------------------
+
+
+def _user(row: Row[Any]) -> User:
+    return User(row.name, row.pwhash, row.pwsalt, dict(row.info or {}), row.created, row.modified)
+
+
+def get_user(conn: Connection, name: str) -> User | None:
+    row = conn.execute(select(users).where(users.c.name == name)).first()
+    return _user(row) if row else None
+
+
+def list_users(conn: Connection) -> list[User]:
+    return [_user(row) for row in conn.execute(select(users).order_by(users.c.name))]
+
+
+def insert_user(conn: Connection, user: User) -> None:
+    conn.execute(
+        insert(users).values(
+            name=user.name, pwhash=user.pwhash, pwsalt=user.pwsalt, info=user.info,
+            created=user.created, modified=user.modified,
+        )
+    )  # fmt: skip
+
+
+def update_user(conn: Connection, name: str, **values: Any) -> None:
+    conn.execute(update(users).where(users.c.name == name).values(**values))
+
+
+def delete_user(conn: Connection, name: str) -> None:
+    conn.execute(delete(users).where(users.c.name == name))
+
+
+# --- indexes -----------------------------------------------------------------------------
+
+
+def _index(row: Row[Any]) -> IndexRecord:
+    return IndexRecord(row.id, row.user, row.name, dict(row.config))
+
+
+def list_indexes(conn: Connection) -> list[IndexRecord]:
+    query = select(indexes).order_by(indexes.c.user, indexes.c.name)
+    return [_index(row) for row in conn.execute(query)]
+
+
+def get_index(conn: Connection, user: str, name: str) -> IndexRecord | None:
+    query = select(indexes).where(indexes.c.user == user, indexes.c.name == name)
+    row = conn.execute(query).first()
+    return _index(row) if row else None
+
+
+def insert_index(conn: Connection, user: str, name: str, config: dict[str, Any]) -> int:
+    result = conn.execute(insert(indexes).values(user=user, name=name, config=config))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def update_index_config(conn: Connection, index_id: int, config: dict[str, Any]) -> None:
+    conn.execute(update(indexes).where(indexes.c.id == index_id).values(config=config))
+
+
+def delete_index(conn: Connection, index_id: int) -> None:
+    conn.execute(delete(files).where(files.c.index_id == index_id))
+    conn.execute(delete(versions).where(versions.c.index_id == index_id))
+    conn.execute(delete(indexes).where(indexes.c.id == index_id))
+
+
+# --- versions ----------------------------------------------------------------------------
+
+
+def _version(row: Row[Any]) -> VersionRecord:
+    return VersionRecord(
+        row.id, row.index_id, row.project, row.version, dict(row.metadata), row.created
+    )
+
+
+def project_names(conn: Connection, index_id: int) -> list[str]:
+    query = (
+        select(versions.c.project).where(versions.c.index_id == index_id).distinct()
+        .order_by(versions.c.project)
+    )  # fmt: skip
+    return list(conn.execute(query).scalars())
+
+
+def has_project(conn: Connection, index_id: int, project: str) -> bool:
+    query = select(versions.c.id).where(
+        versions.c.index_id == index_id, versions.c.project == project
+    )
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def list_versions(conn: Connection, index_id: int, project: str) -> list[VersionRecord]:
+    query = select(versions).where(versions.c.index_id == index_id, versions.c.project == project)
+    return [_version(row) for row in conn.execute(query.order_by(versions.c.id))]
+
+
+def get_version(
+    conn: Connection, index_id: int, project: str, version_key: str
+) -> VersionRecord | None:
+    query = select(versions).where(
+        versions.c.index_id == index_id,
+        versions.c.project == project,
+        versions.c.version_key == version_key,
+    )
+    row = conn.execute(query).first()
+    return _version(row) if row else None
+
+
+def insert_version(
+    conn: Connection, index_id: int, project: str, version: str, version_key: str,
+    metadata: dict[str, Any], created: float,
+) -> int:  # fmt: skip
+    result = conn.execute(
+        insert(versions).values(
+            index_id=index_id, project=project, version=version, version_key=version_key,
+            metadata=metadata, created=created,
+        )
+    )  # fmt: skip
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def update_version_metadata(conn: Connection, version_id: int, metadata: dict[str, Any]) -> None:
+    conn.execute(update(versions).where(versions.c.id == version_id).values(metadata=metadata))
+
+
+def delete_version(conn: Connection, index_id: int, project: str, version: str) -> None:
+    conn.execute(
+        delete(files).where(
+            files.c.index_id == index_id, files.c.project == project, files.c.version == version
+        )
+    )
+    conn.execute(
+        delete(versions).where(
+            versions.c.index_id == index_id,
+            versions.c.project == project,
+            versions.c.version == version,
+        )
+    )
+
+
+def delete_project(conn: Connection, index_id: int, project: str) -> None:
+    conn.execute(delete(files).where(files.c.index_id == index_id, files.c.project == project))
+    conn.execute(
+        delete(versions).where(versions.c.index_id == index_id, versions.c.project == project)
+    )
+
+
+# --- files -------------------------------------------------------------------------------
+
+
+def _file(row: Row[Any]) -> FileRecord:
+    return FileRecord(
+        row.id, row.index_id, row.project, row.version, row.filename, row.kind, row.sha256,
+        row.size, row.uploaded_at, row.yanked, row.metadata_sha256, row.requires_python,
+        row.for_file, list(row.log or []),
+    )  # fmt: skip
+
+
+def project_files(conn: Connection, index_id: int, project: str) -> list[FileRecord]:
+    query = select(files).where(files.c.index_id == index_id, files.c.project == project)
+    return [_file(row) for row in conn.execute(query.order_by(files.c.id))]
+
+
+def get_file(conn: Connection, index_id: int, filename: str) -> FileRecord | None:
+    query = select(files).where(files.c.index_id == index_id, files.c.filename == filename)
+    row = conn.execute(query).first()
+    return _file(row) if row else None
+
+
+def insert_file(conn: Connection, record: FileRecord) -> int:
+    values = {
+        key: getattr(record, key)
+        for key in (
+            "index_id", "project", "version", "filename", "kind", "sha256", "size",
+            "uploaded_at", "yanked", "metadata_sha256", "requires_python", "for_file", "log",
+        )
+    }  # fmt: skip
+    result = conn.execute(insert(files).values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def update_file(conn: Connection, file_id: int, **values: Any) -> None:
+    conn.execute(update(files).where(files.c.id == file_id).values(**values))
+
+
+def delete_files(conn: Connection, file_ids: Iterable[int]) -> None:
+    conn.execute(delete(files).where(files.c.id.in_(list(file_ids))))
+
+
+def count_files(conn: Connection, index_id: int, project: str, version: str) -> int:
+    query = select(func.count()).where(
+        files.c.index_id == index_id, files.c.project == project, files.c.version == version
+    )
+    return int(conn.execute(query).scalar() or 0)
+
+
+def referenced_blobs(conn: Connection, candidates: set[str]) -> set[str]:
+    """Those of `candidates` that some file row still points at."""
+    wanted = list(candidates)
+    used = set(conn.execute(select(files.c.sha256).where(files.c.sha256.in_(wanted))).scalars())
+    query = select(files.c.metadata_sha256).where(files.c.metadata_sha256.in_(wanted))
+    used.update(sha for sha in conn.execute(query).scalars() if sha)
+    return used
+
+
+# --- server settings ---------------------------------------------------------------------
+
+
+def get_setting(conn: Connection, key: str) -> Any:
+    return conn.execute(select(settings.c.value).where(settings.c.key == key)).scalar()
+
+
+def put_setting(conn: Connection, key: str, value: Any) -> None:
+    conn.execute(delete(settings).where(settings.c.key == key))
+    conn.execute(insert(settings).values(key=key, value=value))

@@ -1,0 +1,99 @@
+"""The metadata schema. Uniqueness and digest formats are database constraints."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+SHA256_CHECK = "length({col}) = 64"
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("pwhash", Text, nullable=True),
+    Column("pwsalt", Text, nullable=True),
+    # email, title, description, custom_data
+    Column("info", JSON, nullable=False, default=dict),
+    Column("created", String(32), nullable=False),
+    Column("modified", String(32), nullable=True),
+)
+
+indexes = Table(
+    "indexes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user", String(200), ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("config", JSON, nullable=False),
+    UniqueConstraint("user", "name", name="uq_indexes_user_name"),
+)
+
+versions = Table(
+    "versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False),
+    Column("project", String(200), nullable=False),  # PEP 503 normalised
+    Column("version", String(200), nullable=False),  # as first uploaded
+    Column("version_key", String(200), nullable=False),  # canonicalize_version: 1.0 == 1.0.0
+    Column("metadata", JSON, nullable=False),
+    Column("created", Float, nullable=False),
+    UniqueConstraint("index_id", "project", "version_key", name="uq_versions_release"),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False),
+    Column("project", String(200), nullable=False),
+    Column("version", String(200), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("uploaded_at", Float, nullable=False),
+    Column("yanked", Text, nullable=True),  # None: not yanked; "" yanked without reason
+    Column("metadata_sha256", String(64), nullable=True),  # PEP 658 sidecar blob
+    Column("requires_python", Text, nullable=True),
+    Column("for_file", String(255), nullable=True),  # toxresults: the release file's name
+    Column("log", JSON, nullable=False, default=list),
+    UniqueConstraint("index_id", "filename", name="uq_files_index_filename"),
+    CheckConstraint(SHA256_CHECK.format(col="sha256"), name="ck_files_sha256"),
+    CheckConstraint(
+        "kind in ('releasefile', 'doczip', 'toxresult')", name="ck_files_kind"
+    ),
+)
+Index("ix_files_index_project", files.c.index_id, files.c.project)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("serial", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("what", String(64), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+settings = Table(
+    "server_settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+)

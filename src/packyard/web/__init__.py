@@ -1,0 +1,1 @@
+"""HTTP: the Starlette app, devpi's JSON API, the simple API, files and pages."""

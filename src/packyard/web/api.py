@@ -1,0 +1,294 @@
+"""devpi's JSON API: discovery, login, users, indexes, uploads and the JSON views (§2–§11)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from packyard import __version__
+from packyard.core.models import IndexRecord, User
+from packyard.core.names import normalize_project
+from packyard.errors import InvalidInput, NotFound, TooLarge
+from packyard.services import Services
+from packyard.services.uploads import UploadForm
+from packyard.web.auth import current_user
+from packyard.web.responses import REASON_HEADER, api_response
+
+FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
+MAX_FORM_FIELD = 16 * 1024 * 1024
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def base_url(request: Request) -> str:
+    """Absolute URL of the server root, for links in JSON (outside URL wins)."""
+    outside = request.headers.get("x-outside-url") or _services(request).settings.outside_url
+    return (outside or str(request.base_url)).rstrip("/")
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput("Bad request: could not decode json") from exc
+
+
+def _flag(request: Request, name: str) -> bool:
+    return name in request.query_params
+
+
+# --- discovery, login, status --------------------------------------------------------------
+
+
+async def api_discovery(request: Request) -> Response:
+    services = _services(request)
+    root = base_url(request)
+    actor = await current_user(request, services)
+    result: dict[str, Any] = {
+        "login": f"{root}/+login",
+        "authstatus": ["ok", actor, []] if actor else ["noauth", "", []],
+        "features": FEATURES,
+    }
+    if "index" in request.path_params:
+        record = services.indexes.get(request.path_params["user"], request.path_params["index"])
+        result["index"] = f"{root}/{record.full_name}"
+        result["simpleindex"] = f"{root}/{record.full_name}/+simple/"
+        if not record.is_mirror:
+            result["pypisubmit"] = f"{root}/{record.full_name}/"
+    return api_response(result, "apiconfig")
+
+
+async def login(request: Request) -> Response:
+    services = _services(request)
+    body = await json_body(request)
+    if not isinstance(body, dict) or not body.get("user") or "password" not in body:
+        raise InvalidInput("Bad request: no user/password specified")
+    token = await run_in_threadpool(
+        services.accounts.login, str(body["user"]), str(body["password"])
+    )
+    result = {"password": token.token, "expiration": token.expiration}
+    return api_response(result, "proxyauth", message="login successful")
+
+
+async def status(request: Request) -> Response:
+    services = _services(request)
+    result = {
+        "serverdir": str(services.settings.serverdir),
+        "versioninfo": {"packyard": __version__},
+        "serial": services.serial,
+        "role": "MASTER",
+        "host": services.settings.host,
+        "port": services.settings.port,
+        "outside-url": services.settings.outside_url or None,
+    }
+    return api_response(result, "status")
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+def index_config_view(record: IndexRecord) -> dict[str, Any]:
+    return dict(record.config)
+
+
+def user_view(services: Services, user: User) -> dict[str, Any]:
+    view: dict[str, Any] = {"username": user.name, "created": user.created, **user.info}
+    if user.modified:
+        view["modified"] = user.modified
+    view["indexes"] = {r.name: index_config_view(r) for r in services.indexes.of_user(user.name)}
+    return view
+
+
+async def root(request: Request) -> Response:
+    services = _services(request)
+    users = await run_in_threadpool(services.accounts.list)
+    result = {user.name: user_view(services, user) for user in users}
+    return api_response(result, "list:userconfig")
+
+
+async def user_resource(request: Request) -> Response:
+    services = _services(request)
+    name = request.path_params["user"]
+    if name.startswith("+"):
+        raise NotFound(f"no such resource {request.url.path}")
+    actor = await current_user(request, services)
+    accounts = services.accounts
+    if request.method in ("GET", "HEAD"):
+        user = await run_in_threadpool(accounts.get, name)
+        return api_response(user_view(services, user), "userconfig")
+    if request.method == "DELETE":
+        await run_in_threadpool(accounts.delete, actor, name)
+        return api_response(message=f"user '{name}' deleted")
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("Bad request: expected a JSON object")
+    if request.method == "PUT":
+        user = await run_in_threadpool(accounts.create, actor, name, body)
+        return api_response(user_view(services, user), "userconfig", status=201)
+    token = await run_in_threadpool(accounts.modify, actor, name, body)
+    if token is None:
+        return api_response(message="user updated")
+    result = {"password": token.token, "expiration": token.expiration}
+    return api_response(result, "userpassword", message="user updated, new proxy auth")
+
+
+# --- indexes --------------------------------------------------------------------------------
+
+
+async def index_resource(request: Request) -> Response:
+    services = _services(request)
+    user, name = request.path_params["user"], request.path_params["index"]
+    if name.startswith("+"):
+        raise NotFound(f"no such resource {request.url.path}")
+    method = request.method
+    if method == "POST" and request.headers.get("content-type", "").startswith("multipart/"):
+        return await upload(request, user, name)
+    actor = await current_user(request, services)
+    indexes = services.indexes
+    if method in ("GET", "HEAD"):
+        record = indexes.get(user, name)
+        view = index_config_view(record)
+        if not _flag(request, "no_projects"):
+            view["projects"] = await run_in_threadpool(services.packages.own_project_names, record)
+        return api_response(view, "indexconfig")
+    if method == "DELETE":
+        await run_in_threadpool(indexes.delete, actor, user, name)
+        return api_response(message=f"index {user}/{name} deleted", status=201)
+    body = await json_body(request)
+    if method == "PUT":
+        if not isinstance(body, dict):
+            raise InvalidInput("Bad request: expected a JSON object")
+        record = await run_in_threadpool(indexes.create, actor, user, name, body)
+        return api_response(index_config_view(record), "indexconfig")
+    if method == "PATCH":
+        if not isinstance(body, dict | list):
+            raise InvalidInput("Bad request: expected a JSON object or list")
+        noop = _flag(request, "error_on_noop")
+        record = await run_in_threadpool(indexes.modify, actor, user, name, body, noop)
+        return api_response(index_config_view(record), "indexconfig")
+    raise InvalidInput("push is not supported yet")
+
+
+async def upload(request: Request, user: str, index: str) -> Response:
+    """The legacy upload API (twine, uv publish, devpi upload): exactly 200 on success."""
+    services = _services(request)
+    limit = services.settings.max_upload_size
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MAX_FORM_FIELD:
+        raise TooLarge(f"file too large: the limit is {limit} bytes")
+    actor = await current_user(request, services)
+    async with request.form(max_files=2, max_fields=2000, max_part_size=MAX_FORM_FIELD) as form:
+        fields: dict[str, list[str]] = {}
+        upload_form = UploadForm(fields)
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key == "content":
+                    upload_form.filename = value.filename
+                    upload_form.content = value.file
+            elif value:
+                fields.setdefault(key, []).append(value)
+        outcome = await run_in_threadpool(
+            services.uploads.upload, actor, user, index, upload_form
+        )
+    return Response(b"", media_type="text/html", headers={REASON_HEADER: outcome.message})
+
+
+# --- projects, versions, files ----------------------------------------------------------------
+
+
+def _index(request: Request) -> IndexRecord:
+    return _services(request).indexes.get(request.path_params["user"], request.path_params["index"])
+
+
+async def project_resource(request: Request) -> Response:
+    services = _services(request)
+    record = _index(request)
+    project = request.path_params["project"]
+    if project.startswith("+"):
+        raise NotFound(f"no such resource {request.url.path}")
+    normalized = normalize_project(project)
+    if request.method == "DELETE":
+        actor = await current_user(request, services)
+        force = _flag(request, "force")
+        await run_in_threadpool(services.packages.delete_project, actor, record, normalized, force)
+        return api_response(message=f"project {normalized} deleted from stage {record.full_name}")
+    if request.method == "PATCH":
+        return await _yank(request, record, normalized, None)
+    result = await run_in_threadpool(
+        services.packages.project_view, record, normalized, base_url(request),
+        _flag(request, "ignore_bases"),
+    )  # fmt: skip
+    return api_response(result, "projectconfig")
+
+
+async def version_resource(request: Request) -> Response:
+    services = _services(request)
+    record = _index(request)
+    project = normalize_project(request.path_params["project"])
+    version = request.path_params["version"]
+    if request.method == "DELETE":
+        actor = await current_user(request, services)
+        force = _flag(request, "force")
+        await run_in_threadpool(
+            services.packages.delete_version, actor, record, project, version, force
+        )
+        return api_response(message=f"project {project} version '{version}' deleted")
+    if request.method == "PATCH":
+        return await _yank(request, record, project, version)
+    result = await run_in_threadpool(
+        services.packages.version_view, record, project, version, base_url(request),
+        _flag(request, "ignore_bases"),
+    )  # fmt: skip
+    return api_response(result, "versiondata")
+
+
+async def file_resource(request: Request) -> Response:
+    services = _services(request)
+    record = _index(request)
+    relpath = request.path_params["relpath"]
+    actor = await current_user(request, services)
+    if request.method == "DELETE":
+        force = _flag(request, "force")
+        path = await run_in_threadpool(
+            services.packages.delete_file, actor, record, relpath, force
+        )
+        return api_response(message=f"package '{path}' deleted")
+    found = await run_in_threadpool(services.packages.find_file, record, relpath)
+    return await _yank(request, record, found.record.project, None, found.record.filename)
+
+
+async def _yank(
+    request: Request, record: IndexRecord, project: str, version: str | None,
+    filename: str | None = None,
+) -> Response:  # fmt: skip
+    """PATCH {"yanked": true | "reason" | false} on a project, version or file (PEP 592)."""
+    services = _services(request)
+    body = await json_body(request)
+    if not isinstance(body, dict) or "yanked" not in body:
+        raise InvalidInput('expected a JSON object like {"yanked": true} or {"yanked": "reason"}')
+    value = body["yanked"]
+    if value is False or value is None:
+        yanked = None
+    elif value is True:
+        yanked = ""
+    elif isinstance(value, str):
+        yanked = value
+    else:
+        raise InvalidInput("yanked must be true, false or a reason text")
+    actor = await current_user(request, services)
+    count = await run_in_threadpool(
+        services.packages.set_yanked, actor, record, project, version, filename, yanked
+    )
+    what = "yanked" if yanked is not None else "unyanked"
+    return api_response({"files": count, "yanked": yanked}, "yank", message=f"{count} file(s) {what}")

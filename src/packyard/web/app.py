@@ -1,0 +1,125 @@
+"""The application factory: routes, error mapping and the headers every response carries."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from packyard import __version__
+from packyard.config import Settings, load_settings
+from packyard.errors import PackyardError
+from packyard.services import Services, open_services
+from packyard.web import api, files, simple
+from packyard.web.responses import error_response
+
+log = logging.getLogger("packyard.requests")
+
+ANY = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST", "PUSH"]
+
+
+def routes() -> list[Route]:
+    def both(path: str, endpoint: object, methods: list[str]) -> list[Route]:
+        return [
+            Route(path, endpoint, methods=methods),  # type: ignore[arg-type]
+            Route(path + "/", endpoint, methods=methods),  # type: ignore[arg-type]
+        ]
+
+    return [
+        Route("/", api.root, methods=["GET"]),
+        Route("/+api", api.api_discovery, methods=["GET"]),
+        Route("/+login", api.login, methods=["POST"]),
+        Route("/+status", api.status, methods=["GET"]),
+        Route("/{user}/+api", api.api_discovery, methods=["GET"]),
+        Route("/{user}/{index}/+api", api.api_discovery, methods=["GET"]),
+        *both("/{user}/{index}/+simple", simple.project_list, ["GET"]),
+        *both("/{user}/{index}/+simple/{project}", simple.project_page, ["GET"]),
+        Route("/{user}/{index}/+f/{relpath:path}", files.get_file, methods=["GET"]),
+        Route(
+            "/{user}/{index}/+f/{relpath:path}", api.file_resource, methods=["DELETE", "PATCH"]
+        ),
+        *both("/{user}", api.user_resource, ["GET", "PUT", "PATCH", "DELETE"]),
+        *both("/{user}/{index}", api.index_resource, ANY),
+        *both("/{user}/{index}/{project}", api.project_resource, ["GET", "DELETE", "PATCH"]),
+        *both(
+            "/{user}/{index}/{project}/{version}", api.version_resource, ["GET", "DELETE", "PATCH"]
+        ),
+    ]
+
+
+async def domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PackyardError)
+    return error_response(request, exc)
+
+
+class ServerHeaders:
+    """Adds devpi's headers (API version, serial) and logs one line per request."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["X-Devpi-Api-Version"] = "2"
+                headers["X-Devpi-Server-Version"] = __version__
+                headers["X-Devpi-Serial"] = str(self.services.serial)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if self.services.settings.log_requests:
+                elapsed = (time.perf_counter() - started) * 1000
+                log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed)
+
+
+def create_app(services: Services) -> Starlette:
+    """Build the ASGI app around already opened services."""
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        services.close()
+
+    app = Starlette(
+        routes=routes(),
+        exception_handlers={PackyardError: domain_error},
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.jinja = Environment(
+        loader=PackageLoader("packyard.web", "templates"),
+        autoescape=select_autoescape(default=True),
+        auto_reload=False,
+    )
+    app.add_middleware(ServerHeaders, services=services)
+    return app
+
+
+def create_app_from_settings(settings: Settings) -> Starlette:
+    return create_app(open_services(settings))
+
+
+def app_from_environment() -> Starlette:
+    """Factory for worker processes: settings travel in PACKYARD_* variables."""
+    return create_app_from_settings(load_settings())

@@ -1,0 +1,61 @@
+"""Rendered responses kept per change serial, with ETag and a gzip variant."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+from collections.abc import Callable, Hashable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from packyard.services import Services
+
+GZIP_MIN_SIZE = 1024
+
+
+@dataclasses.dataclass
+class CachedBody:
+    body: bytes
+    content_type: str
+    etag: str
+    _gzipped: bytes | None = None
+
+    @classmethod
+    def of(cls, body: bytes, content_type: str) -> CachedBody:
+        return cls(body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+
+    def gzipped(self) -> bytes:
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=6, mtime=0)
+        return self._gzipped
+
+
+def respond(
+    request: Request, cached: CachedBody, cache_control: str, vary: str = "Accept"
+) -> Response:
+    """200 with the body (gzip when accepted), or 304 when the client's ETag matches."""
+    headers = {"ETag": cached.etag, "Cache-Control": cache_control, "Vary": vary}
+    if cached.etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    headers["Vary"] = f"{vary}, Accept-Encoding"
+    body = cached.body
+    if len(body) >= GZIP_MIN_SIZE and "gzip" in request.headers.get("accept-encoding", ""):
+        body = cached.gzipped()
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type=cached.content_type, headers=headers)
+
+
+async def render_cached(
+    services: Services, key: Hashable, render: Callable[[], CachedBody]
+) -> CachedBody:
+    """The cached rendering for `key`, rendered (off the event loop) when missing or stale."""
+    cached = services.pages.get(key)
+    if isinstance(cached, CachedBody):
+        return cached
+    serial = services.pages.current()
+    fresh = await run_in_threadpool(render)
+    services.pages.store(key, fresh, serial)
+    return fresh

@@ -1,0 +1,83 @@
+"""Responses in devpi's JSON envelope, and the one place domain errors become HTTP."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from packyard import errors
+
+# devpi-client shows `message` only when the content type is exactly this (no charset).
+JSON_TYPE = "application/json"
+# A header the server runner turns into the HTTP reason phrase (twine and devpi print it).
+REASON_HEADER = "x-packyard-reason"
+
+STATUS = {
+    errors.InvalidInput: 400,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Gone: 410,
+    errors.TooLarge: 413,
+    errors.UpstreamUnavailable: 502,
+}
+
+
+def status_for(exc: errors.PackyardError) -> int:
+    for kind, status in STATUS.items():
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def api_response(
+    result: Any = None,
+    result_type: str | None = None,
+    message: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """devpi's envelope: {"type", "result", "message"}, indented, with a trailing newline."""
+    body: dict[str, Any] = {}
+    if result_type is not None:
+        body["type"] = result_type
+        body["result"] = result
+    if message is not None:
+        body["message"] = message
+    return json_bytes_response(json.dumps(body, indent=2).encode() + b"\n", status, headers)
+
+
+def json_bytes_response(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(body, status_code=status, media_type=JSON_TYPE, headers=headers)
+
+
+def wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def error_response(request: Request, exc: errors.PackyardError) -> Response:
+    """The one error shape: JSON `{"message"}` for API clients, plain text otherwise.
+
+    The message is also the reason phrase, as devpi and PyPI do for uploads.
+    """
+    status = status_for(exc)
+    headers = {REASON_HEADER: _reason(exc.message)}
+    if isinstance(exc, errors.Unauthenticated):
+        headers["WWW-Authenticate"] = 'Basic realm="pypi"'
+    if wants_json(request):
+        return api_response(message=exc.message, status=status, headers=headers)
+    return Response(
+        exc.message + "\n", status_code=status, media_type="text/plain", headers=headers
+    )
+
+
+def _reason(message: str) -> str:
+    """A reason phrase must be one line of visible ASCII."""
+    line = message.splitlines()[0] if message else ""
+    return "".join(char if 32 <= ord(char) < 127 else "?" for char in line)[:200]

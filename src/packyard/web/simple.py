@@ -1,0 +1,92 @@
+"""The simple repository API: `/USER/INDEX/+simple/` and `/USER/INDEX/+simple/NAME/`."""
+
+from __future__ import annotations
+
+import re
+
+from jinja2 import Environment
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from packyard.core import simple
+from packyard.core.names import normalize_project
+from packyard.services import Services
+from packyard.web.cached import CachedBody, render_cached, respond
+
+# Private indexes change under their users' feet: let clients revalidate (ETag) every time.
+PAGE_CACHE_CONTROL = "max-age=0, must-revalidate"
+_INSTALLER = re.compile(r"^([\w.\-]+\s+)*(distribute|setuptools|pip|pex|uv)/", re.IGNORECASE)
+
+
+def is_installer(request: Request) -> bool:
+    return bool(_INSTALLER.match(request.headers.get("user-agent", "")))
+
+
+def _content_type(request: Request) -> str | Response:
+    try:
+        return simple.negotiate(request.headers.get("accept"), request.query_params.get("format"))
+    except simple.NotAcceptable:
+        offered = ", ".join((simple.JSON_V1, simple.HTML_V1, simple.TEXT_HTML))
+        return Response(
+            f"Not Acceptable: this page is offered as {offered}\n",
+            status_code=406, media_type="text/plain",
+        )  # fmt: skip
+
+
+def _redirect(request: Request, path: str) -> Response:
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(path + query, status_code=301)
+
+
+async def project_list(request: Request) -> Response:
+    services: Services = request.app.state.services
+    jinja: Environment = request.app.state.jinja
+    user, index = request.path_params["user"], request.path_params["index"]
+    content_type = _content_type(request)
+    if isinstance(content_type, Response):
+        return content_type
+    if not request.url.path.endswith("/") and not is_installer(request):
+        return _redirect(request, request.url.path + "/")
+    key = ("simple-list", user, index, content_type)
+
+    def render() -> CachedBody:
+        record = services.indexes.get(user, index)
+        names = services.packages.project_names(record)
+        if simple.is_json(content_type):
+            return CachedBody.of(simple.project_list_json(names), content_type)
+        html = jinja.get_template("simple_index.html").render(
+            index=record.full_name, names=names, api_version=simple.API_VERSION
+        )
+        return CachedBody.of(html.encode(), content_type)
+
+    cached = await render_cached(services, key, render)
+    return respond(request, cached, PAGE_CACHE_CONTROL)
+
+
+async def project_page(request: Request) -> Response:
+    services: Services = request.app.state.services
+    jinja: Environment = request.app.state.jinja
+    user, index = request.path_params["user"], request.path_params["index"]
+    project = request.path_params["project"]
+    content_type = _content_type(request)
+    if isinstance(content_type, Response):
+        return content_type
+    with_slash = request.url.path.endswith("/")
+    normalized = normalize_project(project)
+    if normalized != project or (not with_slash and not is_installer(request)):
+        return _redirect(request, f"/{user}/{index}/+simple/{normalized}/")
+    to_root = "../../../../" if with_slash else "../../../"
+    key = ("simple-project", user, index, project, content_type, to_root)
+
+    def render() -> CachedBody:
+        record = services.indexes.get(user, index)
+        page = services.packages.project_page(record, project)
+        if simple.is_json(content_type):
+            return CachedBody.of(simple.project_page_json(page, to_root), content_type)
+        html = jinja.get_template("simple_project.html").render(
+            page=page, to_root=to_root, api_version=simple.API_VERSION
+        )
+        return CachedBody.of(html.encode(), content_type)
+
+    cached = await render_cached(services, key, render)
+    return respond(request, cached, PAGE_CACHE_CONTROL)
