@@ -13,9 +13,13 @@ from packaging.utils import canonicalize_name
 
 
 def core_metadata(
-    name: str, version: str, requires: list[str] | None = None, summary: str = "",
-    requires_python: str | None = None, description: str = "",
-) -> str:  # fmt: skip
+    name: str,
+    version: str,
+    requires: list[str] | None = None,
+    summary: str = "",
+    requires_python: str | None = None,
+    description: str = "",
+) -> str:
     lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     if summary:
         lines.append(f"Summary: {summary}")
@@ -33,10 +37,15 @@ def _escaped(name: str) -> str:
 
 
 def build_wheel(
-    directory: Path, name: str, version: str, requires: list[str] | None = None,
-    tag: str = "py3-none-any", summary: str = "a test package",
-    requires_python: str | None = None, payload: str = "",
-) -> Path:  # fmt: skip
+    directory: Path,
+    name: str,
+    version: str,
+    requires: list[str] | None = None,
+    tag: str = "py3-none-any",
+    summary: str = "a test package",
+    requires_python: str | None = None,
+    payload: str = "",
+) -> Path:
     """A valid wheel with an importable module named after the project."""
     dist = _escaped(name)
     info = f"{dist}-{version}.dist-info"
@@ -64,9 +73,12 @@ def build_wheel(
 
 
 def build_sdist(
-    directory: Path, name: str, version: str, requires: list[str] | None = None,
+    directory: Path,
+    name: str,
+    version: str,
+    requires: list[str] | None = None,
     summary: str = "a test package",
-) -> Path:  # fmt: skip
+) -> Path:
     """A PEP 625 sdist with PKG-INFO and a setuptools pyproject.toml that pip can build."""
     dist = _escaped(name)
     top = f"{dist}-{version}"

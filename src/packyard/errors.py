@@ -1,15 +1,15 @@
 """The domain error tree; only the web layer maps these to HTTP status codes.
 
-    PackyardError
-     ├── InvalidInput         bad request data (400)
-     ├── Unauthenticated      credentials needed (401)
-     ├── Forbidden            credentials not sufficient (403)
-     ├── NotFound             no such user, index, project, version or file (404)
-     ├── Conflict             exists already / would clash (409)
-     ├── Gone                 was there, is deleted (410)
-     ├── TooLarge             over a configured size limit (413)
-     ├── UpstreamUnavailable  a mirror's upstream failed and nothing cached helps (502)
-     └── ConfigError          bad settings at start-up (not an HTTP error)
+PackyardError
+ ├── InvalidInput         bad request data (400)
+ ├── Unauthenticated      credentials needed (401)
+ ├── Forbidden            credentials not sufficient (403)
+ ├── NotFound             no such user, index, project, version or file (404)
+ ├── Conflict             exists already / would clash (409)
+ ├── Gone                 was there, is deleted (410)
+ ├── TooLarge             over a configured size limit (413)
+ ├── UpstreamUnavailable  a mirror's upstream failed and nothing cached helps (502)
+ └── ConfigError          bad settings at start-up (not an HTTP error)
 """
 
 

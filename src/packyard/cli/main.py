@@ -75,9 +75,7 @@ def init(
 @click.option("--outside-url", help="Absolute URL clients reach the server at.")
 @click.option("--root-passwd", help="Root password, if this start initializes the server dir.")
 @click.option("--no-root-pypi", is_flag=True, help="When initializing: no root/pypi mirror.")
-def serve(
-    root_passwd: str | None, no_root_pypi: bool, **flags: Any
-) -> None:
+def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
     """Run the server; a missing or empty server dir is initialized first."""
     settings = _settings(**flags)
     services = open_services(settings)

@@ -61,9 +61,7 @@ def parse_dist_filename(filename: str) -> DistFilename:
             return DistFilename(filename, str(name), version, "sdist")
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
         raise InvalidInput(f"{filename!r} is not a valid distribution filename: {exc}") from exc
-    raise InvalidInput(
-        f"{filename!r} is not a valid archive name: use .whl, .tar.gz or .zip"
-    )
+    raise InvalidInput(f"{filename!r} is not a valid archive name: use .whl, .tar.gz or .zip")
 
 
 def parse_version(text: str) -> Version:
@@ -88,18 +86,56 @@ def check_matches(dist: DistFilename, name: str, version: str) -> None:
 
 # devpi's stored metadata keys (devpi-protocol.md §9.5) and which of them are lists.
 METADATA_KEYS = (
-    "name", "version", "metadata_version", "summary", "home_page", "author", "author_email",
-    "maintainer", "maintainer_email", "license", "description", "keywords", "platform",
-    "classifiers", "download_url", "supported_platform", "comment", "provides", "requires",
-    "obsoletes", "project_urls", "provides_dist", "obsoletes_dist", "requires_dist",
-    "requires_external", "requires_python", "description_content_type", "provides_extras",
-    "dynamic", "license_expression", "license_file",
-)  # fmt: skip
-LIST_KEYS = frozenset({
-    "platform", "classifiers", "supported_platform", "provides", "requires", "obsoletes",
-    "project_urls", "provides_dist", "obsoletes_dist", "requires_dist", "requires_external",
-    "provides_extras", "dynamic", "license_file",
-})  # fmt: skip
+    "name",
+    "version",
+    "metadata_version",
+    "summary",
+    "home_page",
+    "author",
+    "author_email",
+    "maintainer",
+    "maintainer_email",
+    "license",
+    "description",
+    "keywords",
+    "platform",
+    "classifiers",
+    "download_url",
+    "supported_platform",
+    "comment",
+    "provides",
+    "requires",
+    "obsoletes",
+    "project_urls",
+    "provides_dist",
+    "obsoletes_dist",
+    "requires_dist",
+    "requires_external",
+    "requires_python",
+    "description_content_type",
+    "provides_extras",
+    "dynamic",
+    "license_expression",
+    "license_file",
+)
+LIST_KEYS = frozenset(
+    {
+        "platform",
+        "classifiers",
+        "supported_platform",
+        "provides",
+        "requires",
+        "obsoletes",
+        "project_urls",
+        "provides_dist",
+        "obsoletes_dist",
+        "requires_dist",
+        "requires_external",
+        "provides_extras",
+        "dynamic",
+        "license_file",
+    }
+)
 # Where packaging's RawMetadata field names differ from devpi's.
 _RAW_TO_DEVPI = {
     "platforms": "platform",

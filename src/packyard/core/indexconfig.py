@@ -15,21 +15,41 @@ INHERITANCE_MODES = ("intersection", "union")
 
 COMMON_KEYS = frozenset({"type", "volatile", "title", "description", "custom_data"})
 STAGE_KEYS = COMMON_KEYS | {
-    "bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist",
+    "bases",
+    "acl_upload",
+    "acl_toxresult_upload",
+    "mirror_whitelist",
     "mirror_whitelist_inheritance",
-}  # fmt: skip
+}
 MIRROR_KEYS = COMMON_KEYS | {
-    "mirror_url", "mirror_cache_expiry", "mirror_web_url_fmt", "mirror_no_project_list",
-    "mirror_use_external_urls", "mirror_ignore_serial_header", "mirror_provides_core_metadata",
-}  # fmt: skip
+    "mirror_url",
+    "mirror_cache_expiry",
+    "mirror_web_url_fmt",
+    "mirror_no_project_list",
+    "mirror_use_external_urls",
+    "mirror_ignore_serial_header",
+    "mirror_provides_core_metadata",
+}
 # Keys mirrors silently drop (old exports carry them).
-MIRROR_DROPPED = frozenset({"bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist",
-                            "mirror_whitelist_inheritance"})  # fmt: skip
+MIRROR_DROPPED = frozenset(
+    {
+        "bases",
+        "acl_upload",
+        "acl_toxresult_upload",
+        "mirror_whitelist",
+        "mirror_whitelist_inheritance",
+    }
+)
 LIST_KEYS = frozenset({"bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist"})
-BOOL_KEYS = frozenset({
-    "volatile", "mirror_no_project_list", "mirror_use_external_urls",
-    "mirror_ignore_serial_header", "mirror_provides_core_metadata",
-})  # fmt: skip
+BOOL_KEYS = frozenset(
+    {
+        "volatile",
+        "mirror_no_project_list",
+        "mirror_use_external_urls",
+        "mirror_ignore_serial_header",
+        "mirror_provides_core_metadata",
+    }
+)
 # Read-only keys clients echo back in full-dict PATCH bodies.
 OUTPUT_ONLY = frozenset({"projects"})
 
@@ -105,7 +125,9 @@ def apply_operations(
 def _split_operation(operation: str) -> tuple[str, str, str]:
     key, sep, value = operation.partition("=")
     if not sep or not key:
-        raise InvalidInput(f"invalid setting {operation!r}: use key=value, key+=value or key-=value")
+        raise InvalidInput(
+            f"invalid setting {operation!r}: use key=value, key+=value or key-=value"
+        )
     if key.endswith(("+", "-")):
         return key[:-1], key[-1] + "=", value
     return key, "=", value
@@ -114,8 +136,11 @@ def _split_operation(operation: str) -> tuple[str, str, str]:
 def normalize_values(index_type: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """Normalise values that may arrive as strings (`volatile=True`, `bases=a/b,c/d`)."""
     allowed = STAGE_KEYS if index_type == STAGE else MIRROR_KEYS
-    unknown = [key for key in given if key not in allowed and not (
-        index_type == MIRROR and key in MIRROR_DROPPED)]
+    unknown = [
+        key
+        for key in given
+        if key not in allowed and not (index_type == MIRROR and key in MIRROR_DROPPED)
+    ]
     if unknown:
         pairs = ", ".join(f"{key}={given[key]}" for key in unknown)
         raise InvalidInput(f"indexconfig got unexpected keyword arguments: {pairs}")

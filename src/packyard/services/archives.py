@@ -27,13 +27,13 @@ def read_core_metadata(path: Path, dist: DistFilename) -> bytes:
 def _wheel_metadata(path: Path, dist: DistFilename) -> bytes:
     with zipfile.ZipFile(path) as archive:
         candidates = [
-            name for name in archive.namelist()
+            name
+            for name in archive.namelist()
             if _depth(name) == 2 and name.endswith(".dist-info/METADATA")
-        ]  # fmt: skip
+        ]
         if len(candidates) != 1:
             raise InvalidInput(
-                f"Wheel {dist.filename!r} does not contain exactly one"
-                " *.dist-info/METADATA file"
+                f"Wheel {dist.filename!r} does not contain exactly one *.dist-info/METADATA file"
             )
         return _read_zip_member(archive, candidates[0], dist)
 

@@ -67,9 +67,13 @@ class Indexes:
             store.insert_index(conn, user, name, config)
 
     def modify(
-        self, actor: str | None, user: str, name: str, changes: Mapping[str, Any] | list[str],
+        self,
+        actor: str | None,
+        user: str,
+        name: str,
+        changes: Mapping[str, Any] | list[str],
         error_on_noop: bool = False,
-    ) -> IndexRecord:  # fmt: skip
+    ) -> IndexRecord:
         """Apply a full/partial config dict or devpi's list of `k=v`, `k+=v`, `k-=v`."""
         record = self.get(user, name)
         if not acl.may_manage_index(actor, user, self._settings.restrict_modify):
@@ -77,9 +81,10 @@ class Indexes:
         if isinstance(changes, list):
             config = indexconfig.apply_operations(record.config, changes, user)
         else:
-            if changes.get("type") == "indexconfig" and isinstance(changes.get("result"), dict):
-                changes = changes["result"]
-            config = indexconfig.updated_config(record.config, changes)
+            wrapped = changes.get("type") == "indexconfig" and isinstance(changes.get("result"), dict)
+            config = indexconfig.updated_config(
+                record.config, changes["result"] if wrapped else changes
+            )
         if error_on_noop and config == record.config:
             raise InvalidInput("The requested modifications resulted in no changes")
         with self._db.write("index-modify", index=record.full_name) as conn:

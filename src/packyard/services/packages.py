@@ -66,9 +66,11 @@ class Packages:
                 return not item.is_mirror and store.has_project(conn, item.id, project)
 
             found = inheritance.contributing_indexes(
-                project, [item.full_name for item in order],
-                {name: item.config for name, item in by_name.items()}, has_project,
-            )  # fmt: skip
+                project,
+                [item.full_name for item in order],
+                {name: item.config for name, item in by_name.items()},
+                has_project,
+            )
         return [by_name[name] for name in found.indexes]
 
     def project_names(self, record: IndexRecord) -> list[str]:
@@ -123,9 +125,13 @@ class Packages:
         return result
 
     def version_view(
-        self, record: IndexRecord, project: str, version: str, base_url: str,
+        self,
+        record: IndexRecord,
+        project: str,
+        version: str,
+        base_url: str,
         ignore_bases: bool = False,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         versions = self.project_view(record, project, base_url, ignore_bases)
         key = canonicalize_version(version)
         for text, data in versions.items():
@@ -257,9 +263,14 @@ class Packages:
     # --- yanking -------------------------------------------------------------------------------
 
     def set_yanked(
-        self, actor: str | None, record: IndexRecord, project: str, version: str | None,
-        filename: str | None, yanked: str | None,
-    ) -> int:  # fmt: skip
+        self,
+        actor: str | None,
+        record: IndexRecord,
+        project: str,
+        version: str | None,
+        filename: str | None,
+        yanked: str | None,
+    ) -> int:
         """Yank (reason text, '' for none) or unyank (None) a release or one file (PEP 592)."""
         if actor is None:
             raise Unauthenticated("authentication required to yank")
@@ -267,11 +278,15 @@ class Packages:
             raise Forbidden(f"no permission to yank on {record.full_name}")
         with self._db.write("yank", index=record.full_name, project=project) as conn:
             targets = [
-                f for f in store.project_files(conn, record.id, project)
+                f
+                for f in store.project_files(conn, record.id, project)
                 if f.kind == "releasefile"
-                and (version is None or canonicalize_version(f.version) == canonicalize_version(version))
+                and (
+                    version is None
+                    or canonicalize_version(f.version) == canonicalize_version(version)
+                )
                 and (filename is None or f.filename == filename)
-            ]  # fmt: skip
+            ]
             if not targets:
                 raise NotFound(f"no matching release files of {project} on {record.full_name}")
             for file in targets:

@@ -140,8 +140,9 @@ class Uploads:
             return
         hashers = {
             key: hashlib.blake2b(digest_size=32) if algo == "blake2b" else hashlib.new(algo)
-            for key, algo in _DIGESTS.items() if key in sent
-        }  # fmt: skip
+            for key, algo in _DIGESTS.items()
+            if key in sent
+        }
         with path.open("rb") as handle:
             while chunk := handle.read(CHUNK):
                 for hasher in hashers.values():
@@ -154,9 +155,14 @@ class Uploads:
                 )
 
     def _store(
-        self, actor: str | None, record: IndexRecord, dist: DistFilename, writer: BlobWriter,
-        metadata: bytes, fields: dict[str, Any],
-    ) -> UploadOutcome:  # fmt: skip
+        self,
+        actor: str | None,
+        record: IndexRecord,
+        dist: DistFilename,
+        writer: BlobWriter,
+        metadata: bytes,
+        fields: dict[str, Any],
+    ) -> UploadOutcome:
         metadata_sha = self._blobs.put_bytes(metadata) if dist.kind == "wheel" else None
         version_text = str(fields.get("version") or dist.version)
         with self._db.write("upload", index=record.full_name, file=dist.filename) as conn:
@@ -173,22 +179,33 @@ class Uploads:
                 store.delete_files(conn, [existing.id])
             version = self._ensure_version(conn, record, dist.project, version_text, fields)
             new = FileRecord(
-                id=0, index_id=record.id, project=dist.project, version=version,
-                filename=dist.filename, kind="releasefile", sha256=writer.sha256,
-                size=writer.size, uploaded_at=time.time(), yanked=None,
+                id=0,
+                index_id=record.id,
+                project=dist.project,
+                version=version,
+                filename=dist.filename,
+                kind="releasefile",
+                sha256=writer.sha256,
+                size=writer.size,
+                uploaded_at=time.time(),
+                yanked=None,
                 metadata_sha256=metadata_sha,
                 requires_python=fields.get("requires_python") or None,
-                for_file=None, log=log,
-            )  # fmt: skip
+                for_file=None,
+                log=log,
+            )
             file_id = store.insert_file(conn, new)
         status = "replaced" if existing is not None else "stored"
         return UploadOutcome(status, dataclasses.replace(new, id=file_id))
 
     @staticmethod
     def _ensure_version(
-        conn: Connection, record: IndexRecord, project: str, version: str,
+        conn: Connection,
+        record: IndexRecord,
+        project: str,
+        version: str,
         fields: Mapping[str, Any],
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Create the version's metadata record, or update the keys this upload carries."""
         key = canonicalize_version(version)
         current = store.get_version(conn, record.id, project, key)
@@ -200,4 +217,3 @@ class Uploads:
         merged.update({k: v for k, v in complete_metadata(fields).items() if k in fields})
         store.update_version_metadata(conn, current.id, merged)
         return current.version
-

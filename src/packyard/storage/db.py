@@ -9,6 +9,7 @@ serial is then published in a small file so that every worker process can tell, 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -19,10 +20,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, insert, pool
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, pool, select
 from sqlalchemy.engine import make_url
 
 from packyard.storage import tables
+
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERIAL_WIDTH = 20
@@ -55,7 +58,9 @@ class SerialFile:
         os.replace(tmp, self.path)
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class Database:
@@ -63,6 +68,8 @@ class Database:
 
     def __init__(self, url: str, serial_path: Path) -> None:
         self.url = make_url(url)
+        if self.url.drivername == "postgresql":
+            self.url = self.url.set(drivername="postgresql+psycopg")
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = self._create_engine()
         self._write_lock = threading.Lock()
@@ -117,8 +124,6 @@ class Database:
 
     def _last_serial(self) -> int:
         with self.read() as connection:
-            from sqlalchemy import func, select
-
             value = connection.execute(select(func.max(tables.changes.c.serial))).scalar()
         return int(value or 0)
 

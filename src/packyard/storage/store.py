@@ -29,10 +29,14 @@ def list_users(conn: Connection) -> list[User]:
 def insert_user(conn: Connection, user: User) -> None:
     conn.execute(
         insert(users).values(
-            name=user.name, pwhash=user.pwhash, pwsalt=user.pwsalt, info=user.info,
-            created=user.created, modified=user.modified,
+            name=user.name,
+            pwhash=user.pwhash,
+            pwsalt=user.pwsalt,
+            info=user.info,
+            created=user.created,
+            modified=user.modified,
         )
-    )  # fmt: skip
+    )
 
 
 def update_user(conn: Connection, name: str, **values: Any) -> None:
@@ -87,9 +91,11 @@ def _version(row: Row[Any]) -> VersionRecord:
 
 def project_names(conn: Connection, index_id: int) -> list[str]:
     query = (
-        select(versions.c.project).where(versions.c.index_id == index_id).distinct()
+        select(versions.c.project)
+        .where(versions.c.index_id == index_id)
+        .distinct()
         .order_by(versions.c.project)
-    )  # fmt: skip
+    )
     return list(conn.execute(query).scalars())
 
 
@@ -118,15 +124,24 @@ def get_version(
 
 
 def insert_version(
-    conn: Connection, index_id: int, project: str, version: str, version_key: str,
-    metadata: dict[str, Any], created: float,
-) -> int:  # fmt: skip
+    conn: Connection,
+    index_id: int,
+    project: str,
+    version: str,
+    version_key: str,
+    metadata: dict[str, Any],
+    created: float,
+) -> int:
     result = conn.execute(
         insert(versions).values(
-            index_id=index_id, project=project, version=version, version_key=version_key,
-            metadata=metadata, created=created,
+            index_id=index_id,
+            project=project,
+            version=version,
+            version_key=version_key,
+            metadata=metadata,
+            created=created,
         )
-    )  # fmt: skip
+    )
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
@@ -161,10 +176,21 @@ def delete_project(conn: Connection, index_id: int, project: str) -> None:
 
 def _file(row: Row[Any]) -> FileRecord:
     return FileRecord(
-        row.id, row.index_id, row.project, row.version, row.filename, row.kind, row.sha256,
-        row.size, row.uploaded_at, row.yanked, row.metadata_sha256, row.requires_python,
-        row.for_file, list(row.log or []),
-    )  # fmt: skip
+        row.id,
+        row.index_id,
+        row.project,
+        row.version,
+        row.filename,
+        row.kind,
+        row.sha256,
+        row.size,
+        row.uploaded_at,
+        row.yanked,
+        row.metadata_sha256,
+        row.requires_python,
+        row.for_file,
+        list(row.log or []),
+    )
 
 
 def project_files(conn: Connection, index_id: int, project: str) -> list[FileRecord]:
@@ -182,10 +208,21 @@ def insert_file(conn: Connection, record: FileRecord) -> int:
     values = {
         key: getattr(record, key)
         for key in (
-            "index_id", "project", "version", "filename", "kind", "sha256", "size",
-            "uploaded_at", "yanked", "metadata_sha256", "requires_python", "for_file", "log",
+            "index_id",
+            "project",
+            "version",
+            "filename",
+            "kind",
+            "sha256",
+            "size",
+            "uploaded_at",
+            "yanked",
+            "metadata_sha256",
+            "requires_python",
+            "for_file",
+            "log",
         )
-    }  # fmt: skip
+    }
     result = conn.execute(insert(files).values(**values))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 

@@ -76,9 +76,7 @@ files = Table(
     Column("log", JSON, nullable=False, default=list),
     UniqueConstraint("index_id", "filename", name="uq_files_index_filename"),
     CheckConstraint(SHA256_CHECK.format(col="sha256"), name="ck_files_sha256"),
-    CheckConstraint(
-        "kind in ('releasefile', 'doczip', 'toxresult')", name="ck_files_kind"
-    ),
+    CheckConstraint("kind in ('releasefile', 'doczip', 'toxresult')", name="ck_files_kind"),
 )
 Index("ix_files_index_project", files.c.index_id, files.c.project)
 

@@ -1,4 +1,4 @@
-"""devpi's JSON API: discovery, login, users, indexes, uploads and the JSON views (§2–§11)."""
+"""devpi's JSON API: discovery, login, users, indexes, uploads, JSON views (protocol 2-11)."""
 
 from __future__ import annotations
 
@@ -198,9 +198,7 @@ async def upload(request: Request, user: str, index: str) -> Response:
                     upload_form.content = value.file
             elif value:
                 fields.setdefault(key, []).append(value)
-        outcome = await run_in_threadpool(
-            services.uploads.upload, actor, user, index, upload_form
-        )
+        outcome = await run_in_threadpool(services.uploads.upload, actor, user, index, upload_form)
     return Response(b"", media_type="text/html", headers={REASON_HEADER: outcome.message})
 
 
@@ -226,9 +224,12 @@ async def project_resource(request: Request) -> Response:
     if request.method == "PATCH":
         return await _yank(request, record, normalized, None)
     result = await run_in_threadpool(
-        services.packages.project_view, record, normalized, base_url(request),
+        services.packages.project_view,
+        record,
+        normalized,
+        base_url(request),
         _flag(request, "ignore_bases"),
-    )  # fmt: skip
+    )
     return api_response(result, "projectconfig")
 
 
@@ -247,9 +248,13 @@ async def version_resource(request: Request) -> Response:
     if request.method == "PATCH":
         return await _yank(request, record, project, version)
     result = await run_in_threadpool(
-        services.packages.version_view, record, project, version, base_url(request),
+        services.packages.version_view,
+        record,
+        project,
+        version,
+        base_url(request),
         _flag(request, "ignore_bases"),
-    )  # fmt: skip
+    )
     return api_response(result, "versiondata")
 
 
@@ -260,18 +265,19 @@ async def file_resource(request: Request) -> Response:
     actor = await current_user(request, services)
     if request.method == "DELETE":
         force = _flag(request, "force")
-        path = await run_in_threadpool(
-            services.packages.delete_file, actor, record, relpath, force
-        )
+        path = await run_in_threadpool(services.packages.delete_file, actor, record, relpath, force)
         return api_response(message=f"package '{path}' deleted")
     found = await run_in_threadpool(services.packages.find_file, record, relpath)
     return await _yank(request, record, found.record.project, None, found.record.filename)
 
 
 async def _yank(
-    request: Request, record: IndexRecord, project: str, version: str | None,
+    request: Request,
+    record: IndexRecord,
+    project: str,
+    version: str | None,
     filename: str | None = None,
-) -> Response:  # fmt: skip
+) -> Response:
     """PATCH {"yanked": true | "reason" | false} on a project, version or file (PEP 592)."""
     services = _services(request)
     body = await json_body(request)
@@ -291,4 +297,6 @@ async def _yank(
         services.packages.set_yanked, actor, record, project, version, filename, yanked
     )
     what = "yanked" if yanked is not None else "unyanked"
-    return api_response({"files": count, "yanked": yanked}, "yank", message=f"{count} file(s) {what}")
+    return api_response(
+        {"files": count, "yanked": yanked}, "yank", message=f"{count} file(s) {what}"
+    )

@@ -44,9 +44,7 @@ def routes() -> list[Route]:
         *both("/{user}/{index}/+simple", simple.project_list, ["GET"]),
         *both("/{user}/{index}/+simple/{project}", simple.project_page, ["GET"]),
         Route("/{user}/{index}/+f/{relpath:path}", files.get_file, methods=["GET"]),
-        Route(
-            "/{user}/{index}/+f/{relpath:path}", api.file_resource, methods=["DELETE", "PATCH"]
-        ),
+        Route("/{user}/{index}/+f/{relpath:path}", api.file_resource, methods=["DELETE", "PATCH"]),
         *both("/{user}", api.user_resource, ["GET", "PUT", "PATCH", "DELETE"]),
         *both("/{user}/{index}", api.index_resource, ANY),
         *both("/{user}/{index}/{project}", api.project_resource, ["GET", "DELETE", "PATCH"]),

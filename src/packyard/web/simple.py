@@ -29,8 +29,9 @@ def _content_type(request: Request) -> str | Response:
         offered = ", ".join((simple.JSON_V1, simple.HTML_V1, simple.TEXT_HTML))
         return Response(
             f"Not Acceptable: this page is offered as {offered}\n",
-            status_code=406, media_type="text/plain",
-        )  # fmt: skip
+            status_code=406,
+            media_type="text/plain",
+        )
 
 
 def _redirect(request: Request, path: str) -> Response:

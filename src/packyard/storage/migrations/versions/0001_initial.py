@@ -27,7 +27,9 @@ def upgrade() -> None:
         "indexes",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column(
-            "user", sa.String(200), sa.ForeignKey("users.name", ondelete="CASCADE"),
+            "user",
+            sa.String(200),
+            sa.ForeignKey("users.name", ondelete="CASCADE"),
             nullable=False,
         ),
         sa.Column("name", sa.String(200), nullable=False),
@@ -38,7 +40,9 @@ def upgrade() -> None:
         "versions",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column(
-            "index_id", sa.Integer, sa.ForeignKey("indexes.id", ondelete="CASCADE"),
+            "index_id",
+            sa.Integer,
+            sa.ForeignKey("indexes.id", ondelete="CASCADE"),
             nullable=False,
         ),
         sa.Column("project", sa.String(200), nullable=False),
@@ -52,7 +56,9 @@ def upgrade() -> None:
         "files",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column(
-            "index_id", sa.Integer, sa.ForeignKey("indexes.id", ondelete="CASCADE"),
+            "index_id",
+            sa.Integer,
+            sa.ForeignKey("indexes.id", ondelete="CASCADE"),
             nullable=False,
         ),
         sa.Column("project", sa.String(200), nullable=False),

@@ -1,0 +1,1 @@
+"""The client library: talks HTTP to a packyard (or devpi) server, never imports server code."""
