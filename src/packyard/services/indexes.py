@@ -31,8 +31,14 @@ class Indexes:
         with self._db.read() as conn:
             return {record.full_name: record for record in store.list_indexes(conn)}
 
-    def get(self, user: str, name: str) -> IndexRecord:
-        record = self.all().get(f"{user}/{name}")
+    def fresh(self) -> dict[str, IndexRecord] | None:
+        """The snapshot if it is current, without touching the database (for the event loop)."""
+        return self._snapshot.get("all")
+
+    def get(
+        self, user: str, name: str, snapshot: dict[str, IndexRecord] | None = None
+    ) -> IndexRecord:
+        record = (snapshot if snapshot is not None else self.all()).get(f"{user}/{name}")
         if record is None:
             raise NotFound(f"The stage {user}/{name} could not be found.")
         return record
@@ -81,10 +87,11 @@ class Indexes:
         if isinstance(changes, list):
             config = indexconfig.apply_operations(record.config, changes, user)
         else:
-            wrapped = changes.get("type") == "indexconfig" and isinstance(changes.get("result"), dict)
-            config = indexconfig.updated_config(
-                record.config, changes["result"] if wrapped else changes
-            )
+            # Old clients send the whole envelope back: {"type": "indexconfig", "result": {...}}.
+            body: Mapping[str, Any] = changes
+            if body.get("type") == "indexconfig" and isinstance(body.get("result"), dict):
+                body = body["result"]
+            config = indexconfig.updated_config(record.config, body)
         if error_on_noop and config == record.config:
             raise InvalidInput("The requested modifications resulted in no changes")
         with self._db.write("index-modify", index=record.full_name) as conn:

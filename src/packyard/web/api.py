@@ -17,20 +17,16 @@ from packyard.errors import InvalidInput, NotFound, TooLarge
 from packyard.services import Services
 from packyard.services.uploads import UploadForm
 from packyard.web.auth import current_user
+from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import REASON_HEADER, api_response
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
 MAX_FORM_FIELD = 16 * 1024 * 1024
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 def base_url(request: Request) -> str:
     """Absolute URL of the server root, for links in JSON (outside URL wins)."""
-    outside = request.headers.get("x-outside-url") or _services(request).settings.outside_url
+    outside = request.headers.get("x-outside-url") or services_of(request).settings.outside_url
     return (outside or str(request.base_url)).rstrip("/")
 
 
@@ -52,7 +48,7 @@ def _flag(request: Request, name: str) -> bool:
 
 
 async def api_discovery(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     root = base_url(request)
     actor = await current_user(request, services)
     result: dict[str, Any] = {
@@ -61,7 +57,7 @@ async def api_discovery(request: Request) -> Response:
         "features": FEATURES,
     }
     if "index" in request.path_params:
-        record = services.indexes.get(request.path_params["user"], request.path_params["index"])
+        record = await request_index(request)
         result["index"] = f"{root}/{record.full_name}"
         result["simpleindex"] = f"{root}/{record.full_name}/+simple/"
         if not record.is_mirror:
@@ -70,7 +66,7 @@ async def api_discovery(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     body = await json_body(request)
     if not isinstance(body, dict) or not body.get("user") or "password" not in body:
         raise InvalidInput("Bad request: no user/password specified")
@@ -82,7 +78,7 @@ async def login(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     result = {
         "serverdir": str(services.settings.serverdir),
         "versioninfo": {"packyard": __version__},
@@ -111,22 +107,24 @@ def user_view(services: Services, user: User) -> dict[str, Any]:
 
 
 async def root(request: Request) -> Response:
-    services = _services(request)
-    users = await run_in_threadpool(services.accounts.list)
-    result = {user.name: user_view(services, user) for user in users}
-    return api_response(result, "list:userconfig")
+    services = services_of(request)
+
+    def all_users() -> dict[str, Any]:
+        return {user.name: user_view(services, user) for user in services.accounts.list()}
+
+    return api_response(await run_in_threadpool(all_users), "list:userconfig")
 
 
 async def user_resource(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     name = request.path_params["user"]
     if name.startswith("+"):
         raise NotFound(f"no such resource {request.url.path}")
     actor = await current_user(request, services)
     accounts = services.accounts
     if request.method in ("GET", "HEAD"):
-        user = await run_in_threadpool(accounts.get, name)
-        return api_response(user_view(services, user), "userconfig")
+        view = await run_in_threadpool(lambda: user_view(services, accounts.get(name)))
+        return api_response(view, "userconfig")
     if request.method == "DELETE":
         await run_in_threadpool(accounts.delete, actor, name)
         return api_response(message=f"user '{name}' deleted")
@@ -147,7 +145,7 @@ async def user_resource(request: Request) -> Response:
 
 
 async def index_resource(request: Request) -> Response:
-    services = _services(request)
+    services = services_of(request)
     user, name = request.path_params["user"], request.path_params["index"]
     if name.startswith("+"):
         raise NotFound(f"no such resource {request.url.path}")
@@ -157,7 +155,7 @@ async def index_resource(request: Request) -> Response:
     actor = await current_user(request, services)
     indexes = services.indexes
     if method in ("GET", "HEAD"):
-        record = indexes.get(user, name)
+        record = await request_index(request)
         view = index_config_view(record)
         if not _flag(request, "no_projects"):
             view["projects"] = await run_in_threadpool(services.packages.own_project_names, record)
@@ -182,7 +180,7 @@ async def index_resource(request: Request) -> Response:
 
 async def upload(request: Request, user: str, index: str) -> Response:
     """The legacy upload API (twine, uv publish, devpi upload): exactly 200 on success."""
-    services = _services(request)
+    services = services_of(request)
     limit = services.settings.max_upload_size
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + MAX_FORM_FIELD:
@@ -205,13 +203,9 @@ async def upload(request: Request, user: str, index: str) -> Response:
 # --- projects, versions, files ----------------------------------------------------------------
 
 
-def _index(request: Request) -> IndexRecord:
-    return _services(request).indexes.get(request.path_params["user"], request.path_params["index"])
-
-
 async def project_resource(request: Request) -> Response:
-    services = _services(request)
-    record = _index(request)
+    services = services_of(request)
+    record = await request_index(request)
     project = request.path_params["project"]
     if project.startswith("+"):
         raise NotFound(f"no such resource {request.url.path}")
@@ -234,8 +228,8 @@ async def project_resource(request: Request) -> Response:
 
 
 async def version_resource(request: Request) -> Response:
-    services = _services(request)
-    record = _index(request)
+    services = services_of(request)
+    record = await request_index(request)
     project = normalize_project(request.path_params["project"])
     version = request.path_params["version"]
     if request.method == "DELETE":
@@ -259,8 +253,8 @@ async def version_resource(request: Request) -> Response:
 
 
 async def file_resource(request: Request) -> Response:
-    services = _services(request)
-    record = _index(request)
+    services = services_of(request)
+    record = await request_index(request)
     relpath = request.path_params["relpath"]
     actor = await current_user(request, services)
     if request.method == "DELETE":
@@ -279,7 +273,7 @@ async def _yank(
     filename: str | None = None,
 ) -> Response:
     """PATCH {"yanked": true | "reason" | false} on a project, version or file (PEP 592)."""
-    services = _services(request)
+    services = services_of(request)
     body = await json_body(request)
     if not isinstance(body, dict) or "yanked" not in body:
         raise InvalidInput('expected a JSON object like {"yanked": true} or {"yanked": "reason"}')

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from packyard.core.dists import http_date
-from packyard.services import Services
+from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import api_response, wants_json
 
 FILE_CACHE_CONTROL = "max-age=365000000, immutable, public"
@@ -20,13 +20,13 @@ def _media_type(filename: str) -> str:
         return "application/octet-stream"
     guessed, encoding = mimetypes.guess_type(filename)
     if encoding == "gzip":
-        return "application/x-tar"
+        return "application/gzip"  # the bytes are gzip; no Content-Encoding, clients keep them
     return guessed or "application/octet-stream"
 
 
 async def get_file(request: Request) -> Response:
-    services: Services = request.app.state.services
-    record = services.indexes.get(request.path_params["user"], request.path_params["index"])
+    services = services_of(request)
+    record = await request_index(request)
     relpath = request.path_params["relpath"]
     if wants_json(request):
         meta = await run_in_threadpool(services.packages.file_meta, record, relpath)

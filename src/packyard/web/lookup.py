@@ -1,0 +1,23 @@
+"""Finding the index a request names without blocking the event loop on the database."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from packyard.core.models import IndexRecord
+from packyard.services import Services
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def request_index(request: Request) -> IndexRecord:
+    """The index of `/{user}/{index}/...`; the config snapshot is reloaded off the loop."""
+    indexes = services_of(request).indexes
+    snapshot = indexes.fresh()
+    if snapshot is None:
+        snapshot = await run_in_threadpool(indexes.all)
+    return indexes.get(request.path_params["user"], request.path_params["index"], snapshot)
