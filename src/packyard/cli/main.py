@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +89,6 @@ def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
 
 
 def _run(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     os.environ.update(settings_environment(settings))
     url = f"http://{settings.host}:{settings.port}"
     click.echo(f"packyard {__version__} serving {settings.serverdir} at {url}/", err=True)
@@ -106,6 +103,7 @@ def _run(settings: Settings) -> None:
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=10,
+        server_header=False,
     )
     click.echo("packyard stopped", err=True)
 

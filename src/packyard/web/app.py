@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -120,4 +121,5 @@ def create_app_from_settings(settings: Settings) -> Starlette:
 
 def app_from_environment() -> Starlette:
     """Factory for worker processes: settings travel in PACKYARD_* variables."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     return create_app_from_settings(load_settings())
