@@ -114,8 +114,9 @@ class ServerProcess:
         ]
         if self.storage:
             command += ["--storage", self.storage]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        # The child keeps its own copy of the descriptor; ours is closed at once.
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
