@@ -105,7 +105,6 @@ def _run(settings: Settings) -> None:
         timeout_graceful_shutdown=10,
         server_header=False,
     )
-    click.echo("packyard stopped", err=True)
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

@@ -99,6 +99,7 @@ def create_app(services: Services) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
         services.close()
+        log.info("packyard stopped: storage closed")
 
     app = Starlette(
         routes=routes(),
