@@ -23,8 +23,10 @@ def is_installer(request: Request) -> bool:
 
 
 def _content_type(request: Request) -> str | Response:
+    # `?format=...v1+json` typed literally decodes '+' to a space; media types have no spaces.
+    format_param = (request.query_params.get("format") or "").replace(" ", "+")
     try:
-        return simple.negotiate(request.headers.get("accept"), request.query_params.get("format"))
+        return simple.negotiate(request.headers.get("accept"), format_param or None)
     except simple.NotAcceptable:
         offered = ", ".join((simple.JSON_V1, simple.HTML_V1, simple.TEXT_HTML))
         return Response(
