@@ -1,0 +1,83 @@
+"""The generated wheels both servers receive: one set, built once per run, read into memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from builders import build_wheel  # type: ignore[import-not-found]
+
+SMALL_PROJECT = "bench-small"
+BIG_PROJECT = "bench-big"
+CHAIN_PREFIX = "bench-chain-"
+UPLOAD_PREFIX = "bench-up-"
+UPLOAD_VERSIONS_PER_PROJECT = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Wheel:
+    """One wheel file, held in memory so that reading the disk is never part of a timing."""
+
+    name: str
+    version: str
+    filename: str
+    content: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    small: list[Wheel]  # one project, the "10-file page"
+    big: list[Wheel]  # one project, the "2,000-file page"
+    chain: list[Wheel]  # a dependency chain for `pip install`
+    uploads: list[Wheel]  # the timed uploads, to an empty index
+    chain_root: str
+
+    @property
+    def setup_files(self) -> list[Wheel]:
+        """Everything uploaded before the measurements, untimed."""
+        return [*self.small, *self.chain, *self.big]
+
+
+def _wheel(directory: Path, name: str, version: str, requires: list[str] | None = None) -> Wheel:
+    path = build_wheel(directory, name, version, requires=requires)
+    return Wheel(name, version, path.name, path.read_bytes())
+
+
+def _project(directory: Path, name: str, versions: list[str]) -> list[Wheel]:
+    return [_wheel(directory, name, version) for version in versions]
+
+
+def _chain(directory: Path, length: int) -> list[Wheel]:
+    """`bench-chain-00` needs `-01`, ... needs `-NN`: pip resolves and installs all of them."""
+    wheels = []
+    for position in range(length):
+        name = f"{CHAIN_PREFIX}{position:02d}"
+        following = f"{CHAIN_PREFIX}{position + 1:02d}"
+        requires = [f"{following}>=1.0"] if position + 1 < length else []
+        for version in ("1.0", "1.1"):
+            wheels.append(_wheel(directory, name, version, requires))
+    return wheels
+
+
+def _uploads(directory: Path, count: int) -> list[Wheel]:
+    """`count` wheels: `UPLOAD_VERSIONS_PER_PROJECT` versions each of count/10 projects."""
+    wheels = []
+    for number in range(count):
+        project, version = divmod(number, UPLOAD_VERSIONS_PER_PROJECT)
+        wheels.append(_wheel(directory, f"{UPLOAD_PREFIX}{project:03d}", f"1.{version}"))
+    return wheels
+
+
+def build_dataset(directory: Path, big_files: int, upload_files: int, chain_length: int) -> Dataset:
+    """Build every wheel from scratch into `directory` (emptied first)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    return Dataset(
+        small=_project(directory / "small", SMALL_PROJECT, [f"1.{n}" for n in range(10)]),
+        big=_project(directory / "big", BIG_PROJECT, [f"1.{n}" for n in range(big_files)]),
+        chain=_chain(directory / "chain", chain_length),
+        uploads=_uploads(directory / "uploads", upload_files),
+        chain_root=f"{CHAIN_PREFIX}00",
+    )

@@ -1,0 +1,183 @@
+"""Benchmark packyard against devpi-server, side by side on loopback. See bench/README.md.
+
+Run: /work/main/.venv/bin/python bench/run.py [--quick] [--servers devpi,packyard-1w,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dataset import BIG_PROJECT, CHAIN_PREFIX, SMALL_PROJECT, Dataset, build_dataset
+from indexapi import count_files, create_user_and_indexes, upload
+from loads import WrkLoad, ensure_wrk, pip_install_seconds, pip_version
+from report import ratios, table, write_json
+from servers import (
+    Devpi,
+    Packyard,
+    Running,
+    Server,
+    ensure_devpi_venv,
+    ensure_packyard_venv,
+    running,
+)
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+WORK = BENCH / ".work"
+USER, PASSWORD = "bench", "benchpw"
+SERVER_LABELS = ("devpi", "packyard-1w", "packyard-2w")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How much of everything: the full run, or a smaller `--quick` one."""
+
+    big_files: int = 2000
+    upload_files: int = 500
+    chain_length: int = 20
+    upload_workers: int = 4
+    wrk_seconds: int = 10
+    warmup_seconds: int = 2
+    wrk_connections: int = 8
+    wrk_threads: int = 1
+    pip_runs: int = 5
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(big_files=200, upload_files=100, wrk_seconds=3, warmup_seconds=1, pip_runs=1)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def measure_page(load: WrkLoad, page_url: str, files: int, warmup_s: int) -> dict[str, Any]:
+    """Check the page lists `files` files, warm it up, then measure it with wrk."""
+    listed, content_type = count_files(page_url)
+    if listed != files:
+        raise RuntimeError(f"{page_url} lists {listed} files, expected {files}")
+    load.run(page_url, warmup_s)
+    result, output = load.run(page_url)
+    log(f"  {page_url}: {result.requests_per_s:,.0f} req/s, {result.errors} errors")
+    if result.errors:
+        raise RuntimeError(f"wrk saw errors on {page_url}:\n{output}")
+    return {**dataclasses.asdict(result), "content_type": content_type, "files": files}
+
+
+def measure_upload(
+    server: Running, auth: dict[str, str], data: Dataset, plan: Plan
+) -> dict[str, Any]:
+    seconds = upload(f"{server.url}/{USER}/upload/", auth, data.uploads, plan.upload_workers)
+    rate = len(data.uploads) / seconds
+    log(f"  upload: {len(data.uploads)} files in {seconds:.1f}s = {rate:.1f} files/s")
+    return {"files": len(data.uploads), "seconds": round(seconds, 3), "files_per_s": rate}
+
+
+def measure_pip(label: str, server: Running, data: Dataset, plan: Plan) -> dict[str, Any]:
+    index_url = f"{server.url}/{USER}/data/+simple/"
+    expected = (CHAIN_PREFIX.replace("-", "_"), plan.chain_length)
+    pip_log = WORK / f"pip-{label}.log"
+    pip_log.unlink(missing_ok=True)
+    runs = [
+        pip_install_seconds(index_url, data.chain_root, expected, WORK, pip_log)
+        for _ in range(plan.pip_runs)
+    ]
+    log(f"  pip install: {', '.join(f'{run:.2f}s' for run in runs)}")
+    return {"runs_s": [round(run, 3) for run in runs], "median_s": statistics.median(runs)}
+
+
+def measure(server: Server, data: Dataset, plan: Plan, load: WrkLoad) -> dict[str, Any]:
+    """Fresh server dir; untimed set-up uploads; then uploads, simple pages, pip install."""
+    log(f"{server.label}: starting")
+    with running(server, WORK) as live:
+        log(f"{server.label}: version {live.version} at {live.url}; uploading set-up data")
+        auth = create_user_and_indexes(live.url, USER, PASSWORD, ["data", "upload"])
+        upload(f"{live.url}/{USER}/data/", auth, data.setup_files, plan.upload_workers)
+        simple = f"{live.url}/{USER}/data/+simple"
+        return {
+            "version": live.version,
+            "upload": measure_upload(live, auth, data, plan),
+            "simple_10": measure_page(load, f"{simple}/{SMALL_PROJECT}/", 10, plan.warmup_seconds),
+            "simple_2000": measure_page(
+                load, f"{simple}/{BIG_PROJECT}/", plan.big_files, plan.warmup_seconds
+            ),
+            "pip_install": measure_pip(server.label, live, data, plan),
+        }
+
+
+def servers_for(labels: list[str]) -> list[Server]:
+    chosen: list[Server] = []
+    if "devpi" in labels:
+        chosen.append(Devpi(ensure_devpi_venv(WORK)))
+    packyard_labels = [label for label in labels if label.startswith("packyard-")]
+    if packyard_labels:
+        venv = ensure_packyard_venv(WORK, REPO)
+        chosen.extend(Packyard(venv, int(label[9:-1])) for label in packyard_labels)
+    return chosen
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": [round(load, 2) for load in os.getloadavg()],
+        "pip": pip_version(),
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller, shorter run")
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVER_LABELS),
+        help=f"comma-separated, from {', '.join(SERVER_LABELS)} (default: all)",
+    )
+    parser.add_argument("--output", type=Path, help="JSON file (default bench/results.json)")
+    args = parser.parse_args()
+    args.servers = [label.strip() for label in args.servers.split(",") if label.strip()]
+    unknown = set(args.servers) - set(SERVER_LABELS)
+    if unknown:
+        parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
+    if args.output is None:
+        args.output = WORK / "results-quick.json" if args.quick else BENCH / "results.json"
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    plan = Plan.quick() if args.quick else Plan()
+    WORK.mkdir(parents=True, exist_ok=True)
+    load = WrkLoad(ensure_wrk(), plan.wrk_seconds, plan.wrk_connections, plan.wrk_threads)
+    started = datetime.datetime.now(datetime.UTC)
+    host = machine()
+    servers = servers_for(args.servers)
+    log("building wheels")
+    data = build_dataset(WORK / "wheels", plan.big_files, plan.upload_files, plan.chain_length)
+    results = {server.label: measure(server, data, plan, load) for server in servers}
+    document = {
+        "started": started.isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "plan": dataclasses.asdict(plan),
+        "machine": host,
+        "servers": results,
+        "ratios": ratios(results),
+        "duration_s": round((datetime.datetime.now(datetime.UTC) - started).total_seconds()),
+    }
+    write_json(document, args.output)
+    print(table(document))
+    log(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
