@@ -113,7 +113,11 @@ def assert_downloads_match(client: httpx.Client, files: Sequence[ListedFile]) ->
 def blob_files(server: ServerProcess) -> set[Path]:
     """Stored blobs (temp dir excluded)."""
     root = server.serverdir / "blobs"
-    return {path for path in root.rglob("*") if path.is_file() and "tmp" not in path.parts}
+    return {
+        path
+        for path in root.rglob("*")
+        if path.is_file() and path.relative_to(root).parts[0] != "tmp"
+    }
 
 
 def temp_files(server: ServerProcess) -> list[Path]:

@@ -163,7 +163,6 @@ class Uploads:
         metadata: bytes,
         fields: dict[str, Any],
     ) -> UploadOutcome:
-        metadata_sha = self._blobs.put_bytes(metadata) if dist.kind == "wheel" else None
         version_text = str(fields.get("version") or dist.version)
         with self._db.write("upload", index=record.full_name, file=dist.filename) as conn:
             existing = store.get_file(conn, record.id, dist.filename)
@@ -172,6 +171,8 @@ class Uploads:
             if existing is not None and not record.volatile:
                 raise Conflict(f"{dist.filename} already exists in non-volatile index")
             writer.commit()
+            # Stored only now: a refused upload must leave no blob behind.
+            metadata_sha = self._blobs.put_bytes(metadata) if dist.kind == "wheel" else None
             log = [log_entry("upload", actor, dst=record.full_name)]
             if existing is not None:
                 overwrites = sum(1 for entry in existing.log if entry.get("what") == "overwrite")
