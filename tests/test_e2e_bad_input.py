@@ -138,7 +138,7 @@ class BadUpload:
     """One refused upload: what is sent, and what the user must be told."""
 
     filename: str
-    content: str  # a Dists field name, or "garbage"
+    content: str  # a Dists field name, or a key of MADE_UP_CONTENT
     fields: dict[str, str]
     status: int
     message: str
@@ -146,12 +146,17 @@ class BadUpload:
     auth: dict[str, str] = dataclasses.field(default_factory=lambda: ALICE)
 
     def body(self, dists: Dists) -> bytes:
-        if self.content == "garbage":
-            return b"this is not an archive\n" * 10
+        if self.content in MADE_UP_CONTENT:
+            return MADE_UP_CONTENT[self.content]
         path: Path = getattr(dists, self.content)
         return path.read_bytes()
 
 
+MADE_UP_CONTENT = {
+    "garbage": b"this is not an archive\n" * 10,
+    "nothing": b"",
+    "empty zip": b"PK\x05\x06" + b"\0" * 18,
+}
 WHEEL = "demo-1.0-py3-none-any.whl"
 DEMO_1_0 = {"name": "demo", "version": "1.0"}
 DEMO_1_1 = {"name": "demo", "version": "1.1"}
@@ -163,6 +168,18 @@ BAD_UPLOADS = {
     ),
     "corrupt sdist": BadUpload(
         "demo-1.1.tar.gz", "garbage", DEMO_1_1, 400, "is not a readable archive"
+    ),
+    "empty file": BadUpload(
+        "demo-1.1-py3-none-any.whl", "nothing", DEMO_1_1, 400, "is not a readable archive"
+    ),
+    "zip sdist without PKG-INFO": BadUpload(
+        "demo-1.1.zip", "empty zip", DEMO_1_1, 400, "has no PKG-INFO"
+    ),
+    "not a distribution extension": BadUpload(
+        "demo-1.1.exe", "garbage", DEMO_1_1, 400, "is not a valid archive name"
+    ),
+    "unsupported action": BadUpload(
+        "demo-1.1.tar.gz", "sdist", {**DEMO_1_1, ":action": "remove_pkg"}, 400, "not supported"
     ),
     "form name differs from filename": BadUpload(
         WHEEL, "wheel", {"name": "other", "version": "1.0"}, 400, "does not match project name"

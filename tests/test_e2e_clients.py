@@ -20,6 +20,7 @@ from tests.e2e_support import (
     PASSWORD,
     assert_downloads_match,
     assert_succeeded,
+    blob_files,
     create_index,
     create_user,
     print_log_if_failed,
@@ -189,6 +190,47 @@ def test_uv_publish_uploads_and_the_files_are_listed(
         path.name: sha256_of(path) for path in published
     }
     assert_downloads_match(client, listed)
+
+
+def overwrite_on_volatile_index(
+    server: ServerProcess, client: httpx.Client, project: str, directory: Path
+) -> tuple[Path, set[Path], set[Path]]:
+    """Upload `project` 1.0 to alice/dev twice with different content; returns the second
+    wheel and the blob files before the first and after the second upload."""
+    auth = basic_auth("alice", PASSWORD)
+    fields = {"name": project, "version": "1.0"}
+    before = blob_files(server)
+    for summary in ("first", "second"):
+        wheel = build_wheel(directory / summary, project, "1.0", summary=summary)
+        response = upload(client, "/alice/dev", wheel.name, wheel.read_bytes(), auth, fields)
+        assert response.status_code == 200, response.text
+    return wheel, before, blob_files(server)
+
+
+def test_upload_to_a_volatile_index_replaces_the_file(
+    server: ServerProcess, client: httpx.Client, alice_dev: str, tmp_path: Path
+) -> None:
+    wheel, _before, _after = overwrite_on_volatile_index(server, client, "replaced", tmp_path)
+    listed = simple_files(client, alice_dev, "replaced")
+    assert [item.sha256 for item in listed] == [sha256_of(wheel)]
+    assert_downloads_match(client, listed)
+    versions = client.get(f"{alice_dev}/replaced", headers=JSON).json()["result"]
+    assert [entry["what"] for entry in versions["1.0"]["+links"][0]["log"]] == [
+        "overwrite",
+        "upload",
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Uploads._store deletes the replaced row but not its blobs (wheel and .metadata)",
+)
+def test_upload_to_a_volatile_index_frees_the_replaced_blobs(
+    server: ServerProcess, client: httpx.Client, alice_dev: str, tmp_path: Path
+) -> None:
+    _wheel, before, after = overwrite_on_volatile_index(server, client, "freed", tmp_path)
+    assert before <= after
+    assert len(after - before) == 2, "only the new wheel and its .metadata should be added"
 
 
 # --- installing -----------------------------------------------------------------------------
