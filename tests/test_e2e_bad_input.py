@@ -292,7 +292,15 @@ def test_twine_uploading_the_same_file_twice_succeeds(
 def test_file_path_traversal_on_download_is_not_found(
     client: httpx.Client, prod: str, server: ServerProcess
 ) -> None:
-    for path in ("+f/..%2f..%2fpackyard.sqlite3", "+f/../../secret", "+f/a/b/..%2f..%2fsecret"):
+    secret = (server.serverdir / "secret").read_bytes()
+    database = (server.serverdir / "packyard.sqlite3").read_bytes()[:16]
+    for path in (
+        "+f/..%2f..%2fpackyard.sqlite3",
+        "+f/%2e%2e/%2e%2e/%2e%2e/packyard.sqlite3",
+        "+f/abc/def/..%2f..%2f..%2fsecret",
+        "+f/..%2f..%2f..%2fsecret",
+    ):
         response = client.get(f"{INDEX}/{path}")
         assert response.status_code == 404, (path, response.status_code)
-        assert b"SQLite" not in response.content
+        assert secret not in response.content
+        assert database not in response.content

@@ -161,8 +161,6 @@ def test_sigkill_during_upload_burst_leaves_a_consistent_index(
     log_start = restart(server)
 
     assert temp_files(server) == []
-    restarted_log = server.log()[log_start:]
-    assert "unfinished upload" in restarted_log
     with httpx.Client(base_url=server.url, timeout=30) as client:
         listed = every_listed_file(client)
         names = {file.url.rsplit("/", 1)[-1] for file in listed}
