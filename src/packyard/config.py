@@ -39,6 +39,8 @@ class Settings:
     # Never contact a mirror's upstream.
     offline: bool = False
     mirror_cache_expiry: int = 1800
+    # Seconds to wait for a mirror's upstream before giving up (pages and file starts).
+    mirror_timeout: int = 10
     # Principals allowed to create/modify users and indexes; empty means devpi's defaults.
     restrict_modify: tuple[str, ...] = ()
     log_requests: bool = True

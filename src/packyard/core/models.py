@@ -67,3 +67,17 @@ class FileRecord:
     def relpath(self) -> str:
         """devpi's hash directory: +f/<3 hex>/<13 hex>/<filename>."""
         return f"+f/{self.sha256[:3]}/{self.sha256[3:16]}/{self.filename}"
+
+
+@dataclasses.dataclass(frozen=True)
+class MirrorPage:
+    """A mirror's stored copy of an upstream project page (links as `MirrorLink.to_json`)."""
+
+    index_id: int
+    project: str
+    status: str  # "ok" | "missing"
+    fetched_at: float
+    etag: str | None
+    last_modified: str | None
+    upstream_serial: int | None
+    links: list[dict[str, Any]]

@@ -89,7 +89,7 @@ class FileLink:
     filename: str
     url: str
     sha256: str
-    size: int
+    size: int | None  # None only for mirrored files whose upstream did not say
     index: str  # the index that owns the file
     upload_time: datetime | None = None
     requires_python: str | None = None
@@ -118,8 +118,9 @@ def project_page_json(page: ProjectPage, to_root: str) -> bytes:
             "filename": link.filename,
             "url": f"{to_root}{link.url}",
             "hashes": {"sha256": link.sha256},
-            "size": link.size,
         }
+        if link.size is not None:
+            entry["size"] = link.size
         if link.requires_python:
             entry["requires-python"] = link.requires_python
         if link.upload_time is not None:

@@ -12,6 +12,7 @@ from packyard.config import Settings
 from packyard.services.accounts import Accounts, load_or_create_secret
 from packyard.services.cache import SerialCache
 from packyard.services.indexes import Indexes
+from packyard.services.mirror import Mirrors
 from packyard.services.packages import Packages
 from packyard.services.uploads import Uploads
 from packyard.storage import store
@@ -28,6 +29,7 @@ class Services:
     indexes: Indexes
     packages: Packages
     uploads: Uploads
+    mirrors: Mirrors
     # Rendered responses (simple pages, JSON), dropped whenever anything changes.
     pages: SerialCache[object]
 
@@ -54,6 +56,7 @@ def open_services(settings: Settings) -> Services:
         indexes=indexes,
         packages=Packages(db, blobs, indexes),
         uploads=Uploads(db, blobs, indexes, settings),
+        mirrors=Mirrors(db, blobs, settings),
         pages=SerialCache(db.serial),
     )
 

@@ -15,7 +15,8 @@ from packaging.version import InvalidVersion, Version
 from sqlalchemy import Connection
 
 from packyard.core import acl, inheritance
-from packyard.core.dists import http_date
+from packyard.core.dists import http_date, parse_dist_filename
+from packyard.core.mirror import MirrorLink
 from packyard.core.models import FileRecord, IndexRecord, VersionRecord
 from packyard.core.simple import FileLink, ProjectPage
 from packyard.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -56,14 +57,32 @@ class Packages:
     # --- what an index serves, bases included -----------------------------------------------
 
     def contributors(self, record: IndexRecord, project: str) -> list[IndexRecord]:
-        """The indexes whose files count for `project` under `record`, in resolution order."""
+        """The indexes whose files count for `project` under `record`, in resolution order.
+
+        A mirror counts when its stored copy of the upstream page lists the project.
+        """
+        return self._walk(record, project, assume_mirrors_have_it=False)
+
+    def mirrors_to_consult(self, record: IndexRecord, project: str) -> list[IndexRecord]:
+        """The mirrors that may serve `project` under `record`: those the whitelist allows."""
+        walked = self._walk(record, project, assume_mirrors_have_it=True)
+        return [item for item in walked if item.is_mirror]
+
+    def _walk(
+        self, record: IndexRecord, project: str, assume_mirrors_have_it: bool
+    ) -> list[IndexRecord]:
         order = self._indexes.resolution_order(record)
         by_name = {item.full_name: item for item in order}
         with self._db.read() as conn:
 
             def has_project(name: str) -> bool:
                 item = by_name[name]
-                return not item.is_mirror and store.has_project(conn, item.id, project)
+                if not item.is_mirror:
+                    return store.has_project(conn, item.id, project)
+                if assume_mirrors_have_it:
+                    return True
+                page = store.get_mirror_page(conn, item.id, project)
+                return page is not None and page.status == "ok"
 
             found = inheritance.contributing_indexes(
                 project,
@@ -78,8 +97,12 @@ class Packages:
         seen: dict[str, None] = {}
         with self._db.read() as conn:
             for item in self._indexes.resolution_order(record):
-                if not item.is_mirror:
-                    seen.update(dict.fromkeys(store.project_names(conn, item.id)))
+                names = (
+                    store.mirror_project_names(conn, item.id)
+                    if item.is_mirror
+                    else store.project_names(conn, item.id)
+                )
+                seen.update(dict.fromkeys(names))
         return list(seen)
 
     def own_project_names(self, record: IndexRecord) -> list[str]:
@@ -96,12 +119,17 @@ class Packages:
         seen: set[str] = set()
         with self._db.read() as conn:
             for item in contributors:
-                versions.update(v.version for v in store.list_versions(conn, item.id, project))
-                for file in store.project_files(conn, item.id, project):
-                    if file.kind != "releasefile" or file.filename in seen:
-                        continue
-                    seen.add(file.filename)
-                    links.append(_link(file, f"{item.full_name}/{file.relpath}", item.full_name))
+                found = (
+                    _mirror_links(conn, item, project)
+                    if item.is_mirror
+                    else _stage_links(conn, item, project)
+                )
+                item_links, item_versions = found
+                versions.update(item_versions)
+                for link in item_links:
+                    if link.filename not in seen:
+                        seen.add(link.filename)
+                        links.append(link)
         return ProjectPage(project, record.full_name, links, sorted(versions, key=version_sort_key))
 
     # --- devpi JSON views ---------------------------------------------------------------------
@@ -307,6 +335,42 @@ class _Deletion:
             self.released.add(file.sha256)
             if file.metadata_sha256:
                 self.released.add(file.metadata_sha256)
+
+
+def _stage_links(
+    conn: Connection, item: IndexRecord, project: str
+) -> tuple[list[FileLink], set[str]]:
+    links = [
+        _link(file, f"{item.full_name}/{file.relpath}", item.full_name)
+        for file in store.project_files(conn, item.id, project)
+        if file.kind == "releasefile"
+    ]
+    # Versions without files (registered only) still belong to the project (PEP 700).
+    return links, {version.version for version in store.list_versions(conn, item.id, project)}
+
+
+def _mirror_links(
+    conn: Connection, item: IndexRecord, project: str
+) -> tuple[list[FileLink], set[str]]:
+    page = store.get_mirror_page(conn, item.id, project)
+    if page is None:
+        return [], set()
+    cached = {file.filename: file for file in store.project_files(conn, item.id, project)}
+    links, versions = [], set()
+    for data in page.links:
+        link = MirrorLink.from_json(data)
+        file = cached.get(link.filename)
+        size, metadata_sha = (file.size, file.metadata_sha256) if file else (None, None)
+        links.append(link.file_link(item.full_name, size, metadata_sha))
+        versions.add(_version_of(link.filename))
+    return links, versions - {""}
+
+
+def _version_of(filename: str) -> str:
+    try:
+        return str(parse_dist_filename(filename).version)
+    except InvalidInput:
+        return ""
 
 
 def _link(file: FileRecord, url: str, index: str) -> FileLink:

@@ -7,8 +7,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
-from packyard.core.models import FileRecord, IndexRecord, User, VersionRecord
-from packyard.storage.tables import files, indexes, settings, users, versions
+from packyard.core.models import FileRecord, IndexRecord, MirrorPage, User, VersionRecord
+from packyard.storage.tables import (
+    files,
+    indexes,
+    mirror_lists,
+    mirror_pages,
+    settings,
+    users,
+    versions,
+)
 
 # --- users -------------------------------------------------------------------------------
 
@@ -75,6 +83,8 @@ def update_index_config(conn: Connection, index_id: int, config: dict[str, Any])
 
 
 def delete_index(conn: Connection, index_id: int) -> None:
+    conn.execute(delete(mirror_pages).where(mirror_pages.c.index_id == index_id))
+    conn.execute(delete(mirror_lists).where(mirror_lists.c.index_id == index_id))
     conn.execute(delete(files).where(files.c.index_id == index_id))
     conn.execute(delete(versions).where(versions.c.index_id == index_id))
     conn.execute(delete(indexes).where(indexes.c.id == index_id))
@@ -249,6 +259,65 @@ def referenced_blobs(conn: Connection, candidates: set[str]) -> set[str]:
     query = select(files.c.metadata_sha256).where(files.c.metadata_sha256.in_(wanted))
     used.update(sha for sha in conn.execute(query).scalars() if sha)
     return used
+
+
+# --- mirror state --------------------------------------------------------------------------
+
+
+def _mirror_page(row: Row[Any]) -> MirrorPage:
+    return MirrorPage(
+        row.index_id,
+        row.project,
+        row.status,
+        row.fetched_at,
+        row.etag,
+        row.last_modified,
+        row.upstream_serial,
+        list(row.links),
+    )
+
+
+def get_mirror_page(conn: Connection, index_id: int, project: str) -> MirrorPage | None:
+    query = select(mirror_pages).where(
+        mirror_pages.c.index_id == index_id, mirror_pages.c.project == project
+    )
+    row = conn.execute(query).first()
+    return _mirror_page(row) if row else None
+
+
+def put_mirror_page(conn: Connection, page: MirrorPage) -> None:
+    conn.execute(
+        delete(mirror_pages).where(
+            mirror_pages.c.index_id == page.index_id, mirror_pages.c.project == page.project
+        )
+    )
+    conn.execute(
+        insert(mirror_pages).values(
+            index_id=page.index_id,
+            project=page.project,
+            status=page.status,
+            fetched_at=page.fetched_at,
+            etag=page.etag,
+            last_modified=page.last_modified,
+            upstream_serial=page.upstream_serial,
+            links=page.links,
+        )
+    )
+
+
+def touch_mirror_page(conn: Connection, index_id: int, project: str, fetched_at: float) -> None:
+    conn.execute(
+        update(mirror_pages)
+        .where(mirror_pages.c.index_id == index_id, mirror_pages.c.project == project)
+        .values(fetched_at=fetched_at)
+    )
+
+
+def mirror_project_names(conn: Connection, index_id: int) -> list[str]:
+    query = select(mirror_pages.c.project).where(
+        mirror_pages.c.index_id == index_id, mirror_pages.c.status == "ok"
+    )
+    return list(conn.execute(query.order_by(mirror_pages.c.project)).scalars())
 
 
 # --- server settings ---------------------------------------------------------------------

@@ -89,6 +89,34 @@ changes = Table(
     Column("detail", JSON, nullable=False),
 )
 
+# A mirror's copy of one upstream project page: what it lists, and when it was fetched.
+mirror_pages = Table(
+    "mirror_pages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False),
+    Column("project", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # "ok" | "missing" (upstream said 404)
+    Column("fetched_at", Float, nullable=False),
+    Column("etag", Text, nullable=True),
+    Column("last_modified", Text, nullable=True),
+    Column("upstream_serial", BigInteger, nullable=True),
+    Column("links", JSON, nullable=False),
+    UniqueConstraint("index_id", "project", name="uq_mirror_pages_project"),
+    CheckConstraint("status in ('ok', 'missing')", name="ck_mirror_pages_status"),
+)
+
+# A mirror's copy of the upstream's whole project list, kept as a blob of names.
+mirror_lists = Table(
+    "mirror_lists",
+    metadata,
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), primary_key=True),
+    Column("fetched_at", Float, nullable=False),
+    Column("etag", Text, nullable=True),
+    Column("names_sha256", String(64), nullable=False),
+    Column("count", Integer, nullable=False),
+)
+
 settings = Table(
     "server_settings",
     metadata,

@@ -87,6 +87,8 @@ async def status(request: Request) -> Response:
         "host": services.settings.host,
         "port": services.settings.port,
         "outside-url": services.settings.outside_url or None,
+        "offline": services.settings.offline,
+        "mirror-cache": services.mirrors.stats.as_dict(),
     }
     return api_response(result, "status")
 

@@ -98,6 +98,7 @@ def create_app(services: Services) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
+        await services.mirrors.aclose()
         services.close()
         log.info("packyard stopped: storage closed")
 

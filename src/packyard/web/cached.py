@@ -21,11 +21,14 @@ class CachedBody:
     body: bytes
     content_type: str
     etag: str
+    # Mirrors (index ids) whose stored pages this rendering used; it is current only while
+    # each of them is fresh.
+    mirror_ids: tuple[int, ...] = ()
     _gzipped: bytes | None = None
 
     @classmethod
-    def of(cls, body: bytes, content_type: str) -> CachedBody:
-        return cls(body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+    def of(cls, body: bytes, content_type: str, mirror_ids: tuple[int, ...] = ()) -> CachedBody:
+        return cls(body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"', mirror_ids)
 
     def gzipped(self) -> bytes:
         if self._gzipped is None:

@@ -6,9 +6,11 @@ import mimetypes
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from packyard.core.dists import http_date
+from packyard.core.models import IndexRecord
+from packyard.errors import NotFound
 from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import api_response, wants_json
 
@@ -31,7 +33,15 @@ async def get_file(request: Request) -> Response:
     if wants_json(request):
         meta = await run_in_threadpool(services.packages.file_meta, record, relpath)
         return api_response(meta, "releasefilemeta")
-    found = await run_in_threadpool(services.packages.find_file, record, relpath)
+    try:
+        found = await run_in_threadpool(services.packages.find_file, record, relpath)
+    except NotFound:
+        if not record.is_mirror:
+            raise
+        return await _from_upstream(request, record, relpath)
+    if record.is_mirror:
+        services.mirrors.stats.file_hits += 1
+        services.mirrors.stats.bytes_from_cache += found.size
     sha = found.path.name
     headers = {
         "ETag": f'"{sha}"',
@@ -42,3 +52,19 @@ async def get_file(request: Request) -> Response:
         return Response(status_code=304, headers=headers)
     filename = request.path_params["relpath"].rsplit("/", 1)[-1]
     return FileResponse(found.path, media_type=_media_type(filename), headers=headers)
+
+
+async def _from_upstream(request: Request, record: IndexRecord, relpath: str) -> Response:
+    """A mirror file not cached yet: streamed from the upstream while it is cached."""
+    mirrors = services_of(request).mirrors
+    filename = relpath.rsplit("/", 1)[-1]
+    if filename.endswith(".metadata"):
+        link = await mirrors.find_link(record, relpath.removesuffix(".metadata"))
+        body = await mirrors.core_metadata(record, link)
+        return Response(body, media_type="application/octet-stream")
+    link = await mirrors.find_link(record, relpath)
+    headers = {"ETag": f'"{link.sha256}"', "X-Accel-Buffering": "no"}
+    if link.size is not None:
+        headers["Content-Length"] = str(link.size)
+    stream = mirrors.stream_file(record, link)
+    return StreamingResponse(stream, media_type=_media_type(filename), headers=headers)

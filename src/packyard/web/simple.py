@@ -5,13 +5,17 @@ from __future__ import annotations
 import re
 
 from jinja2 import Environment
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from packyard.core import simple
+from packyard.core.models import IndexRecord
 from packyard.core.names import normalize_project
+from packyard.errors import NotFound, UpstreamUnavailable
 from packyard.services import Services
 from packyard.web.cached import CachedBody, render_cached, respond
+from packyard.web.lookup import request_index
 
 # Private indexes change under their users' feet: let clients revalidate (ETag) every time.
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate"
@@ -80,16 +84,51 @@ async def project_page(request: Request) -> Response:
         return _redirect(request, f"/{user}/{index}/+simple/{normalized}/")
     to_root = "../../../../" if with_slash else "../../../"
     key = ("simple-project", user, index, project, content_type, to_root)
+    cached = services.pages.get(key)
+    if isinstance(cached, CachedBody) and _mirrors_fresh(services, cached, project):
+        return respond(request, cached, PAGE_CACHE_CONTROL)
+    record = await request_index(request)
+    failures = await _refresh_mirrors(services, record, project)
 
     def render() -> CachedBody:
-        record = services.indexes.get(user, index)
-        page = services.packages.project_page(record, project)
+        mirror_ids = tuple(m.id for m in services.packages.mirrors_to_consult(record, project))
+        try:
+            page = services.packages.project_page(record, project)
+        except NotFound:
+            if failures:
+                raise UpstreamUnavailable(failures[0].message) from None
+            raise
         if simple.is_json(content_type):
-            return CachedBody.of(simple.project_page_json(page, to_root), content_type)
-        html = jinja.get_template("simple_project.html").render(
-            page=page, to_root=to_root, api_version=simple.API_VERSION
-        )
-        return CachedBody.of(html.encode(), content_type)
+            body = simple.project_page_json(page, to_root)
+        else:
+            body = (
+                jinja.get_template("simple_project.html")
+                .render(page=page, to_root=to_root, api_version=simple.API_VERSION)
+                .encode()
+            )
+        return CachedBody.of(body, content_type, mirror_ids)
 
-    cached = await render_cached(services, key, render)
-    return respond(request, cached, PAGE_CACHE_CONTROL)
+    fresh = await render_cached(services, key, render)
+    return respond(request, fresh, PAGE_CACHE_CONTROL)
+
+
+def _mirrors_fresh(services: Services, cached: CachedBody, project: str) -> bool:
+    return all(services.mirrors.is_fresh(index_id, project) for index_id in cached.mirror_ids)
+
+
+async def _refresh_mirrors(
+    services: Services, record: IndexRecord, project: str
+) -> list[UpstreamUnavailable]:
+    """Bring stale mirror pages up to date; a failing base mirror only counts as a failure."""
+    if not any(item.is_mirror for item in services.indexes.resolution_order(record)):
+        return []
+    mirrors = await run_in_threadpool(services.packages.mirrors_to_consult, record, project)
+    failures = []
+    for mirror in mirrors:
+        try:
+            await services.mirrors.ensure_page(mirror, project)
+        except UpstreamUnavailable as exc:
+            if mirror.id == record.id:
+                raise
+            failures.append(exc)
+    return failures

@@ -1,0 +1,437 @@
+"""Mirror indexes: upstream pages fetched on demand and kept, files fetched once, verified and
+cached, and the last good state served whenever the upstream fails.
+
+Everything here runs on the event loop (upstream I/O is async httpx); database work goes
+through the thread pool. Within one worker process, one upstream request serves all
+concurrent askers (one flight per project page, one per file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+import httpx
+from pypi_simple import DistributionPackage, ProjectPage
+from starlette.concurrency import run_in_threadpool
+
+from packyard.config import Settings
+from packyard.core.dists import check_safe_filename, parse_dist_filename
+from packyard.core.mirror import MirrorLink, is_fresh, parse_upload_time
+from packyard.core.models import FileRecord, IndexRecord, MirrorPage
+from packyard.core.simple import upload_time_text
+from packyard.errors import InvalidInput, NotFound, PackyardError, UpstreamUnavailable
+from packyard.services.archives import read_core_metadata
+from packyard.storage import store
+from packyard.storage.blobs import BlobStore, BlobWriter
+from packyard.storage.db import Database
+
+log = logging.getLogger("packyard.mirror")
+# httpx logs every request at INFO; the request log already says what matters.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2,"
+    " text/html;q=0.01"
+)
+# How long a request waits for a revalidation before it is answered from the stored page.
+STALE_WAIT = 1.0
+# After a failed revalidation, the stored page is served without asking again for this long.
+RETRY_AFTER = 30.0
+# A failed first fetch is answered from memory this long, so a hanging upstream is not
+# waited for again by every request.
+FAILURE_MEMORY = 5.0
+CHUNK = 256 * 1024
+# Bytes of a download held back from readers until the whole file's hash is verified, so no
+# client ever receives a complete file that turns out to be wrong.
+HOLDBACK = 64 * 1024
+
+
+@dataclasses.dataclass
+class MirrorStats:
+    """Counters of one worker process, shown in /+status."""
+
+    page_fetches: int = 0
+    page_revalidations: int = 0
+    stale_pages_served: int = 0
+    upstream_errors: int = 0
+    file_hits: int = 0
+    file_misses: int = 0
+    bytes_from_cache: int = 0
+    bytes_from_upstream: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class _Download:
+    """One upstream file transfer that any number of readers follow as it grows."""
+
+    def __init__(self, writer: BlobWriter) -> None:
+        self.writer = writer
+        self.fd = os.open(writer.temp_path, os.O_RDONLY)
+        self.size = 0
+        self.verified = False
+        self.error: PackyardError | None = None
+        self.finished = False
+        self.readers = 0
+        self.changed = asyncio.Condition()
+
+    def has_more(self, offset: int) -> bool:
+        """Whether a reader at `offset` can proceed: more bytes to pass on, or the end."""
+        return self.finished or self.size - HOLDBACK > offset
+
+    async def notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    def release(self) -> None:
+        if self.finished and self.readers == 0 and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Mirrors:
+    """Fetch, keep and serve what mirror indexes take from their upstreams."""
+
+    def __init__(self, db: Database, blobs: BlobStore, settings: Settings) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._settings = settings
+        self.stats = MirrorStats()
+        self._fresh_until: dict[tuple[int, str], float] = {}
+        self._page_flights: dict[tuple[int, str], asyncio.Task[None]] = {}
+        # Never-fetched pages whose fetch just failed: (until, message), to fail fast.
+        self._failures: dict[tuple[int, str], tuple[float, str]] = {}
+        self._downloads: dict[tuple[int, str], _Download] = {}
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            timeout = httpx.Timeout(self._settings.mirror_timeout)
+            self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=True)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def is_fresh(self, index_id: int, project: str) -> bool:
+        """Known fresh in this worker, without touching the database."""
+        return self._fresh_until.get((index_id, project), 0.0) > time.time()
+
+    # --- project pages -----------------------------------------------------------------------
+
+    async def ensure_page(self, record: IndexRecord, project: str) -> None:
+        """Bring the stored page of `project` up to date when it is stale.
+
+        Never raises while a stored page exists (it is served, however old); raises
+        UpstreamUnavailable when the upstream fails and nothing was ever stored.
+        """
+        key = (record.id, project)
+        if self.is_fresh(record.id, project):
+            return
+        failed = self._failures.get(key)
+        if failed is not None and failed[0] > time.time():
+            raise UpstreamUnavailable(failed[1])
+        stored = await run_in_threadpool(self._stored_page, record.id, project)
+        expiry = self._expiry(record)
+        if stored is not None and is_fresh(stored.fetched_at, expiry, time.time()):
+            self._fresh_until[key] = stored.fetched_at + expiry
+            return
+        if self._settings.offline:
+            if stored is None:
+                raise UpstreamUnavailable(
+                    f"{record.full_name} runs offline and has no copy of {project!r}"
+                )
+            return
+        try:
+            await self._join_refresh(record, project, stored)
+        except (TimeoutError, UpstreamUnavailable) as exc:
+            if stored is not None:
+                # Serve the stored page, and stop asking the upstream for a while.
+                self.stats.stale_pages_served += 1
+                self._fresh_until[key] = time.time() + RETRY_AFTER
+                return
+            message = (
+                f"the upstream of {record.full_name} is unreachable and {project!r} was"
+                f" never fetched: {_describe(exc)}"
+            )
+            self._failures[key] = (time.time() + FAILURE_MEMORY, message)
+            raise UpstreamUnavailable(message) from exc
+
+    async def _join_refresh(
+        self, record: IndexRecord, project: str, stored: MirrorPage | None
+    ) -> None:
+        """Wait for this project's one refresh in flight (starting it if needed); a request
+        with a stored page to fall back on waits only briefly."""
+        key = (record.id, project)
+        flight = self._page_flights.get(key)
+        if flight is None:
+            flight = asyncio.create_task(self._refresh_page(record, project, stored))
+            self._page_flights[key] = flight
+            flight.add_done_callback(lambda done: self._page_landed(key, done))
+        await asyncio.wait_for(asyncio.shield(flight), STALE_WAIT if stored else None)
+
+    def _page_landed(self, key: tuple[int, str], flight: asyncio.Task[None]) -> None:
+        self._page_flights.pop(key, None)
+        if not flight.cancelled():
+            flight.exception()  # retrieved here; the waiting requests handle it
+
+    def _expiry(self, record: IndexRecord) -> int:
+        return int(record.config.get("mirror_cache_expiry", self._settings.mirror_cache_expiry))
+
+    def _stored_page(self, index_id: int, project: str) -> MirrorPage | None:
+        with self._db.read() as conn:
+            return store.get_mirror_page(conn, index_id, project)
+
+    async def _refresh_page(
+        self, record: IndexRecord, project: str, stored: MirrorPage | None
+    ) -> None:
+        url = f"{str(record.config['mirror_url']).rstrip('/')}/{project}/"
+        headers = {"Accept": ACCEPT}
+        if stored is not None and stored.status == "ok":
+            if stored.etag:
+                headers["If-None-Match"] = stored.etag
+            if stored.last_modified:
+                headers["If-Modified-Since"] = stored.last_modified
+        try:
+            response = await asyncio.wait_for(
+                self._http().get(url, headers=headers), self._settings.mirror_timeout
+            )
+        except (httpx.HTTPError, TimeoutError) as exc:
+            self._upstream_failed(url, exc)
+        now = time.time()
+        key = (record.id, project)
+        if response.status_code == 304 and stored is not None:
+            self.stats.page_revalidations += 1
+            await run_in_threadpool(self._touch_page, record, project, now)
+        elif response.status_code == 404:
+            self.stats.page_fetches += 1
+            page = MirrorPage(record.id, project, "missing", now, None, None, None, [])
+            await run_in_threadpool(self._store_page, record, page)
+        elif response.status_code == 200:
+            self.stats.page_fetches += 1
+            page = self._parse_page(record, project, response, now)
+            if _went_backwards(record, stored, page):
+                log.warning("%s: upstream serial went backwards for %s", url, project)
+            else:
+                await run_in_threadpool(self._store_page, record, page)
+        else:
+            self._upstream_failed(url, f"HTTP {response.status_code}")
+        self._fresh_until[key] = now + self._expiry(record)
+        self._failures.pop(key, None)
+
+    def _upstream_failed(self, url: str, problem: object) -> Any:
+        self.stats.upstream_errors += 1
+        log.warning("upstream error for %s: %s", url, _describe(problem))
+        raise UpstreamUnavailable(f"error getting {url}: {_describe(problem)}")
+
+    def _parse_page(
+        self, record: IndexRecord, project: str, response: httpx.Response, now: float
+    ) -> MirrorPage:
+        base = str(response.url)
+        try:
+            if "json" in response.headers.get("content-type", ""):
+                parsed = ProjectPage.from_json_data(response.json(), base_url=base)
+            else:
+                parsed = ProjectPage.from_html(project, response.content, base_url=base)
+        except ValueError as exc:
+            self._upstream_failed(base, f"unreadable project page: {exc}")
+        links = [link.to_json() for link in map(_mirror_link, parsed.packages) if link]
+        serial = _int(str(parsed.last_serial or response.headers.get("x-pypi-last-serial") or ""))
+        return MirrorPage(
+            record.id, project, "ok", now, response.headers.get("etag"),
+            response.headers.get("last-modified"), serial, links,
+        )  # fmt: skip
+
+    def _store_page(self, record: IndexRecord, page: MirrorPage) -> None:
+        with self._db.write("mirror-page", index=record.full_name, project=page.project) as conn:
+            store.put_mirror_page(conn, page)
+
+    def _touch_page(self, record: IndexRecord, project: str, now: float) -> None:
+        with self._db.write("mirror-revalidate", index=record.full_name, project=project) as conn:
+            store.touch_mirror_page(conn, record.id, project, now)
+
+    # --- files ---------------------------------------------------------------------------------
+
+    async def find_link(self, record: IndexRecord, relpath: str) -> MirrorLink:
+        """The upstream link behind `+f/<relpath>` of this mirror (fetching its page if needed)."""
+        filename = relpath.rsplit("/", 1)[-1]
+        try:
+            project = parse_dist_filename(filename).project
+        except InvalidInput as exc:
+            raise NotFound("no such file") from exc
+        await self.ensure_page(record, project)
+        page = await run_in_threadpool(self._stored_page, record.id, project)
+        for data in page.links if page else ():
+            link = MirrorLink.from_json(data)
+            if link.relpath == f"+f/{relpath}":
+                return link
+        raise NotFound("no such file")
+
+    def stream_file(self, record: IndexRecord, link: MirrorLink) -> AsyncIterator[bytes]:
+        """The file's bytes from the upstream, while they are cached (one download for all)."""
+        if self._settings.offline:
+            raise UpstreamUnavailable(
+                f"{record.full_name} runs offline; {link.filename} is not cached"
+            )
+        key = (record.id, link.filename)
+        download = self._downloads.get(key)
+        if download is None:
+            download = _Download(self._blobs.writer())
+            self._downloads[key] = download
+            task = asyncio.create_task(self._fetch_file(record, link, download))
+            task.add_done_callback(lambda _done: self._downloads.pop(key, None))
+        self.stats.file_misses += 1
+        return self._follow(download)
+
+    async def _follow(self, download: _Download) -> AsyncIterator[bytes]:
+        download.readers += 1
+        offset = 0
+        try:
+            while True:
+                async with download.changed:
+                    await download.changed.wait_for(partial(download.has_more, offset))
+                if download.error is not None:
+                    raise download.error
+                limit = download.size if download.verified else download.size - HOLDBACK
+                while offset < limit:
+                    chunk = os.pread(download.fd, min(CHUNK, limit - offset), offset)
+                    offset += len(chunk)
+                    yield chunk
+                if download.finished:
+                    return
+        finally:
+            download.readers -= 1
+            download.release()
+
+    async def _fetch_file(self, record: IndexRecord, link: MirrorLink, download: _Download) -> None:
+        writer = download.writer
+        try:
+            async with self._http().stream("GET", link.url) as response:
+                if response.status_code != 200:
+                    self._upstream_failed(link.url, f"HTTP {response.status_code}")
+                async for chunk in response.aiter_bytes(CHUNK):
+                    writer.write(chunk)
+                    download.size = writer.size
+                    await download.notify()
+            sha256 = await run_in_threadpool(writer.finish)
+            if sha256 != link.sha256:
+                self._upstream_failed(
+                    link.url, f"sha256 mismatch: expected {link.sha256}, got {sha256}"
+                )
+            await run_in_threadpool(self._store_file, record, link, writer)
+            self.stats.bytes_from_upstream += writer.size
+            download.verified = True
+        except PackyardError as exc:
+            download.error = exc
+        except (httpx.HTTPError, OSError) as exc:
+            self.stats.upstream_errors += 1
+            download.error = UpstreamUnavailable(f"error getting {link.url}: {_describe(exc)}")
+        finally:
+            writer.abort()
+            download.finished = True
+            await download.notify()
+            download.release()
+
+    def _store_file(self, record: IndexRecord, link: MirrorLink, writer: BlobWriter) -> None:
+        dist = parse_dist_filename(link.filename)
+        metadata_sha = None
+        if dist.kind == "wheel":
+            try:
+                metadata_sha = self._blobs.put_bytes(read_core_metadata(writer.temp_path, dist))
+            except InvalidInput:
+                metadata_sha = None
+        uploaded = parse_upload_time(link.upload_time)
+        with self._db.write("mirror-file", index=record.full_name, file=link.filename) as conn:
+            if store.get_file(conn, record.id, link.filename) is not None:
+                return
+            writer.commit()
+            store.insert_file(
+                conn,
+                FileRecord(
+                    id=0, index_id=record.id, project=dist.project, version=str(dist.version),
+                    filename=link.filename, kind="releasefile", sha256=writer.sha256,
+                    size=writer.size,
+                    uploaded_at=uploaded.timestamp() if uploaded else time.time(),
+                    yanked=None, metadata_sha256=metadata_sha,
+                    requires_python=link.requires_python, for_file=None, log=[],
+                ),
+            )  # fmt: skip
+
+    async def core_metadata(self, record: IndexRecord, link: MirrorLink) -> bytes:
+        """A wheel's `.metadata` from the upstream, verified and kept by its hash."""
+        expected = link.core_metadata_sha256
+        if expected and self._blobs.exists(expected):
+            return await run_in_threadpool(self._blobs.read_bytes, expected)
+        if not link.core_metadata or not expected or self._settings.offline:
+            raise NotFound("no core metadata for this file")
+        url = f"{link.url}.metadata"
+        try:
+            response = await self._http().get(url)
+        except httpx.HTTPError as exc:
+            self._upstream_failed(url, exc)
+        if response.status_code != 200:
+            self._upstream_failed(url, f"HTTP {response.status_code}")
+        stored = await run_in_threadpool(self._blobs.put_bytes, response.content)
+        if stored != expected:
+            self._upstream_failed(url, "sha256 of the metadata file does not match")
+        return response.content
+
+
+def _mirror_link(package: DistributionPackage) -> MirrorLink | None:
+    sha256 = (package.digests or {}).get("sha256")
+    try:
+        check_safe_filename(package.filename)
+    except InvalidInput:
+        log.warning("skipping upstream file with an unsafe name: %r", package.filename)
+        return None
+    if not sha256:
+        log.warning("skipping upstream file without a sha256: %s", package.url)
+        return None
+    yanked = (package.yanked_reason or "") if package.is_yanked else None
+    metadata_sha = (package.metadata_digests or {}).get("sha256")
+    return MirrorLink(
+        filename=package.filename,
+        url=package.url.split("#", 1)[0],
+        sha256=sha256.lower(),
+        size=package.size,
+        upload_time=upload_time_text(package.upload_time) if package.upload_time else None,
+        requires_python=package.requires_python,
+        yanked=yanked,
+        core_metadata=bool(package.has_metadata),
+        core_metadata_sha256=metadata_sha.lower() if metadata_sha else None,
+    )
+
+
+def _went_backwards(record: IndexRecord, stored: MirrorPage | None, page: MirrorPage) -> bool:
+    if record.config.get("mirror_ignore_serial_header") or stored is None:
+        return False
+    return bool(stored.upstream_serial and page.upstream_serial) and (
+        (page.upstream_serial or 0) < (stored.upstream_serial or 0)
+    )
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def _describe(problem: object) -> str:
+    if isinstance(problem, PackyardError):
+        return problem.message
+    if isinstance(problem, TimeoutError):
+        return "timed out"
+    if isinstance(problem, BaseException):
+        return f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
+    return str(problem)
