@@ -119,6 +119,8 @@ def apply_operations(
                     raise InvalidInput(f"The '{key}' setting doesn't have value '{value}'")
                 items.remove(item)
             config[key] = items
+    if config["type"] != index_type:
+        raise InvalidInput("the 'type' of an index can't be changed")
     return validate(config)
 
 
