@@ -141,6 +141,13 @@ def site(
         yield Site(client, published, rebuilt)
 
 
+@pytest.fixture(params=ENGINES)
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """A fresh server per test, as conftest's `client` but without hashing root's password."""
+    with running_client(tmp_path / "server", engine_url(request)) as client:
+        yield client
+
+
 @pytest.fixture
 def published(client: TestClient, tmp_path: Path) -> Published:
     """A fresh server with alice/dev as in `Published`, for tests that change things."""
