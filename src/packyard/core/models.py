@@ -81,3 +81,14 @@ class MirrorPage:
     last_modified: str | None
     upstream_serial: int | None
     links: list[dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class MirrorList:
+    """A mirror's stored copy of the upstream's full project list (names in a blob)."""
+
+    index_id: int
+    fetched_at: float
+    etag: str | None
+    names_sha256: str
+    count: int

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from functools import partial
+from html.parser import HTMLParser
 from typing import Any
 
 import httpx
@@ -24,7 +25,8 @@ from starlette.concurrency import run_in_threadpool
 from packyard.config import Settings
 from packyard.core.dists import check_safe_filename, parse_dist_filename
 from packyard.core.mirror import MirrorLink, is_fresh, parse_upload_time
-from packyard.core.models import FileRecord, IndexRecord, MirrorPage
+from packyard.core.models import FileRecord, IndexRecord, MirrorList, MirrorPage
+from packyard.core.names import normalize_project
 from packyard.core.simple import upload_time_text
 from packyard.errors import InvalidInput, NotFound, PackyardError, UpstreamUnavailable
 from packyard.services.archives import read_core_metadata
@@ -47,6 +49,8 @@ RETRY_AFTER = 30.0
 # A failed first fetch is answered from memory this long, so a hanging upstream is not
 # waited for again by every request.
 FAILURE_MEMORY = 5.0
+# The full project list is large (PyPI: ~40 MB); it is fetched in the background.
+LIST_TIMEOUT = 300.0
 CHUNK = 256 * 1024
 # Bytes of a download held back from readers until the whole file's hash is verified, so no
 # client ever receives a complete file that turns out to be wrong.
@@ -110,6 +114,7 @@ class Mirrors:
         # Never-fetched pages whose fetch just failed: (until, message), to fail fast.
         self._failures: dict[tuple[int, str], tuple[float, str]] = {}
         self._downloads: dict[tuple[int, str], _Download] = {}
+        self._list_flights: dict[int, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = None
 
     def _http(self) -> httpx.AsyncClient:
@@ -260,6 +265,58 @@ class Mirrors:
         with self._db.write("mirror-revalidate", index=record.full_name, project=project) as conn:
             store.touch_mirror_page(conn, record.id, project, now)
 
+    # --- the upstream's full project list ------------------------------------------------------
+
+    async def project_list(self, record: IndexRecord) -> MirrorList | None:
+        """The stored full project list (names blob: `names_bytes`); a stale or missing one
+        is refreshed in the background, never while a request waits."""
+        stored = await run_in_threadpool(self._stored_list, record.id)
+        stale = stored is None or not is_fresh(stored.fetched_at, self._expiry(record), time.time())
+        wanted = not record.config.get("mirror_no_project_list") and not self._settings.offline
+        if stale and wanted and record.id not in self._list_flights:
+            flight = asyncio.create_task(self._refresh_list(record, stored))
+            self._list_flights[record.id] = flight
+            flight.add_done_callback(lambda done: self._list_landed(record.id, done))
+        return stored
+
+    def names_bytes(self, listing: MirrorList) -> bytes:
+        """Newline-separated normalised names of a stored list."""
+        return self._blobs.read_bytes(listing.names_sha256)
+
+    def _list_landed(self, index_id: int, flight: asyncio.Task[None]) -> None:
+        self._list_flights.pop(index_id, None)
+        if not flight.cancelled() and flight.exception() is not None:
+            log.warning("project list refresh failed: %s", _describe(flight.exception()))
+
+    def _stored_list(self, index_id: int) -> MirrorList | None:
+        with self._db.read() as conn:
+            return store.get_mirror_list(conn, index_id)
+
+    async def _refresh_list(self, record: IndexRecord, stored: MirrorList | None) -> None:
+        url = f"{str(record.config['mirror_url']).rstrip('/')}/"
+        headers = {"Accept": ACCEPT}
+        if stored is not None and stored.etag:
+            headers["If-None-Match"] = stored.etag
+        try:
+            response = await self._http().get(url, headers=headers, timeout=LIST_TIMEOUT)
+        except httpx.HTTPError as exc:
+            self._upstream_failed(url, exc)
+        now = time.time()
+        if response.status_code == 304 and stored is not None:
+            listing = dataclasses.replace(stored, fetched_at=now)
+        elif response.status_code == 200:
+            names = await run_in_threadpool(parse_project_list, response)
+            sha = await run_in_threadpool(self._blobs.put_bytes, "\n".join(names).encode())
+            etag = response.headers.get("etag")
+            listing = MirrorList(record.id, now, etag, sha, len(names))
+        else:
+            self._upstream_failed(url, f"HTTP {response.status_code}")
+        await run_in_threadpool(self._store_list, record, listing)
+
+    def _store_list(self, record: IndexRecord, listing: MirrorList) -> None:
+        with self._db.write("mirror-list", index=record.full_name, count=listing.count) as conn:
+            store.put_mirror_list(conn, listing)
+
     # --- files ---------------------------------------------------------------------------------
 
     async def find_link(self, record: IndexRecord, relpath: str) -> MirrorLink:
@@ -385,6 +442,39 @@ class Mirrors:
         if stored != expected:
             self._upstream_failed(url, "sha256 of the metadata file does not match")
         return response.content
+
+
+def parse_project_list(response: httpx.Response) -> list[str]:
+    """Normalised project names from an upstream's root page, PEP 691 JSON or PEP 503 HTML."""
+    if "json" in response.headers.get("content-type", ""):
+        names = [entry["name"] for entry in response.json().get("projects", ())]
+    else:
+        collector = _AnchorTexts()
+        collector.feed(response.text)
+        names = collector.texts
+    return list(dict.fromkeys(normalize_project(name) for name in names if name.strip()))
+
+
+class _AnchorTexts(HTMLParser):
+    """Collects the text of every <a> element (PEP 503: the text is the project name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+        self._in_anchor = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._in_anchor = True
+            self.texts.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._in_anchor = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_anchor:
+            self.texts[-1] += data
 
 
 def _mirror_link(package: DistributionPackage) -> MirrorLink | None:

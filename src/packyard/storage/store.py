@@ -7,7 +7,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
-from packyard.core.models import FileRecord, IndexRecord, MirrorPage, User, VersionRecord
+from packyard.core.models import (
+    FileRecord,
+    IndexRecord,
+    MirrorList,
+    MirrorPage,
+    User,
+    VersionRecord,
+)
 from packyard.storage.tables import (
     files,
     indexes,
@@ -310,6 +317,27 @@ def touch_mirror_page(conn: Connection, index_id: int, project: str, fetched_at:
         update(mirror_pages)
         .where(mirror_pages.c.index_id == index_id, mirror_pages.c.project == project)
         .values(fetched_at=fetched_at)
+    )
+
+
+def get_mirror_list(conn: Connection, index_id: int) -> MirrorList | None:
+    row = conn.execute(select(mirror_lists).where(mirror_lists.c.index_id == index_id)).first()
+    if row is None:
+        return None
+    count = row._mapping["count"]  # `row.count` is a tuple method
+    return MirrorList(row.index_id, row.fetched_at, row.etag, row.names_sha256, count)
+
+
+def put_mirror_list(conn: Connection, listing: MirrorList) -> None:
+    conn.execute(delete(mirror_lists).where(mirror_lists.c.index_id == listing.index_id))
+    conn.execute(
+        insert(mirror_lists).values(
+            index_id=listing.index_id,
+            fetched_at=listing.fetched_at,
+            etag=listing.etag,
+            names_sha256=listing.names_sha256,
+            count=listing.count,
+        )
     )
 
 

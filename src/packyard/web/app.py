@@ -108,6 +108,8 @@ def create_app(services: Services) -> Starlette:
         lifespan=lifespan,
     )
     app.state.services = services
+    # Rendered full project lists of mirrors, per (index id, content type): (names sha, body).
+    app.state.upstream_lists = {}
     app.state.jinja = Environment(
         loader=PackageLoader("packyard.web", "templates"),
         autoescape=select_autoescape(default=True),

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from packyard.core import simple
-from packyard.core.models import IndexRecord
+from packyard.core.models import IndexRecord, MirrorList
 from packyard.core.names import normalize_project
 from packyard.errors import NotFound, UpstreamUnavailable
 from packyard.services import Services
@@ -47,27 +47,54 @@ def _redirect(request: Request, path: str) -> Response:
 
 async def project_list(request: Request) -> Response:
     services: Services = request.app.state.services
-    jinja: Environment = request.app.state.jinja
     user, index = request.path_params["user"], request.path_params["index"]
     content_type = _content_type(request)
     if isinstance(content_type, Response):
         return content_type
     if not request.url.path.endswith("/") and not is_installer(request):
         return _redirect(request, request.url.path + "/")
-    key = ("simple-list", user, index, content_type)
+    record = await request_index(request)
+    listing = await services.mirrors.project_list(record) if record.is_mirror else None
+    if listing is not None:
+        return respond(
+            request, await _upstream_list(request, listing, content_type), PAGE_CACHE_CONTROL
+        )
 
     def render() -> CachedBody:
-        record = services.indexes.get(user, index)
         names = services.packages.project_names(record)
-        if simple.is_json(content_type):
-            return CachedBody.of(simple.project_list_json(names), content_type)
-        html = jinja.get_template("simple_index.html").render(
-            index=record.full_name, names=names, api_version=simple.API_VERSION
-        )
-        return CachedBody.of(html.encode(), content_type)
+        return _render_list(request, record.full_name, names, content_type)
 
+    key = ("simple-list", user, index, content_type)
     cached = await render_cached(services, key, render)
     return respond(request, cached, PAGE_CACHE_CONTROL)
+
+
+def _render_list(request: Request, index: str, names: list[str], content_type: str) -> CachedBody:
+    if simple.is_json(content_type):
+        return CachedBody.of(simple.project_list_json(names), content_type)
+    jinja: Environment = request.app.state.jinja
+    html = jinja.get_template("simple_index.html").render(
+        index=index, names=names, api_version=simple.API_VERSION
+    )
+    return CachedBody.of(html.encode(), content_type)
+
+
+async def _upstream_list(request: Request, listing: MirrorList, content_type: str) -> CachedBody:
+    """A mirror's full upstream list, rendered once per stored list (it can be ~40 MB)."""
+    rendered: dict[tuple[int, str], tuple[str, CachedBody]] = request.app.state.upstream_lists
+    known = rendered.get((listing.index_id, content_type))
+    if known is not None and known[0] == listing.names_sha256:
+        return known[1]
+    services: Services = request.app.state.services
+    record = await request_index(request)
+
+    def render() -> CachedBody:
+        names = services.mirrors.names_bytes(listing).decode().split("\n")
+        return _render_list(request, record.full_name, names, content_type)
+
+    body = await run_in_threadpool(render)
+    rendered[(listing.index_id, content_type)] = (listing.names_sha256, body)
+    return body
 
 
 async def project_page(request: Request) -> Response:
