@@ -221,10 +221,6 @@ def test_upload_to_a_volatile_index_replaces_the_file(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Uploads._store deletes the replaced row but not its blobs (wheel and .metadata)",
-)
 def test_upload_to_a_volatile_index_frees_the_replaced_blobs(
     server: ServerProcess, client: httpx.Client, alice_dev: str, tmp_path: Path
 ) -> None:

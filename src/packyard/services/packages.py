@@ -4,8 +4,6 @@ views (§11), file lookup, deletion and yanking."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +18,10 @@ from packyard.core.mirror import MirrorLink
 from packyard.core.models import FileRecord, IndexRecord, VersionRecord
 from packyard.core.simple import FileLink, ProjectPage
 from packyard.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
 from packyard.storage import store
-from packyard.storage.blobs import BlobRemoval, BlobStore
+from packyard.storage.blobs import BlobStore
 from packyard.storage.db import Database
 
 
@@ -273,20 +272,8 @@ class Packages:
         if not record.volatile and not force:
             raise Forbidden(message)
 
-    @contextmanager
-    def _changing(self, what: str, record: IndexRecord, **detail: Any) -> Iterator[_Deletion]:
-        """A write transaction that also removes the blobs its deletions left unreferenced."""
-        removal = BlobRemoval(self._blobs)
-        try:
-            with self._db.write(what, index=record.full_name, **detail) as conn:
-                change = _Deletion(conn)
-                yield change
-                for sha in change.released - store.referenced_blobs(conn, change.released):
-                    removal.remove(sha)
-        except BaseException:
-            removal.undo()
-            raise
-        removal.finish()
+    def _changing(self, what: str, record: IndexRecord, **detail: Any) -> Any:
+        return changing(self._db, self._blobs, what, index=record.full_name, **detail)
 
     # --- yanking -------------------------------------------------------------------------------
 
@@ -320,21 +307,6 @@ class Packages:
             for file in targets:
                 store.update_file(conn, file.id, yanked=yanked)
         return len(targets)
-
-
-@dataclasses.dataclass
-class _Deletion:
-    """A write transaction that deletes files, and the blobs they may have been the last
-    users of."""
-
-    conn: Connection
-    released: set[str] = dataclasses.field(default_factory=set)
-
-    def release(self, files: Iterable[FileRecord]) -> None:
-        for file in files:
-            self.released.add(file.sha256)
-            if file.metadata_sha256:
-                self.released.add(file.metadata_sha256)
 
 
 def _stage_links(

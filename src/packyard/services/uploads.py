@@ -32,6 +32,7 @@ from packyard.core.models import FileRecord, IndexRecord
 from packyard.core.names import check_project_name
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
 from packyard.services.archives import read_core_metadata
+from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
 from packyard.storage import store
 from packyard.storage.blobs import BlobStore, BlobWriter
@@ -164,7 +165,10 @@ class Uploads:
         fields: dict[str, Any],
     ) -> UploadOutcome:
         version_text = str(fields.get("version") or dist.version)
-        with self._db.write("upload", index=record.full_name, file=dist.filename) as conn:
+        with changing(
+            self._db, self._blobs, "upload", index=record.full_name, file=dist.filename
+        ) as change:
+            conn = change.conn
             existing = store.get_file(conn, record.id, dist.filename)
             if existing is not None and existing.sha256 == writer.sha256:
                 return UploadOutcome("identical", existing)
@@ -177,6 +181,7 @@ class Uploads:
             if existing is not None:
                 overwrites = sum(1 for entry in existing.log if entry.get("what") == "overwrite")
                 log.insert(0, log_entry("overwrite", None, count=overwrites + 1))
+                change.release([existing])
                 store.delete_files(conn, [existing.id])
             version = self._ensure_version(conn, record, dist.project, version_text, fields)
             new = FileRecord(
