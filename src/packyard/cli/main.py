@@ -12,7 +12,8 @@ import uvicorn
 
 from packyard import __version__
 from packyard.config import ENV_PREFIX, Settings, load_settings
-from packyard.errors import ConfigError
+from packyard.core.names import normalize_project, split_index_name
+from packyard.errors import ConfigError, PackyardError
 from packyard.services import Services, initialize, is_initialized, open_services
 
 SERVER_OPTIONS = [
@@ -73,6 +74,7 @@ def init(
 @click.option("--outside-url", help="Absolute URL clients reach the server at.")
 @click.option("--root-passwd", help="Root password, if this start initializes the server dir.")
 @click.option("--no-root-pypi", is_flag=True, help="When initializing: no root/pypi mirror.")
+@click.option("--offline", is_flag=True, default=None, help="Never contact a mirror's upstream.")
 def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
     """Run the server; a missing or empty server dir is initialized first."""
     settings = _settings(**flags)
@@ -116,3 +118,30 @@ def settings_environment(settings: Settings) -> dict[str, str]:
             value = ",".join(value)
         environment[ENV_PREFIX + field.name.upper()] = str(value)
     return environment
+
+
+@main.command("drop-cache")
+@server_options
+@click.argument("index")
+@click.option("--project", help="Only this project's files.")
+@click.option("--unused-days", type=float, help="Only files not served for this many days.")
+def drop_cache(
+    serverdir: Path | None,
+    storage: str | None,
+    index: str,
+    project: str | None,
+    unused_days: float | None,
+) -> None:
+    """Drop cached files of the mirror INDEX (user/name); pages keep listing them."""
+    settings = _settings(serverdir=serverdir, storage=storage)
+    services = open_services(settings)
+    try:
+        user, name = split_index_name(index)
+        record = services.indexes.get(user, name)
+        name_filter = normalize_project(project) if project else None
+        count, size = services.mirrors.drop_cached(record, name_filter, unused_days)
+    except PackyardError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        services.close()
+    click.echo(f"dropped {count} cached file(s), {size} bytes, from {index}")

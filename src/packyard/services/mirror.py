@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from functools import partial
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from packyard.core.names import normalize_project
 from packyard.core.simple import upload_time_text
 from packyard.errors import InvalidInput, NotFound, PackyardError, UpstreamUnavailable
 from packyard.services.archives import read_core_metadata
+from packyard.services.changes import changing
 from packyard.storage import store
 from packyard.storage.blobs import BlobStore, BlobWriter
 from packyard.storage.db import Database
@@ -51,6 +53,8 @@ RETRY_AFTER = 30.0
 FAILURE_MEMORY = 5.0
 # The full project list is large (PyPI: ~40 MB); it is fetched in the background.
 LIST_TIMEOUT = 300.0
+# A cached file's blob mtime records its last use, refreshed at most this often.
+USE_MARK_INTERVAL = 86400.0
 CHUNK = 256 * 1024
 # Bytes of a download held back from readers until the whole file's hash is verified, so no
 # client ever receives a complete file that turns out to be wrong.
@@ -264,6 +268,43 @@ class Mirrors:
     def _touch_page(self, record: IndexRecord, project: str, now: float) -> None:
         with self._db.write("mirror-revalidate", index=record.full_name, project=project) as conn:
             store.touch_mirror_page(conn, record.id, project, now)
+
+    # --- dropping cached files ------------------------------------------------------------------
+
+    def note_served(self, file: FileRecord, path: Path) -> None:
+        """Count a cache hit, and mark the blob used today (its mtime; once a day at most)."""
+        self.stats.file_hits += 1
+        self.stats.bytes_from_cache += file.size
+        now = time.time()
+        try:
+            if now - path.stat().st_mtime > USE_MARK_INTERVAL:
+                os.utime(path, (now, now))
+        except OSError:
+            pass
+
+    def drop_cached(
+        self, record: IndexRecord, project: str | None = None, unused_days: float | None = None
+    ) -> tuple[int, int]:
+        """Delete cached files of a mirror (one project, or those unused for N days).
+
+        Pages stay: a dropped file is fetched again on its next request. Returns the number
+        of files and bytes dropped.
+        """
+        if not record.is_mirror:
+            raise InvalidInput(f"{record.full_name} is not a mirror index")
+        cutoff = time.time() - unused_days * 86400 if unused_days is not None else None
+        with changing(self._db, self._blobs, "mirror-drop", index=record.full_name) as change:
+            candidates = store.index_files(change.conn, record.id, project)
+            doomed = [f for f in candidates if cutoff is None or self._last_used(f) < cutoff]
+            change.release(doomed)
+            store.delete_files(change.conn, [f.id for f in doomed])
+        return len(doomed), sum(f.size for f in doomed)
+
+    def _last_used(self, file: FileRecord) -> float:
+        try:
+            return self._blobs.path(file.sha256).stat().st_mtime
+        except OSError:
+            return 0.0
 
     # --- the upstream's full project list ------------------------------------------------------
 

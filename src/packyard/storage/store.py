@@ -215,6 +215,13 @@ def project_files(conn: Connection, index_id: int, project: str) -> list[FileRec
     return [_file(row) for row in conn.execute(query.order_by(files.c.id))]
 
 
+def index_files(conn: Connection, index_id: int, project: str | None = None) -> list[FileRecord]:
+    query = select(files).where(files.c.index_id == index_id)
+    if project is not None:
+        query = query.where(files.c.project == project)
+    return [_file(row) for row in conn.execute(query.order_by(files.c.id))]
+
+
 def get_file(conn: Connection, index_id: int, filename: str) -> FileRecord | None:
     query = select(files).where(files.c.index_id == index_id, files.c.filename == filename)
     row = conn.execute(query).first()

@@ -11,9 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from packyard import __version__
+from packyard.core import acl
 from packyard.core.models import IndexRecord, User
 from packyard.core.names import normalize_project
-from packyard.errors import InvalidInput, NotFound, TooLarge
+from packyard.errors import Forbidden, InvalidInput, NotFound, TooLarge
 from packyard.services import Services
 from packyard.services.uploads import UploadForm
 from packyard.web.auth import current_user
@@ -212,6 +213,8 @@ async def project_resource(request: Request) -> Response:
     if project.startswith("+"):
         raise NotFound(f"no such resource {request.url.path}")
     normalized = normalize_project(project)
+    if request.method == "DELETE" and record.is_mirror:
+        return await _drop_mirrored(request, record, normalized)
     if request.method == "DELETE":
         actor = await current_user(request, services)
         force = _flag(request, "force")
@@ -227,6 +230,16 @@ async def project_resource(request: Request) -> Response:
         _flag(request, "ignore_bases"),
     )
     return api_response(result, "projectconfig")
+
+
+async def _drop_mirrored(request: Request, record: IndexRecord, project: str) -> Response:
+    """On a mirror, deleting a project drops its cached files; they are fetched again."""
+    services = services_of(request)
+    actor = await current_user(request, services)
+    if not acl.may_manage_index(actor, record.user, services.settings.restrict_modify):
+        raise Forbidden(f"no permission to drop cached files of {record.full_name}")
+    count, size = await run_in_threadpool(services.mirrors.drop_cached, record, project)
+    return api_response(message=f"dropped {count} cached file(s) ({size} bytes) of {project}")
 
 
 async def version_resource(request: Request) -> Response:

@@ -40,8 +40,7 @@ async def get_file(request: Request) -> Response:
             raise
         return await _from_upstream(request, record, relpath)
     if record.is_mirror:
-        services.mirrors.stats.file_hits += 1
-        services.mirrors.stats.bytes_from_cache += found.size
+        services.mirrors.note_served(found.record, found.path)
     sha = found.path.name
     headers = {
         "ETag": f'"{sha}"',
