@@ -229,6 +229,7 @@ class Mirrors:
         elif response.status_code == 200:
             self.stats.page_fetches += 1
             page = self._parse_page(record, project, response, now)
+            log.info("fetched %s from upstream: %d files", url, len(page.links))
             if _went_backwards(record, stored, page):
                 log.warning("%s: upstream serial went backwards for %s", url, project)
             else:
@@ -428,6 +429,7 @@ class Mirrors:
                 )
             await run_in_threadpool(self._store_file, record, link, writer)
             self.stats.bytes_from_upstream += writer.size
+            log.info("cached %s from upstream (%d bytes)", link.filename, writer.size)
             download.verified = True
         except PackyardError as exc:
             download.error = exc
