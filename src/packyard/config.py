@@ -106,6 +106,8 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(default, bool):
             return _to_bool(value)
         if isinstance(default, int):
+            if isinstance(value, bool | float):
+                raise TypeError(value)  # `port = true` or `workers = 2.5` in the file
             return int(value)
         if isinstance(default, tuple):
             items = value.split(",") if isinstance(value, str) else list(value)
