@@ -649,6 +649,8 @@ def test_delete_on_non_volatile_index_needs_force(client: TestClient, stocked: S
     assert _versions(client, "alice/prod") == ["2.0"]
     assert client.delete("/alice/prod/demo?force=", headers=headers).status_code == 200
     assert _versions(client, "alice/prod") == []
+    message = error_of(client.delete("/alice/prod", headers=headers), 403)
+    assert message == "index alice/prod non-volatile, cannot delete"
 
 
 def test_delete_needs_permission(client: TestClient, stocked: Stocked) -> None:

@@ -231,12 +231,16 @@ def test_head_answers_like_get_without_a_body(site: Site, path: str) -> None:
     assert head.headers["etag"] == got.headers["etag"]
 
 
-def test_head_on_a_file(site: Site) -> None:
+def test_head_on_a_file_and_its_metadata(site: Site) -> None:
     wheel = site.published.wheel
-    head = site.client.head(file_url(site.client, wheel.name))
+    url = file_url(site.client, wheel.name)
+    head = site.client.head(url)
     assert head.status_code == 200
     assert head.content == b""
     assert int(head.headers["content-length"]) == wheel.stat().st_size
+    head = site.client.head(url + ".metadata")
+    assert head.status_code == 200
+    assert int(head.headers["content-length"]) == len(wheel_metadata(wheel))
 
 
 # --- HTML ------------------------------------------------------------------------------------
@@ -391,6 +395,12 @@ def test_file_honours_range(site: Site, attribute: str) -> None:
     assert response.headers["content-range"] == f"bytes 0-99/{path.stat().st_size}"
 
 
+def test_range_past_the_end_is_416(site: Site) -> None:
+    url = file_url(site.client, site.published.wheel.name)
+    response = site.client.get(url, headers={"Range": "bytes=999999-"})
+    assert response.status_code == 416
+
+
 @pytest.mark.parametrize("suffix", ["", ".metadata"], ids=["wheel", "metadata"])
 def test_file_is_cached_immutably_and_revalidates(site: Site, suffix: str) -> None:
     url = file_url(site.client, site.published.wheel.name) + suffix
@@ -519,6 +529,31 @@ def test_yank_and_unyank_round_trip(client: TestClient, published: Published) ->
     _yank(client, published.auth, True)
     assert anchors(client, PAGE)[published.wheel.name].attrs["data-yanked"] in ("", None)
     assert _json_files(client)[published.wheel.name]["yanked"] is True
+
+
+@pytest.mark.parametrize("target", ["project", "version", "file"])
+def test_yank_a_project_a_version_or_one_file(
+    client: TestClient, published: Published, target: str
+) -> None:
+    files = _json_files(client)
+    paths = {
+        "project": "/alice/dev/demo-pkg",
+        "version": "/alice/dev/Demo_Pkg/1.0",
+        "file": resolve(PAGE, files[published.sdist.name]["url"]),
+    }
+    response = client.patch(paths[target], json={"yanked": "old"}, headers=JSON | published.auth)
+    assert response.status_code == 200, response.text
+    expected = {
+        "project": {published.wheel.name, published.sdist.name, published.wheel2.name},
+        "version": {published.wheel.name, published.sdist.name},
+        "file": {published.sdist.name},
+    }[target]
+    files = _json_files(client)
+    assert {name for name, entry in files.items() if entry.get("yanked") == "old"} == expected
+    assert {a.text for a in anchors(client, PAGE).values() if "data-yanked" in a.attrs} == expected
+    version = client.get("/alice/dev/demo-pkg/1.0", headers=JSON).json()["result"]
+    yanked = {link["href"].rsplit("/", 1)[-1] for link in version["+links"] if "yanked" in link}
+    assert yanked == expected - {published.wheel2.name}
 
 
 def test_yank_needs_permission(client: TestClient, published: Published) -> None:
