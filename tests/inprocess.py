@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from argon2 import PasswordHasher
 from starlette.testclient import TestClient
@@ -69,7 +69,7 @@ def create_index(
     return result
 
 
-def upload(client: TestClient, index: str, path: Path, auth: dict[str, str]) -> httpx.Response:
+def upload(client: TestClient, index: str, path: Path, auth: dict[str, str]) -> httpx2.Response:
     """Upload `path` to `index` ('user/name') through the legacy API, as twine does."""
     return client.post(
         f"/{index}/",
@@ -93,7 +93,7 @@ def simple_json(client: TestClient, index: str, project: str) -> dict[str, Any]:
 
 def resolve(page_url: str, href: str) -> str:
     """An href as a client resolves it against the page it came from (path and query)."""
-    return httpx.URL(f"http://testserver{page_url}").join(href).raw_path.decode()
+    return httpx2.URL(f"http://testserver{page_url}").join(href).raw_path.decode()
 
 
 def engine_url(request: pytest.FixtureRequest) -> str:

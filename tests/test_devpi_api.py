@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from starlette.testclient import TestClient
 
@@ -37,7 +37,7 @@ def devpi_auth(user: str, token: str) -> dict[str, str]:
     return {"X-Devpi-Auth": base64.b64encode(f"{user}:{token}".encode()).decode()}
 
 
-def result_of(response: httpx.Response, result_type: str, status: int = 200) -> Any:
+def result_of(response: httpx2.Response, result_type: str, status: int = 200) -> Any:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
     body = response.json()
@@ -45,7 +45,7 @@ def result_of(response: httpx.Response, result_type: str, status: int = 200) -> 
     return body["result"]
 
 
-def error_of(response: httpx.Response, status: int) -> str:
+def error_of(response: httpx2.Response, status: int) -> str:
     """The `message` of a JSON error, checked to come as devpi-client can show it."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
@@ -53,7 +53,7 @@ def error_of(response: httpx.Response, status: int) -> str:
     return message
 
 
-def login(client: TestClient, user: str, password: str) -> httpx.Response:
+def login(client: TestClient, user: str, password: str) -> httpx2.Response:
     return client.post("/+login", json={"user": user, "password": password}, headers=JSON)
 
 

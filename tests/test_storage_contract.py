@@ -227,8 +227,8 @@ def test_same_filename_twice_in_one_index_is_refused(db: Database) -> None:
     assert stored.sha256 == "a" * 64
 
 
-def _version(conn: Connection, index_id: int, version: str, key: str) -> None:
-    store.insert_version(conn, index_id, "demo", version, key, {}, 0.0)
+def _version(conn: Connection, index_id: int, version: str, key: str) -> int:
+    return store.insert_version(conn, index_id, "demo", version, key, {}, 0.0)
 
 
 @pytest.mark.parametrize(
