@@ -75,6 +75,10 @@ def init(
 @click.option("--root-passwd", help="Root password, if this start initializes the server dir.")
 @click.option("--no-root-pypi", is_flag=True, help="When initializing: no root/pypi mirror.")
 @click.option("--offline", is_flag=True, default=None, help="Never contact a mirror's upstream.")
+@click.option(
+    "--restrict-modify",
+    help="Comma-separated users (and :groups) that alone may create/modify users and indexes.",
+)
 def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
     """Run the server; a missing or empty server dir is initialized first."""
     settings = _settings(**flags)

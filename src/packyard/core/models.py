@@ -62,11 +62,13 @@ class FileRecord:
     requires_python: str | None
     for_file: str | None
     log: list[dict[str, Any]]
+    dir_sha256: str | None = None  # toxresults: the release file's hash
 
     @property
     def relpath(self) -> str:
         """devpi's hash directory: +f/<3 hex>/<13 hex>/<filename>."""
-        return f"+f/{self.sha256[:3]}/{self.sha256[3:16]}/{self.filename}"
+        sha = self.dir_sha256 or self.sha256
+        return f"+f/{sha[:3]}/{sha[3:16]}/{self.filename}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ from packyard.services.cache import SerialCache
 from packyard.services.indexes import Indexes
 from packyard.services.mirror import Mirrors
 from packyard.services.packages import Packages
+from packyard.services.transfer import Transfer
 from packyard.services.uploads import Uploads
 from packyard.storage import store
 from packyard.storage.blobs import BlobStore
@@ -30,6 +31,7 @@ class Services:
     packages: Packages
     uploads: Uploads
     mirrors: Mirrors
+    transfer: Transfer
     # Rendered responses (simple pages, JSON), dropped whenever anything changes.
     pages: SerialCache[object]
 
@@ -57,6 +59,7 @@ def open_services(settings: Settings) -> Services:
         packages=Packages(db, blobs, indexes),
         uploads=Uploads(db, blobs, indexes, settings),
         mirrors=Mirrors(db, blobs, settings),
+        transfer=Transfer(db, blobs, indexes),
         pages=SerialCache(db.serial),
     )
 

@@ -117,6 +117,7 @@ class Mirrors:
         self._page_flights: dict[tuple[int, str], asyncio.Task[None]] = {}
         # Never-fetched pages whose fetch just failed: (until, message), to fail fast.
         self._failures: dict[tuple[int, str], tuple[float, str]] = {}
+        self._force_refresh: set[tuple[int, str]] = set()
         self._downloads: dict[tuple[int, str], _Download] = {}
         self._list_flights: dict[int, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = None
@@ -131,6 +132,12 @@ class Mirrors:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    def forget(self, index_id: int, project: str) -> None:
+        """Treat the stored page as stale: the next request asks the upstream (devpi refresh)."""
+        self._fresh_until.pop((index_id, project), None)
+        self._failures.pop((index_id, project), None)
+        self._force_refresh.add((index_id, project))
 
     def is_fresh(self, index_id: int, project: str) -> bool:
         """Known fresh in this worker, without touching the database."""
@@ -152,7 +159,9 @@ class Mirrors:
             raise UpstreamUnavailable(failed[1])
         stored = await run_in_threadpool(self._stored_page, record.id, project)
         expiry = self._expiry(record)
-        if stored is not None and is_fresh(stored.fetched_at, expiry, time.time()):
+        forced = key in self._force_refresh
+        self._force_refresh.discard(key)
+        if not forced and stored is not None and is_fresh(stored.fetched_at, expiry, time.time()):
             self._fresh_until[key] = stored.fetched_at + expiry
             return
         if self._settings.offline:

@@ -4,6 +4,7 @@ views (§11), file lookup, deletion and yanking."""
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -170,10 +171,14 @@ class Packages:
         self, conn: Connection, item: IndexRecord, version: VersionRecord, base_url: str
     ) -> dict[str, Any]:
         data = dict(version.metadata)
+        files = [
+            file
+            for file in store.project_files(conn, item.id, version.project)
+            if file.version == version.version
+        ]
+        by_name = {file.filename: file for file in files}
         links = []
-        for file in store.project_files(conn, item.id, version.project):
-            if file.version != version.version:
-                continue
+        for file in files:
             link: dict[str, Any] = {
                 "rel": file.kind,
                 "href": f"{base_url}/{item.full_name}/{file.relpath}",
@@ -181,6 +186,9 @@ class Packages:
                 "hashes": {"sha256": file.sha256},
                 "log": file.log,
             }
+            release = by_name.get(file.for_file or "")
+            if release is not None:
+                link["for_href"] = f"{base_url}/{item.full_name}/{release.relpath}"
             if file.yanked is not None:
                 link["yanked"] = file.yanked or True
             links.append(link)
@@ -213,13 +221,31 @@ class Packages:
             if file is None and filename.endswith(".metadata"):
                 file = store.get_file(conn, record.id, filename.removesuffix(".metadata"))
                 is_metadata = True
-        if file is None or file.sha256[:3] != head or file.sha256[3:16] != rest:
+        if file is None or file.relpath != f"+f/{head}/{rest}/{file.filename}":
             raise NotFound("no such file")
         if is_metadata:
             if not file.metadata_sha256:
                 raise NotFound("no core metadata for this file")
             return StoredFile(file, self._blobs.path(file.metadata_sha256), True)
         return StoredFile(file, self._blobs.path(file.sha256))
+
+    def doc_file(self, record: IndexRecord, project: str, version: str, path: str) -> bytes:
+        """One member of a version's documentation zip (looked up through the bases too)."""
+        filename = f"{project}-{version}.doc.zip"
+        with self._db.read() as conn:
+            for item in self._indexes.resolution_order(record):
+                doczip = store.get_file(conn, item.id, filename)
+                if doczip is not None:
+                    break
+            else:
+                raise NotFound(f"no documentation for {project} {version}")
+        try:
+            with zipfile.ZipFile(self._blobs.path(doczip.sha256)) as archive:
+                return archive.read(path)
+        except KeyError as exc:
+            raise NotFound(f"{path} is not in the documentation of {project} {version}") from exc
+        except zipfile.BadZipFile as exc:
+            raise NotFound(f"the documentation of {project} {version} is unreadable") from exc
 
     # --- deleting ---------------------------------------------------------------------------
 
@@ -254,8 +280,13 @@ class Packages:
         self._check_delete(actor, record, force, "cannot delete version on non-volatile index")
         file = found.record
         with self._changing("delete-file", record, file=file.filename) as change:
-            change.release([file])
-            store.delete_files(change.conn, [file.id])
+            results = [
+                f
+                for f in store.project_files(change.conn, record.id, file.project)
+                if f.kind == "toxresult" and f.for_file == file.filename
+            ]
+            change.release([file, *results])
+            store.delete_files(change.conn, [file.id, *(f.id for f in results)])
             if store.count_files(change.conn, record.id, file.project, file.version) == 0:
                 store.delete_version(change.conn, record.id, file.project, file.version)
         return f"{record.full_name}/{file.relpath}"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import json
 import time
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,6 +23,9 @@ from sqlalchemy import Connection
 from packyard.config import Settings
 from packyard.core import acl
 from packyard.core.dists import (
+    FORM_ALIASES,
+    LIST_KEYS,
+    METADATA_KEYS,
     DistFilename,
     check_matches,
     complete_metadata,
@@ -29,7 +34,7 @@ from packyard.core.dists import (
     parse_version,
 )
 from packyard.core.models import FileRecord, IndexRecord
-from packyard.core.names import check_project_name
+from packyard.core.names import check_project_name, normalize_project
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
 from packyard.services.archives import read_core_metadata
 from packyard.services.changes import changing
@@ -56,11 +61,23 @@ class UploadForm:
 
 
 @dataclasses.dataclass(frozen=True)
+class Incoming:
+    """A received file, checked and ready to be stored."""
+
+    project: str
+    version: str
+    filename: str
+    kind: str  # releasefile | doczip
+    fields: dict[str, Any]  # metadata, in devpi's key names
+    core_metadata: bytes | None = None  # a wheel's METADATA, kept as its PEP 658 file
+
+
+@dataclasses.dataclass(frozen=True)
 class UploadOutcome:
-    """What happened: 'stored', 'replaced' or 'identical' (nothing changed)."""
+    """What happened: 'stored', 'replaced', 'registered' or 'identical' (nothing changed)."""
 
     status: str
-    file: FileRecord
+    file: FileRecord | None
 
     @property
     def message(self) -> str:
@@ -86,10 +103,20 @@ class Uploads:
         self._settings = settings
 
     def upload(self, actor: str | None, user: str, index: str, form: UploadForm) -> UploadOutcome:
+        """Handle one legacy-API POST: a release file, a documentation zip or a register."""
         record = self._authorize(actor, user, index)
         action = form.value(":action")
-        if action != "file_upload":
-            raise InvalidInput(f"action {action!r} not supported")
+        if action == "file_upload":
+            return self._upload_release(actor, record, form)
+        if action == "doc_upload":
+            return self._upload_docs(actor, record, form)
+        if action == "submit":
+            return self._register(record, form)
+        raise InvalidInput(f"action {action!r} not supported")
+
+    def _upload_release(
+        self, actor: str | None, record: IndexRecord, form: UploadForm
+    ) -> UploadOutcome:
         dist = self._validate_filename(form)
         if form.content is None:
             raise InvalidInput("content file field not found")
@@ -99,7 +126,103 @@ class Uploads:
             metadata = read_core_metadata(writer.temp_path, dist)
             parsed = parse_core_metadata(metadata, dist.filename)
             check_matches(dist, parsed.name, parsed.version)
-            return self._store(actor, record, dist, writer, metadata, parsed.fields)
+            incoming = Incoming(
+                project=dist.project,
+                version=str(parsed.fields.get("version") or dist.version),
+                filename=dist.filename,
+                kind="releasefile",
+                fields=parsed.fields,
+                core_metadata=metadata if dist.kind == "wheel" else None,
+            )
+            return self._store(actor, record, incoming, writer)
+
+    def _upload_docs(
+        self, actor: str | None, record: IndexRecord, form: UploadForm
+    ) -> UploadOutcome:
+        """A documentation zip for one version (devpi: `{project}-{version}.doc.zip`)."""
+        name = check_project_name(form.value("name"))
+        project = normalize_project(name)
+        if form.content is None or not form.filename:
+            raise InvalidInput("content file field not found")
+        version = form.value("version") or self._latest_version(record, project)
+        parse_version(version)
+        with self._blobs.writer() as writer:
+            self._receive(form.content, writer)
+            check_zip(writer.temp_path, form.filename)
+            incoming = Incoming(
+                project=project,
+                version=version,
+                filename=f"{project}-{version}.doc.zip",
+                kind="doczip",
+                fields={"name": name, "version": version},
+            )
+            return self._store(actor, record, incoming, writer)
+
+    def _latest_version(self, record: IndexRecord, project: str) -> str:
+        with self._db.read() as conn:
+            versions = [v.version for v in store.list_versions(conn, record.id, project)]
+        if not versions:
+            raise InvalidInput(f"no version given, and project {project!r} has no versions")
+        return max(versions, key=parse_version)
+
+    def _register(self, record: IndexRecord, form: UploadForm) -> UploadOutcome:
+        """`:action=submit`: store a version's metadata without files (replacing it whole)."""
+        fields = form_metadata(form)
+        name = check_project_name(str(fields.get("name") or ""))
+        version = str(parse_version(str(fields.get("version") or "")))
+        project = normalize_project(name)
+        full = complete_metadata(fields)
+        with self._db.write("register", index=record.full_name, project=project) as conn:
+            key = canonicalize_version(version)
+            current = store.get_version(conn, record.id, project, key)
+            if current is None:
+                store.insert_version(conn, record.id, project, version, key, full, time.time())
+            else:
+                store.update_version_metadata(conn, current.id, full)
+        return UploadOutcome("registered", None)
+
+    def attach_toxresult(
+        self, actor: str | None, record: IndexRecord, release: FileRecord, body: bytes
+    ) -> str:
+        """Store a tox result (JSON) beside a release file; returns its path with hash."""
+        allowed = record.config.get("acl_toxresult_upload", [acl.ANONYMOUS])
+        if not acl.acl_allows(allowed, actor):
+            raise Forbidden(
+                "No permission to upload tox results. You can use the devpi test --no-upload"
+                " option to skip the upload."
+            )
+        if release.kind != "releasefile":
+            raise NotFound(f"no release file found at {release.relpath}")
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            raise InvalidInput("a tox result must be a JSON document") from exc
+        with changing(self._db, self._blobs, "toxresult", index=record.full_name) as change:
+            earlier = [
+                f
+                for f in store.project_files(change.conn, record.id, release.project)
+                if f.kind == "toxresult" and f.for_file == release.filename
+            ]
+            sha = self._blobs.put_bytes(body)
+            result = FileRecord(
+                id=0,
+                index_id=record.id,
+                project=release.project,
+                version=release.version,
+                filename=toxresult_name(release, len(earlier), time.gmtime()),
+                kind="toxresult",
+                sha256=sha,
+                size=len(body),
+                uploaded_at=time.time(),
+                yanked=None,
+                metadata_sha256=None,
+                requires_python=None,
+                for_file=release.filename,
+                log=[log_entry("upload", actor, dst=record.full_name)],
+                dir_sha256=release.sha256,
+            )
+            store.insert_file(change.conn, result)
+        return f"{record.full_name}/{result.relpath}#sha256={sha}"
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -156,47 +279,44 @@ class Uploads:
                 )
 
     def _store(
-        self,
-        actor: str | None,
-        record: IndexRecord,
-        dist: DistFilename,
-        writer: BlobWriter,
-        metadata: bytes,
-        fields: dict[str, Any],
+        self, actor: str | None, record: IndexRecord, incoming: Incoming, writer: BlobWriter
     ) -> UploadOutcome:
-        version_text = str(fields.get("version") or dist.version)
+        filename = incoming.filename
         with changing(
-            self._db, self._blobs, "upload", index=record.full_name, file=dist.filename
+            self._db, self._blobs, "upload", index=record.full_name, file=filename
         ) as change:
             conn = change.conn
-            existing = store.get_file(conn, record.id, dist.filename)
+            existing = store.get_file(conn, record.id, filename)
             if existing is not None and existing.sha256 == writer.sha256:
                 return UploadOutcome("identical", existing)
             if existing is not None and not record.volatile:
-                raise Conflict(f"{dist.filename} already exists in non-volatile index")
+                raise Conflict(f"{filename} already exists in non-volatile index")
             writer.commit()
             # Stored only now: a refused upload must leave no blob behind.
-            metadata_sha = self._blobs.put_bytes(metadata) if dist.kind == "wheel" else None
+            metadata = incoming.core_metadata
+            metadata_sha = self._blobs.put_bytes(metadata) if metadata is not None else None
             log = [log_entry("upload", actor, dst=record.full_name)]
             if existing is not None:
                 overwrites = sum(1 for entry in existing.log if entry.get("what") == "overwrite")
                 log.insert(0, log_entry("overwrite", None, count=overwrites + 1))
                 change.release([existing])
                 store.delete_files(conn, [existing.id])
-            version = self._ensure_version(conn, record, dist.project, version_text, fields)
+            version = self._ensure_version(
+                conn, record, incoming.project, incoming.version, incoming.fields
+            )
             new = FileRecord(
                 id=0,
                 index_id=record.id,
-                project=dist.project,
+                project=incoming.project,
                 version=version,
-                filename=dist.filename,
-                kind="releasefile",
+                filename=filename,
+                kind=incoming.kind,
                 sha256=writer.sha256,
                 size=writer.size,
                 uploaded_at=time.time(),
                 yanked=None,
                 metadata_sha256=metadata_sha,
-                requires_python=fields.get("requires_python") or None,
+                requires_python=incoming.fields.get("requires_python") or None,
                 for_file=None,
                 log=log,
             )
@@ -223,3 +343,26 @@ class Uploads:
         merged.update({k: v for k, v in complete_metadata(fields).items() if k in fields})
         store.update_version_metadata(conn, current.id, merged)
         return current.version
+
+
+def check_zip(path: Path, filename: str) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidInput(f"{filename!r} is not a readable zip file: {exc}") from exc
+
+
+def form_metadata(form: UploadForm) -> dict[str, Any]:
+    """Metadata sent as form fields (for `submit`), in devpi's key names."""
+    fields: dict[str, Any] = {}
+    for key, values in form.fields.items():
+        target = FORM_ALIASES.get(key, key)
+        if target in METADATA_KEYS:
+            fields[target] = values if target in LIST_KEYS else values[0]
+    return fields
+
+
+def toxresult_name(release: FileRecord, count: int, moment: time.struct_time) -> str:
+    """devpi's name: `{release}.toxresult-{YYYYmmddHHMMSS}-{n}`, n counting earlier ones."""
+    return f"{release.filename}.toxresult-{time.strftime('%Y%m%d%H%M%S', moment)}-{count}"

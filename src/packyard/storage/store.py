@@ -207,6 +207,7 @@ def _file(row: Row[Any]) -> FileRecord:
         row.requires_python,
         row.for_file,
         list(row.log or []),
+        row.dir_sha256,
     )
 
 
@@ -245,6 +246,7 @@ def insert_file(conn: Connection, record: FileRecord) -> int:
             "requires_python",
             "for_file",
             "log",
+            "dir_sha256",
         )
     }
     result = conn.execute(insert(files).values(**values))

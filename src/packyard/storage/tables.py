@@ -74,6 +74,9 @@ files = Table(
     Column("requires_python", Text, nullable=True),
     Column("for_file", String(255), nullable=True),  # toxresults: the release file's name
     Column("log", JSON, nullable=False, default=list),
+    # The hash whose prefix names the file's +f/ directory, when not its own (toxresults
+    # live in their release file's directory).
+    Column("dir_sha256", String(64), nullable=True),
     UniqueConstraint("index_id", "filename", name="uq_files_index_filename"),
     CheckConstraint(SHA256_CHECK.format(col="sha256"), name="ck_files_sha256"),
     CheckConstraint("kind in ('releasefile', 'doczip', 'toxresult')", name="ck_files_kind"),

@@ -178,7 +178,13 @@ async def index_resource(request: Request) -> Response:
         noop = _flag(request, "error_on_noop")
         record = await run_in_threadpool(indexes.modify, actor, user, name, body, noop)
         return api_response(index_config_view(record), "indexconfig")
-    raise InvalidInput("push is not supported yet")
+    if method in ("POST", "PUSH"):
+        if not isinstance(body, dict):
+            raise InvalidInput("Bad request: expected a JSON object")
+        record = await request_index(request)
+        pushed = await run_in_threadpool(services.transfer.push, actor, record, body)
+        return api_response(pushed.rows, "actionlog", status=pushed.status)
+    raise InvalidInput(f"method {method} not supported here")
 
 
 async def upload(request: Request, user: str, index: str) -> Response:
@@ -272,6 +278,13 @@ async def file_resource(request: Request) -> Response:
     record = await request_index(request)
     relpath = request.path_params["relpath"]
     actor = await current_user(request, services)
+    if request.method == "POST":
+        found = await run_in_threadpool(services.packages.find_file, record, relpath)
+        body = await request.body()
+        path = await run_in_threadpool(
+            services.uploads.attach_toxresult, actor, record, found.record, body
+        )
+        return api_response(path, "toxresultpath")
     if request.method == "DELETE":
         force = _flag(request, "force")
         path = await run_in_threadpool(services.packages.delete_file, actor, record, relpath, force)

@@ -20,7 +20,7 @@ from packyard import __version__
 from packyard.config import Settings, load_settings
 from packyard.errors import PackyardError
 from packyard.services import Services, open_services
-from packyard.web import api, files, simple
+from packyard.web import api, docs, files, simple
 from packyard.web.responses import error_response
 
 log = logging.getLogger("packyard.requests")
@@ -44,6 +44,9 @@ def routes() -> list[Route]:
         Route("/{user}/{index}/+api", api.api_discovery, methods=["GET"]),
         *both("/{user}/{index}/+simple", simple.project_list, ["GET"]),
         *both("/{user}/{index}/+simple/{project}", simple.project_page, ["GET"]),
+        *both("/{user}/{index}/+simple/{project}/refresh", simple.refresh, ["POST"]),
+        Route("/{user}/{index}/{project}/{version}/+doc/{path:path}", docs.serve_doc),
+        Route("/{user}/{index}/{project}/{version}/+doc", docs.doc_root),
         Route("/{user}/{index}/+f/{relpath:path}", files.get_file, methods=["GET"]),
         Route("/{user}/{index}/+f/{relpath:path}", api.file_resource, methods=["DELETE", "PATCH"]),
         *both("/{user}", api.user_resource, ["GET", "PUT", "PATCH", "DELETE"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from jinja2 import Environment
@@ -159,3 +160,18 @@ async def _refresh_mirrors(
                 raise
             failures.append(exc)
     return failures
+
+
+async def refresh(request: Request) -> Response:
+    """Forget what mirrors know of a project and ask their upstreams again (devpi refresh)."""
+    services: Services = request.app.state.services
+    record = await request_index(request)
+    project = normalize_project(request.path_params["project"])
+    for item in services.indexes.resolution_order(record):
+        if item.is_mirror:
+            services.mirrors.forget(item.id, project)
+            # On failure the stored page, if any, stays; the simple page says what is known.
+            with contextlib.suppress(UpstreamUnavailable):
+                await services.mirrors.ensure_page(item, project)
+    target = f"/{record.full_name}/+simple/{project}/"
+    return RedirectResponse(target, status_code=302)
