@@ -296,6 +296,9 @@ def test_modify_user_accepts_what_devpi_client_echoes(client: TestClient) -> Non
     assert result["email"] == "new@example.invalid"
     assert result["created"] == current["created"]
     assert "modified" in result
+    response = client.patch("/alice", json={"email": ""}, headers=JSON | auth)
+    assert response.status_code == 200, response.text
+    assert "email" not in result_of(client.get("/alice", headers=JSON), "userconfig")
 
 
 def test_modify_other_user_is_forbidden(client: TestClient) -> None:
@@ -309,6 +312,7 @@ def test_modify_other_user_is_forbidden(client: TestClient) -> None:
 
 def test_password_change_returns_a_new_token(client: TestClient) -> None:
     auth = create_user(client, "alice")
+    assert authstatus(client, basic_auth("alice", "alicepw")) == ["ok", "alice", []]
     response = client.patch("/alice", json={"password": "changed"}, headers=JSON | auth)
     result = result_of(response, "userpassword")
     assert response.json()["message"] == "user updated, new proxy auth"
