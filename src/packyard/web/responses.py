@@ -64,14 +64,17 @@ def wants_json(request: Request) -> bool:
 def error_response(request: Request, exc: errors.PackyardError) -> Response:
     """The one error shape: JSON `{"message"}` for API clients, plain text otherwise.
 
-    The message is also the reason phrase, as devpi and PyPI do for uploads.
+    For non-JSON clients (uploads from twine and devpi) the message is also the reason
+    phrase, as devpi and PyPI do.
     """
     status = status_for(exc)
-    headers = {REASON_HEADER: _reason(exc.message)}
+    headers = {}
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = 'Basic realm="pypi"'
     if wants_json(request):
+        # JSON clients print "<status> <reason>: <message>"; the standard reason reads best.
         return api_response(message=exc.message, status=status, headers=headers)
+    headers[REASON_HEADER] = _reason(exc.message)
     return Response(
         exc.message + "\n", status_code=status, media_type="text/plain", headers=headers
     )
