@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import AsyncIterator
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -66,4 +67,18 @@ async def _from_upstream(request: Request, record: IndexRecord, relpath: str) ->
     if link.size is not None:
         headers["Content-Length"] = str(link.size)
     stream = mirrors.stream_file(record, link)
-    return StreamingResponse(stream, media_type=_media_type(filename), headers=headers)
+    # The status goes out with the first bytes: an upstream that fails before delivering any
+    # (unreachable, hanging, an error status, a small file that fails its hash) is a 502,
+    # not a 200 whose body breaks off.
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        first = b""
+    chunks = _prepend(first, stream)
+    return StreamingResponse(chunks, media_type=_media_type(filename), headers=headers)
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
