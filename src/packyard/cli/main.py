@@ -14,7 +14,14 @@ from packyard import __version__
 from packyard.config import ENV_PREFIX, Settings, load_settings
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import ConfigError, PackyardError
-from packyard.services import Services, initialize, is_initialized, open_services
+from packyard.services import (
+    Services,
+    initialize,
+    initialize_root_pypi,
+    is_initialized,
+    open_services,
+)
+from packyard.services.dump import Exporter, Importer, ImportOptions
 
 SERVER_OPTIONS = [
     click.option("--serverdir", type=click.Path(path_type=Path), help="Server directory."),
@@ -149,3 +156,90 @@ def drop_cache(
     finally:
         services.close()
     click.echo(f"dropped {count} cached file(s), {size} bytes, from {index}")
+
+
+def _progress_bar() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+
+
+@main.command("export")
+@server_options
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--include-mirrored-files", is_flag=True, help="Also export cached mirror files.")
+@click.option("--hard-links", is_flag=True, help="Hard-link files instead of copying them.")
+def export_command(
+    serverdir: Path | None,
+    storage: str | None,
+    directory: Path,
+    include_mirrored_files: bool,
+    hard_links: bool,
+) -> None:
+    """Write the whole server to DIRECTORY in devpi's export format (the server may run)."""
+    services = open_services(_settings(serverdir=serverdir, storage=storage))
+    try:
+        with _progress_bar() as bar:
+            task = bar.add_task("exporting files")
+
+            def progress(_what: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            summary = Exporter(services.db, services.blobs).export(
+                directory, include_mirrored_files, hard_links, progress
+            )
+    except PackyardError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        services.close()
+    click.echo(f"exported {summary} to {directory}")
+
+
+@main.command("import")
+@server_options
+@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--no-root-pypi", is_flag=True, help="Do not create root/pypi if missing.")
+@click.option("--root-passwd", help="Set root's password instead of the exported one.")
+@click.option("--root-passwd-hash", help="Set root's password hash (argon2) instead.")
+@click.option("--skip-import-type", multiple=True, help="Skip indexes of this type.")
+@click.option("--hard-links", is_flag=True, help="Hard-link files instead of copying them.")
+@click.option("--no-events", is_flag=True, help="Accepted for devpi compatibility; no effect.")
+@click.option("--force", is_flag=True, help="Import although the server already has users.")
+def import_command(
+    serverdir: Path | None,
+    storage: str | None,
+    directory: Path,
+    no_root_pypi: bool,
+    root_passwd: str | None,
+    root_passwd_hash: str | None,
+    skip_import_type: tuple[str, ...],
+    hard_links: bool,
+    no_events: bool,
+    force: bool,
+) -> None:
+    """Load a packyard or devpi-server export from DIRECTORY (all or nothing)."""
+    if no_events:
+        click.echo("note: --no-events has no effect: packyard has no event hooks to skip")
+    services = open_services(_settings(serverdir=serverdir, storage=storage))
+    options = ImportOptions(
+        root_password=root_passwd,
+        root_pwhash=root_passwd_hash,
+        skip_types=skip_import_type,
+        hard_links=hard_links,
+        allow_nonempty=force,
+    )
+    try:
+        with _progress_bar() as bar:
+            task = bar.add_task("importing files")
+
+            def progress(_what: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            summary = Importer(services.db, services.blobs).import_(directory, options, progress)
+        if not no_root_pypi and "root/pypi" not in services.indexes.all():
+            initialize_root_pypi(services)
+    except PackyardError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        services.close()
+    click.echo(f"imported {summary} from {directory}")

@@ -82,19 +82,23 @@ def initialize(
         generated = root_password = secrets.token_urlsafe(12)
     services.accounts.create_initial("root", root_password, root_pwhash)
     if root_pypi:
-        url = (mirror_url or pip_index_url)()
-        services.indexes.create_initial(
-            "root",
-            "pypi",
-            {
-                "type": "mirror",
-                "volatile": False,
-                "mirror_url": url,
-                "mirror_cache_expiry": services.settings.mirror_cache_expiry,
-                "title": "PyPI",
-            },
-        )
+        initialize_root_pypi(services, mirror_url)
     return generated
+
+
+def initialize_root_pypi(services: Services, mirror_url: Callable[[], str] | None = None) -> None:
+    """Create `root/pypi`, mirroring the index the machine's pip uses."""
+    services.indexes.create_initial(
+        "root",
+        "pypi",
+        {
+            "type": "mirror",
+            "volatile": False,
+            "mirror_url": (mirror_url or pip_index_url)(),
+            "mirror_cache_expiry": services.settings.mirror_cache_expiry,
+            "title": "PyPI",
+        },
+    )
 
 
 def pip_index_url() -> str:

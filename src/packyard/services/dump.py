@@ -1,0 +1,417 @@
+"""Export and import in devpi's dump format (devpi-protocol.md §13), so that backups move
+between packyard servers and to and from devpi-server.
+
+Export reads one consistent snapshot (one read transaction). Import verifies every file's
+hash before anything is written, then stores all rows in one transaction: a failure leaves
+the target as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from packaging.utils import canonicalize_version
+from sqlalchemy import Connection
+
+from packyard import __version__
+from packyard.core.dists import http_date, parse_dist_filename
+from packyard.core.models import FileRecord, IndexRecord, User
+from packyard.core.names import normalize_project
+from packyard.errors import Conflict, InvalidInput, PackyardError
+from packyard.services.archives import read_core_metadata
+from packyard.storage import store
+from packyard.storage.blobs import BlobStore
+from packyard.storage.db import Database
+
+DUMP_VERSION = "2"
+USER_KEYS = ("email", "title", "description", "custom_data")
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclasses.dataclass
+class Summary:
+    users: int = 0
+    indexes: int = 0
+    projects: int = 0
+    files: int = 0
+    bytes: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.users} users, {self.indexes} indexes, {self.projects} projects,"
+            f" {self.files} files, {self.bytes} bytes"
+        )
+
+
+def _no_progress(_what: str, _done: int, _total: int) -> None:
+    return None
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+class Exporter:
+    """Writes a server's users, indexes, metadata and files as a devpi dump."""
+
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self._db = db
+        self._blobs = blobs
+
+    def export(
+        self,
+        target: Path,
+        include_mirrored_files: bool = False,
+        hard_links: bool = False,
+        progress: Progress = _no_progress,
+    ) -> Summary:
+        if target.exists() and any(target.iterdir()):
+            raise Conflict(f"export directory {target} is not empty")
+        target.mkdir(parents=True, exist_ok=True)
+        summary = Summary()
+        copies: list[tuple[str, Path]] = []
+        with self._db.read() as conn:
+            if self._db.url.get_backend_name() != "sqlite":
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            users = {user.name: _user_record(user) for user in store.list_users(conn)}
+            indexes = {}
+            for record in store.list_indexes(conn):
+                if record.is_mirror and not include_mirrored_files:
+                    indexes[record.full_name] = {"indexconfig": record.config}
+                    continue
+                entry, files = _index_record(conn, record)
+                indexes[record.full_name] = entry
+                copies.extend(files)
+                summary.projects += len(entry["projects"])
+        summary.users, summary.indexes = len(users), len(indexes)
+        for done, (sha, relative) in enumerate(copies, 1):
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            _place(self._blobs.path(sha), destination, hard_links)
+            summary.files += 1
+            summary.bytes += destination.stat().st_size
+            progress("files", done, len(copies))
+        dataindex = {
+            "dumpversion": DUMP_VERSION,
+            "pythonversion": list(sys.version_info),
+            "devpi_server": f"packyard {__version__}",
+            "users": users,
+            "indexes": indexes,
+        }
+        (target / "dataindex.json").write_text(json.dumps(dataindex, indent=2))
+        return summary
+
+
+def _user_record(user: User) -> dict[str, Any]:
+    record: dict[str, Any] = {"username": user.name, "created": user.created, **user.info}
+    if user.pwhash:
+        record["pwhash"] = user.pwhash
+    if user.pwsalt:
+        record["pwsalt"] = user.pwsalt
+    if user.modified:
+        record["modified"] = user.modified
+    return record
+
+
+def _index_record(
+    conn: Connection, record: IndexRecord
+) -> tuple[dict[str, Any], list[tuple[str, Path]]]:
+    files = store.index_files(conn, record.id)
+    by_name = {file.filename: file for file in files}
+    projects: dict[str, dict[str, Any]] = {}
+    for project in {file.project for file in files} | set(store.project_names(conn, record.id)):
+        versions = store.list_versions(conn, record.id, project)
+        projects[project] = {v.version: v.metadata for v in versions}
+        if record.is_mirror:
+            projects[project] = {
+                file.version: {"name": project, "version": file.version}
+                for file in files
+                if file.project == project
+            }
+    entries, copies = [], []
+    for file in files:
+        relative = _export_path(record, file, by_name)
+        entry: dict[str, Any] = {
+            "type": file.kind,
+            "projectname": file.project,
+            "version": file.version,
+            "relpath": relative.as_posix(),
+            "entrymapping": {
+                "last_modified": http_date(file.uploaded_at),
+                "hash_spec": f"sha256={file.sha256}",
+                "hashes": {"sha256": file.sha256},
+                "project": file.project,
+                "version": file.version,
+            },
+            "log": file.log,
+        }
+        if file.kind == "toxresult" and file.for_file in by_name:
+            entry["for_entrypath"] = f"{record.full_name}/{by_name[file.for_file].relpath}"
+        entries.append(entry)
+        copies.append((file.sha256, relative))
+    return {"indexconfig": record.config, "projects": projects, "files": entries}, copies
+
+
+def _export_path(record: IndexRecord, file: FileRecord, by_name: dict[str, FileRecord]) -> Path:
+    base = Path(record.user, record.name)
+    if file.kind == "doczip":
+        return base / file.filename
+    if file.kind == "toxresult":
+        release_sha = file.dir_sha256 or file.sha256
+        return base / file.project / f"sha256={release_sha}" / file.filename
+    return base / file.project / file.version / file.filename
+
+
+def _place(source: Path, destination: Path, hard_link: bool) -> None:
+    if hard_link:
+        try:
+            os.link(source, destination)
+            return
+        except OSError:
+            pass  # another file system: copy instead
+    shutil.copyfile(source, destination)
+
+
+# --- import ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportOptions:
+    root_password: str | None = None
+    root_pwhash: str | None = None
+    skip_types: tuple[str, ...] = ()
+    hard_links: bool = False
+    allow_nonempty: bool = False
+
+
+@dataclasses.dataclass
+class _PlannedFile:
+    index: str
+    record: FileRecord
+    source: Path
+    for_entrypath: str | None
+
+
+class Importer:
+    """Reads a devpi dump (packyard's or devpi-server's) into this server, all or nothing."""
+
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self._db = db
+        self._blobs = blobs
+
+    def import_(
+        self, source: Path, options: ImportOptions, progress: Progress = _no_progress
+    ) -> Summary:
+        dataindex = _read_dataindex(source)
+        with self._db.read() as conn:
+            if store.list_users(conn) and not options.allow_nonempty:
+                raise Conflict(
+                    "the target server already has users; import into an empty server dir"
+                )
+        indexes = {
+            name: data
+            for name, data in dataindex.get("indexes", {}).items()
+            if data.get("indexconfig", {}).get("type") not in options.skip_types
+        }
+        planned = list(self._plan_files(source, indexes))
+        stored: list[str] = []
+        try:
+            for done, item in enumerate(planned, 1):
+                stored.extend(self._store_blob(item, options.hard_links))
+                progress("files", done, len(planned))
+            return self._write_rows(dataindex.get("users", {}), indexes, planned, options)
+        except BaseException:
+            self._forget_blobs(stored)
+            raise
+
+    def _plan_files(self, source: Path, indexes: dict[str, Any]) -> Iterator[_PlannedFile]:
+        root = source.resolve()
+        for index_name, data in indexes.items():
+            for entry in data.get("files", ()):
+                path = (root / entry["relpath"]).resolve()
+                if not path.is_relative_to(root) or not path.is_file():
+                    raise InvalidInput(f"{entry['relpath']}: missing from the export")
+                yield _PlannedFile(
+                    index=index_name,
+                    record=_file_record(entry, path),
+                    source=path,
+                    for_entrypath=entry.get("for_entrypath"),
+                )
+
+    def _store_blob(self, item: _PlannedFile, hard_link: bool) -> list[str]:
+        """Copy (or link) one file into the blob store after checking its hash."""
+        expected = item.record.sha256
+        digest = hashlib.sha256()
+        with item.source.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        if digest.hexdigest() != expected:
+            raise InvalidInput(
+                f"{item.source.name}: its sha256 is {digest.hexdigest()}, but the export says"
+                f" {expected}; the export is damaged or was changed"
+            )
+        new: list[str] = []
+        if not self._blobs.exists(expected):
+            with self._blobs.writer() as writer:
+                writer.abort()
+                _place(item.source, writer.temp_path, hard_link)
+                writer.sha256 = expected
+                writer.commit()
+            new.append(expected)
+        if item.record.kind == "releasefile" and item.record.filename.endswith(".whl"):
+            metadata = self._wheel_metadata(item)
+            if metadata is not None:
+                if not self._blobs.exists(metadata):
+                    new.append(metadata)
+                item.record = dataclasses.replace(item.record, metadata_sha256=metadata)
+        return new
+
+    def _wheel_metadata(self, item: _PlannedFile) -> str | None:
+        try:
+            dist = parse_dist_filename(item.record.filename)
+            return self._blobs.put_bytes(read_core_metadata(item.source, dist))
+        except PackyardError:
+            return None
+
+    def _forget_blobs(self, shas: list[str]) -> None:
+        """Remove blobs this failed import added, unless something refers to them."""
+        with self._db.read() as conn:
+            used = store.referenced_blobs(conn, set(shas))
+        for sha in set(shas) - used:
+            self._blobs.delete(sha)
+
+    def _write_rows(
+        self,
+        users: dict[str, Any],
+        indexes: dict[str, Any],
+        planned: list[_PlannedFile],
+        options: ImportOptions,
+    ) -> Summary:
+        summary = Summary(users=len(users), indexes=len(indexes))
+        with self._db.write("import", users=len(users), indexes=len(indexes)) as conn:
+            for name, data in users.items():
+                store.insert_user(conn, _user(name, data, options))
+            index_ids: dict[str, IndexRecord] = {}
+            for full_name, data in indexes.items():
+                user, name = full_name.split("/", 1)
+                config = dict(data["indexconfig"])
+                index_ids[full_name] = IndexRecord(
+                    store.insert_index(conn, user, name, config), user, name, config
+                )
+            for full_name, data in indexes.items():
+                record = index_ids[full_name]
+                for project, versions in (data.get("projects") or {}).items():
+                    summary.projects += 1
+                    for version, metadata in versions.items():
+                        _ensure_version(conn, record, normalize_project(project), version, metadata)
+            releases: dict[tuple[str, str], FileRecord] = {}
+            for item in sorted(planned, key=lambda p: p.record.kind == "toxresult"):
+                record = index_ids[item.index]
+                file = self._linked(item, releases)
+                file = dataclasses.replace(file, index_id=record.id)
+                _ensure_version(conn, record, file.project, file.version, {})
+                store.insert_file(conn, file)
+                releases[(item.index, f"{item.index}/{file.relpath}")] = file
+                summary.files += 1
+                summary.bytes += file.size
+        return summary
+
+    @staticmethod
+    def _linked(item: _PlannedFile, releases: dict[tuple[str, str], FileRecord]) -> FileRecord:
+        """Toxresults point at their release file (and live in its hash directory)."""
+        if item.record.kind != "toxresult" or not item.for_entrypath:
+            return item.record
+        release = releases.get((item.index, item.for_entrypath))
+        if release is None:
+            raise InvalidInput(f"{item.source.name}: its release file is not in the export")
+        return dataclasses.replace(
+            item.record, for_file=release.filename, dir_sha256=release.sha256
+        )
+
+
+def _read_dataindex(source: Path) -> dict[str, Any]:
+    path = source / "dataindex.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise InvalidInput(
+            f"{source} holds no dataindex.json: not a devpi/packyard export"
+        ) from exc
+    except ValueError as exc:
+        raise InvalidInput(f"{path} is not valid JSON: {exc}") from exc
+    if str(data.get("dumpversion")) not in ("1", "2"):
+        raise InvalidInput(f"unsupported dumpversion {data.get('dumpversion')!r} (1 or 2 known)")
+    return dict(data)
+
+
+def _user(name: str, data: dict[str, Any], options: ImportOptions) -> User:
+    pwhash, pwsalt = data.get("pwhash"), data.get("pwsalt")
+    if name == "root" and (options.root_password or options.root_pwhash):
+        pwsalt = None
+        pwhash = options.root_pwhash or PasswordHasher().hash(options.root_password or "")
+    return User(
+        name=name,
+        pwhash=pwhash,
+        pwsalt=pwsalt,
+        info={key: data[key] for key in USER_KEYS if key in data},
+        created=data.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        modified=data.get("modified"),
+    )
+
+
+def _file_record(entry: dict[str, Any], path: Path) -> FileRecord:
+    mapping = entry.get("entrymapping", {})
+    sha256 = (mapping.get("hashes") or {}).get("sha256")
+    if not sha256:
+        spec = str(mapping.get("hash_spec", ""))
+        sha256 = spec.removeprefix("sha256=") if spec.startswith("sha256=") else None
+    if not sha256:
+        raise InvalidInput(f"{entry['relpath']}: no sha256 in the export")
+    version = entry.get("version") or mapping.get("version") or _version_from_name(path.name)
+    modified = (
+        email.utils.parsedate_to_datetime(mapping["last_modified"]).timestamp()
+        if (mapping.get("last_modified"))
+        else time.time()
+    )
+    return FileRecord(
+        id=0,
+        index_id=0,
+        project=normalize_project(entry.get("projectname") or mapping.get("project", "")),
+        version=str(version),
+        filename=path.name,
+        kind=entry.get("type", "releasefile"),
+        sha256=sha256.lower(),
+        size=path.stat().st_size,
+        uploaded_at=modified,
+        yanked=None,
+        metadata_sha256=None,
+        requires_python=None,
+        for_file=None,
+        log=list(entry.get("log") or []),
+    )
+
+
+def _version_from_name(filename: str) -> str:
+    try:
+        return str(parse_dist_filename(filename).version)
+    except InvalidInput:
+        return ""
+
+
+def _ensure_version(
+    conn: Connection, record: IndexRecord, project: str, version: str, metadata: dict[str, Any]
+) -> None:
+    key = canonicalize_version(version)
+    if store.get_version(conn, record.id, project, key) is None:
+        data = dict(metadata) or {"name": project, "version": version}
+        store.insert_version(conn, record.id, project, version, key, data, time.time())
