@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from argon2 import PasswordHasher
 import pytest
 from starlette.testclient import TestClient
 
@@ -67,11 +68,17 @@ def storage_url(request: pytest.FixtureRequest) -> str:
 # --- in-process ------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def root_pwhash() -> str:
+    """root's password hashed once per session (argon2 is slow on purpose)."""
+    return PasswordHasher().hash(ROOT_PASSWORD)
+
+
 @pytest.fixture
-def services(tmp_path: Path, storage_url: str) -> Iterator[Services]:
+def services(tmp_path: Path, storage_url: str, root_pwhash: str) -> Iterator[Services]:
     settings = Settings(serverdir=tmp_path / "server", storage=storage_url, log_requests=False)
     opened = open_services(settings)
-    initialize(opened, root_password=ROOT_PASSWORD, root_pypi=False)
+    initialize(opened, root_pwhash=root_pwhash, root_pypi=False)
     yield opened
     opened.close()
 
