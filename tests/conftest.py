@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from argon2 import PasswordHasher
 import pytest
+from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 from packyard.config import Settings
