@@ -30,6 +30,7 @@ from packyard.core.models import FileRecord, IndexRecord, User
 from packyard.core.names import normalize_project
 from packyard.errors import Conflict, InvalidInput, PackyardError
 from packyard.services.archives import read_core_metadata
+from packyard.services.uploads import index_for_search
 from packyard.storage import store
 from packyard.storage.blobs import BlobStore
 from packyard.storage.db import Database
@@ -415,3 +416,4 @@ def _ensure_version(
     if store.get_version(conn, record.id, project, key) is None:
         data = dict(metadata) or {"name": project, "version": version}
         store.insert_version(conn, record.id, project, version, key, data, time.time())
+        index_for_search(conn, record.id, project, version, data)

@@ -32,7 +32,7 @@ from packyard.core.simple import upload_time_text
 from packyard.errors import InvalidInput, NotFound, PackyardError, UpstreamUnavailable
 from packyard.services.archives import read_core_metadata
 from packyard.services.changes import changing
-from packyard.storage import store
+from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore, BlobWriter
 from packyard.storage.db import Database
 
@@ -274,6 +274,8 @@ class Mirrors:
     def _store_page(self, record: IndexRecord, page: MirrorPage) -> None:
         with self._db.write("mirror-page", index=record.full_name, project=page.project) as conn:
             store.put_mirror_page(conn, page)
+            if page.status == "ok":
+                search.upsert(conn, record.id, page.project, "", "", "")
 
     def _touch_page(self, record: IndexRecord, project: str, now: float) -> None:
         with self._db.write("mirror-revalidate", index=record.full_name, project=project) as conn:

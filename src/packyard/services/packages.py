@@ -21,9 +21,10 @@ from packyard.core.simple import FileLink, ProjectPage
 from packyard.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
-from packyard.storage import store
+from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore
 from packyard.storage.db import Database
+from packyard.storage.search import SearchHit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,17 @@ class StoredFile:
     @property
     def size(self) -> int:
         return self.path.stat().st_size if self.is_metadata else self.record.size
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """One version of a project as an index serves it, and the index it comes from."""
+
+    version: str
+    index: str
+    metadata: dict[str, Any]
+    files: list[FileLink]
+    attachments: list[FileRecord]  # doc zips and tox results (hosted releases only)
 
 
 def version_sort_key(text: str) -> tuple[int, Version | str]:
@@ -62,6 +74,21 @@ class Packages:
         A mirror counts when its stored copy of the upstream page lists the project.
         """
         return self._walk(record, project, assume_mirrors_have_it=False)
+
+    def blocked_mirror(self, record: IndexRecord, project: str) -> str | None:
+        """The mirror the whitelist keeps out of `project`'s pages, if any (for the UI)."""
+        order = self._indexes.resolution_order(record)
+        by_name = {item.full_name: item for item in order}
+        with self._db.read() as conn:
+            found = inheritance.contributing_indexes(
+                project,
+                [item.full_name for item in order],
+                {name: item.config for name, item in by_name.items()},
+                lambda name: (
+                    by_name[name].is_mirror or store.has_project(conn, by_name[name].id, project)
+                ),
+            )
+        return found.blocked_mirror
 
     def mirrors_to_consult(self, record: IndexRecord, project: str) -> list[IndexRecord]:
         """The mirrors that may serve `project` under `record`: those the whitelist allows."""
@@ -131,6 +158,25 @@ class Packages:
                         seen.add(link.filename)
                         links.append(link)
         return ProjectPage(project, record.full_name, links, sorted(versions, key=version_sort_key))
+
+    def releases(self, record: IndexRecord, project: str) -> list[Release]:
+        """Every version visible under `record`, newest first, each from its first index."""
+        found: dict[str, Release] = {}
+        with self._db.read() as conn:
+            for item in self.contributors(record, project):
+                for release in _releases_of(conn, item, project):
+                    found.setdefault(canonicalize_version(release.version), release)
+        if not found:
+            raise NotFound(f"The project {project} does not exist.")
+        ordered = sorted(found.values(), key=lambda r: version_sort_key(r.version), reverse=True)
+        return ordered
+
+    def search(self, query: str, limit: int = 50) -> list[tuple[str, SearchHit]]:
+        """(index name, hit) pairs, best first, for words in names, summaries, descriptions."""
+        with self._db.read() as conn:
+            hits = search.search(conn, query, limit)
+        names = {record.id: name for name, record in self._indexes.all().items()}
+        return [(names[hit.index_id], hit) for hit in hits if hit.index_id in names]
 
     # --- devpi JSON views ---------------------------------------------------------------------
 
@@ -338,6 +384,30 @@ class Packages:
             for file in targets:
                 store.update_file(conn, file.id, yanked=yanked)
         return len(targets)
+
+
+def _releases_of(conn: Connection, item: IndexRecord, project: str) -> list[Release]:
+    if item.is_mirror:
+        links, _versions = _mirror_links(conn, item, project)
+        grouped: dict[str, list[FileLink]] = {}
+        for link in links:
+            grouped.setdefault(_version_of(link.filename), []).append(link)
+        return [
+            Release(version, item.full_name, {"name": project, "version": version}, files, [])
+            for version, files in grouped.items()
+        ]
+    files = store.project_files(conn, item.id, project)
+    releases = []
+    for version in store.list_versions(conn, item.id, project):
+        own = [f for f in files if f.version == version.version]
+        links = [
+            _link(f, f"{item.full_name}/{f.relpath}", item.full_name)
+            for f in own
+            if f.kind == "releasefile"
+        ]
+        extras = [f for f in own if f.kind != "releasefile"]
+        releases.append(Release(version.version, item.full_name, version.metadata, links, extras))
+    return releases
 
 
 def _stage_links(

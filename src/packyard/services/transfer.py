@@ -16,7 +16,7 @@ from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
-from packyard.services.uploads import log_entry
+from packyard.services.uploads import index_for_search, log_entry
 from packyard.storage import store
 from packyard.storage.blobs import BlobStore
 from packyard.storage.db import Database
@@ -125,6 +125,7 @@ class Transfer:
             )  # fmt: skip
         else:
             store.update_version_metadata(conn, current.id, dict(release.metadata))
+        index_for_search(conn, target.id, release.project, release.version, release.metadata)
 
     # --- to an external index (a PyPI-like upload URL) -----------------------------------------
 

@@ -39,7 +39,7 @@ from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarg
 from packyard.services.archives import read_core_metadata
 from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
-from packyard.storage import store
+from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore, BlobWriter
 from packyard.storage.db import Database
 
@@ -179,6 +179,7 @@ class Uploads:
                 store.insert_version(conn, record.id, project, version, key, full, time.time())
             else:
                 store.update_version_metadata(conn, current.id, full)
+            index_for_search(conn, record.id, project, version, full)
         return UploadOutcome("registered", None)
 
     def attach_toxresult(
@@ -338,11 +339,22 @@ class Uploads:
         if current is None:
             full = complete_metadata(fields)
             store.insert_version(conn, record.id, project, version, key, full, time.time())
+            index_for_search(conn, record.id, project, version, full)
             return version
         merged = dict(current.metadata)
         merged.update({k: v for k, v in complete_metadata(fields).items() if k in fields})
         store.update_version_metadata(conn, current.id, merged)
+        index_for_search(conn, record.id, project, current.version, merged)
         return current.version
+
+
+def index_for_search(
+    conn: Connection, index_id: int, project: str, version: str, metadata: Mapping[str, Any]
+) -> None:
+    """Keep the project findable by the words of its latest upload's metadata."""
+    summary = str(metadata.get("summary") or "")
+    description = str(metadata.get("description") or "")
+    search.upsert(conn, index_id, project, version, summary, description)
 
 
 def check_zip(path: Path, filename: str) -> None:

@@ -15,6 +15,7 @@ from packyard.core.models import (
     User,
     VersionRecord,
 )
+from packyard.storage import search
 from packyard.storage.tables import (
     files,
     indexes,
@@ -90,6 +91,7 @@ def update_index_config(conn: Connection, index_id: int, config: dict[str, Any])
 
 
 def delete_index(conn: Connection, index_id: int) -> None:
+    search.remove(conn, index_id)
     conn.execute(delete(mirror_pages).where(mirror_pages.c.index_id == index_id))
     conn.execute(delete(mirror_lists).where(mirror_lists.c.index_id == index_id))
     conn.execute(delete(files).where(files.c.index_id == index_id))
@@ -182,6 +184,7 @@ def delete_version(conn: Connection, index_id: int, project: str, version: str) 
 
 
 def delete_project(conn: Connection, index_id: int, project: str) -> None:
+    search.remove(conn, index_id, project)
     conn.execute(delete(files).where(files.c.index_id == index_id, files.c.project == project))
     conn.execute(
         delete(versions).where(versions.c.index_id == index_id, versions.c.project == project)

@@ -17,6 +17,7 @@ from packyard.core.names import normalize_project
 from packyard.errors import Forbidden, InvalidInput, NotFound, TooLarge
 from packyard.services import Services
 from packyard.services.uploads import UploadForm
+from packyard.web import ui
 from packyard.web.auth import current_user
 from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import REASON_HEADER, api_response
@@ -67,6 +68,8 @@ async def api_discovery(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return await ui.login_submit(request)
     services = services_of(request)
     body = await json_body(request)
     if not isinstance(body, dict) or not body.get("user") or "password" not in body:
@@ -91,6 +94,8 @@ async def status(request: Request) -> Response:
         "offline": services.settings.offline,
         "mirror-cache": services.mirrors.stats.as_dict(),
     }
+    if ui.prefers_html(request):
+        return await ui.status_page(request, result)
     return api_response(result, "status")
 
 
@@ -110,6 +115,8 @@ def user_view(services: Services, user: User) -> dict[str, Any]:
 
 
 async def root(request: Request) -> Response:
+    if ui.prefers_html(request):
+        return await ui.root_page(request)
     services = services_of(request)
 
     def all_users() -> dict[str, Any]:
@@ -125,6 +132,8 @@ async def user_resource(request: Request) -> Response:
         raise NotFound(f"no such resource {request.url.path}")
     actor = await current_user(request, services)
     accounts = services.accounts
+    if request.method in ("GET", "HEAD") and ui.prefers_html(request):
+        return await ui.user_page(request)
     if request.method in ("GET", "HEAD"):
         view = await run_in_threadpool(lambda: user_view(services, accounts.get(name)))
         return api_response(view, "userconfig")
@@ -157,6 +166,8 @@ async def index_resource(request: Request) -> Response:
         return await upload(request, user, name)
     actor = await current_user(request, services)
     indexes = services.indexes
+    if method in ("GET", "HEAD") and ui.prefers_html(request):
+        return await ui.index_page(request)
     if method in ("GET", "HEAD"):
         record = await request_index(request)
         view = index_config_view(record)
@@ -228,6 +239,8 @@ async def project_resource(request: Request) -> Response:
         return api_response(message=f"project {normalized} deleted from stage {record.full_name}")
     if request.method == "PATCH":
         return await _yank(request, record, normalized, None)
+    if ui.prefers_html(request):
+        return await ui.project_page(request)
     result = await run_in_threadpool(
         services.packages.project_view,
         record,
@@ -262,6 +275,8 @@ async def version_resource(request: Request) -> Response:
         return api_response(message=f"project {project} version '{version}' deleted")
     if request.method == "PATCH":
         return await _yank(request, record, project, version)
+    if ui.prefers_html(request):
+        return await ui.version_page(request)
     result = await run_in_threadpool(
         services.packages.version_view,
         record,

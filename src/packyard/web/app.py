@@ -13,14 +13,15 @@ from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from packyard import __version__
 from packyard.config import Settings, load_settings
 from packyard.errors import PackyardError
 from packyard.services import Services, open_services
-from packyard.web import api, docs, files, simple
+from packyard.web import api, docs, files, simple, ui
 from packyard.web.responses import error_response
 
 log = logging.getLogger("packyard.requests")
@@ -28,7 +29,7 @@ log = logging.getLogger("packyard.requests")
 ANY = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST", "PUSH"]
 
 
-def routes() -> list[Route]:
+def routes() -> list[BaseRoute]:
     def both(path: str, endpoint: object, methods: list[str]) -> list[Route]:
         return [
             Route(path, endpoint, methods=methods),  # type: ignore[arg-type]
@@ -39,6 +40,14 @@ def routes() -> list[Route]:
         Route("/", api.root, methods=["GET"]),
         Route("/+api", api.api_discovery, methods=["GET"]),
         Route("/+login", api.login, methods=["POST"]),
+        Route("/+login", ui.login_form, methods=["GET"]),
+        Route("/+logout", ui.logout, methods=["POST"]),
+        Route("/+search", ui.search_page, methods=["GET"]),
+        Route("/+ui/create-index", ui.create_index, methods=["POST"]),
+        Route("/+ui/index-settings", ui.index_settings, methods=["POST"]),
+        Route("/+ui/yank", ui.yank, methods=["POST"]),
+        Route("/+ui/delete-release", ui.delete_release, methods=["POST"]),
+        Mount("/+static", StaticFiles(packages=[("packyard.web", "static")]), name="static"),
         Route("/+status", api.status, methods=["GET"]),
         Route("/{user}/+api", api.api_discovery, methods=["GET"]),
         Route("/{user}/{index}/+api", api.api_discovery, methods=["GET"]),
@@ -48,7 +57,11 @@ def routes() -> list[Route]:
         Route("/{user}/{index}/{project}/{version}/+doc/{path:path}", docs.serve_doc),
         Route("/{user}/{index}/{project}/{version}/+doc", docs.doc_root),
         Route("/{user}/{index}/+f/{relpath:path}", files.get_file, methods=["GET"]),
-        Route("/{user}/{index}/+f/{relpath:path}", api.file_resource, methods=["DELETE", "PATCH"]),
+        Route(
+            "/{user}/{index}/+f/{relpath:path}",
+            api.file_resource,
+            methods=["DELETE", "PATCH", "POST"],
+        ),
         *both("/{user}", api.user_resource, ["GET", "PUT", "PATCH", "DELETE"]),
         *both("/{user}/{index}", api.index_resource, ANY),
         *both("/{user}/{index}/{project}", api.project_resource, ["GET", "DELETE", "PATCH"]),

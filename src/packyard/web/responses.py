@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any
 
 from starlette.requests import Request
@@ -74,6 +75,11 @@ def error_response(request: Request, exc: errors.PackyardError) -> Response:
     if wants_json(request):
         # JSON clients print "<status> <reason>: <message>"; the standard reason reads best.
         return api_response(message=exc.message, status=status, headers=headers)
+    if request.headers.get("accept", "").lstrip().startswith("text/html"):
+        html = request.app.state.jinja.get_template("ui/error.html").render(
+            status=status, title=HTTPStatus(status).phrase, message=exc.message
+        )
+        return Response(html, status_code=status, media_type="text/html", headers=headers)
     headers[REASON_HEADER] = _reason(exc.message)
     return Response(
         exc.message + "\n", status_code=status, media_type="text/plain", headers=headers
