@@ -1,0 +1,167 @@
+"""The real devpi client for tests: a venv holding it, and a runner with a private HOME.
+
+The venv is made once (per devpi-client version and Python) under the user's cache dir and
+reused by later sessions; a lock keeps parallel sessions from building it twice. Every runner
+gets its own HOME, XDG config dir and devpi client dir, so no real configuration is read or
+touched, and the machine's pip configuration is kept out of the pip runs devpi starts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import clean_env
+
+DEVPI_CLIENT = "devpi-client==7.3.0"
+
+# `devpi upload --with-docs` runs `sphinx-build -E SOURCE BUILD` and zips BUILD. This stand-in
+# writes one page instead of pulling in Sphinx: what is tested is the client and the server.
+FAKE_SPHINX_BUILD = """\
+#!/usr/bin/env python3
+import pathlib, sys
+build = pathlib.Path(sys.argv[-1])
+build.mkdir(parents=True, exist_ok=True)
+(build / "index.html").write_text("<html><body>docs of the demo</body></html>\\n")
+"""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "packyard-tests"
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_devpi_venv() -> Path:
+    """The venv with DEVPI_CLIENT installed (made now if missing); returns its `devpi`."""
+    tag = f"{DEVPI_CLIENT.replace('==', '-')}-py{sys.version_info[0]}{sys.version_info[1]}"
+    venv = cache_root() / tag
+    done = venv / "installed.txt"
+    with _locked(cache_root() / f"{tag}.lock"):
+        if not done.exists() or done.read_text() != DEVPI_CLIENT:
+            shutil.rmtree(venv, ignore_errors=True)
+            _run_checked([sys.executable, "-m", "venv", str(venv)])
+            pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+            _run_checked([*pip, DEVPI_CLIENT])
+            done.write_text(DEVPI_CLIENT)
+    return venv / "bin" / "devpi"
+
+
+def _run_checked(command: list[str]) -> None:
+    result = subprocess.run(
+        command, env=clean_env(), capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.fixture(scope="session")
+def devpi_executable() -> Path:
+    return ensure_devpi_venv()
+
+
+@dataclass(frozen=True)
+class DevpiResult:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def __str__(self) -> str:
+        return f"$ devpi {' '.join(self.args)}  -> {self.returncode}\n{self.output}"
+
+
+class Devpi:
+    """Runs `devpi ARGS` as a user would, with its own HOME, config and client dir."""
+
+    def __init__(self, executable: Path, home: Path, keep_pip_config_out: bool = True) -> None:
+        self.executable = executable
+        self.home = home
+        self.keep_pip_config_out = keep_pip_config_out
+        self.bin = home / "bin"
+        self.bin.mkdir(parents=True, exist_ok=True)
+        sphinx = self.bin / "sphinx-build"
+        sphinx.write_text(FAKE_SPHINX_BUILD)
+        sphinx.chmod(0o755)
+
+    @property
+    def clientdir(self) -> Path:
+        return self.home / "devpi-client"
+
+    def env(self) -> dict[str, str]:
+        env = clean_env()
+        for key in list(env):
+            if key.startswith(("DEVPI_", "XDG_")) or key in ("VIRTUAL_ENV", "PYTHONPATH"):
+                del env[key]
+        if not self.keep_pip_config_out:
+            del env["PIP_CONFIG_FILE"]
+        env |= {
+            "HOME": str(self.home),
+            "XDG_CONFIG_HOME": str(self.home / ".config"),
+            "XDG_CACHE_HOME": str(cache_root() / "xdg-cache"),
+            "DEVPI_CLIENTDIR": str(self.clientdir),
+            "PATH": f"{self.bin}{os.pathsep}{env.get('PATH', '')}",
+        }
+        return env
+
+    def run(
+        self, *args: str | Path, cwd: Path | None = None, stdin: str = "", timeout: float = 180
+    ) -> DevpiResult:
+        words = tuple(str(arg) for arg in args)
+        completed = subprocess.run(
+            [str(self.executable), *words],
+            env=self.env(),
+            cwd=cwd or self.home,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            # No controlling terminal: getpass (devpi passwd) reads the piped stdin.
+            start_new_session=True,
+        )
+        return DevpiResult(words, completed.returncode, completed.stdout, completed.stderr)
+
+    def ok(self, *args: str | Path, cwd: Path | None = None, stdin: str = "") -> str:
+        """Run, insist on exit code 0, return what the client printed."""
+        result = self.run(*args, cwd=cwd, stdin=stdin)
+        assert result.returncode == 0, str(result)
+        return result.output
+
+    def fails(self, *args: str | Path, cwd: Path | None = None) -> str:
+        """Run, insist on a non-zero exit code, return what the client printed."""
+        result = self.run(*args, cwd=cwd)
+        assert result.returncode != 0, str(result)
+        return result.output
+
+    def getjson(self, path: str) -> dict[str, Any]:
+        """`devpi getjson PATH`, parsed (the client prints the body verbatim)."""
+        document: dict[str, Any] = json.loads(self.ok("getjson", path))
+        return document
+
+    def token(self, user: str) -> str:
+        """The login token the client stored for `user`."""
+        auth = json.loads((self.clientdir / "auth.json").read_text())["auth"]
+        (pairs,) = auth.values()
+        return str(dict(pairs)[user])
