@@ -71,9 +71,16 @@ def load_settings(
     return Settings(**{name: _coerce(name, value) for name, value in values.items()})
 
 
+# PACKYARD_* variables that belong to the client or the test suite, not to the server.
+NOT_SERVER_SETTINGS = frozenset({"URL", "INDEX", "USER", "PASSWORD", "TOKEN", "CLIENTDIR"})
+
+
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key, value in environ.items():
+        suffix = key[len(ENV_PREFIX) :]
+        if suffix in NOT_SERVER_SETTINGS or suffix.startswith("TEST_"):
+            continue
         if key.startswith(ENV_PREFIX):
             name = key[len(ENV_PREFIX) :].lower()
             _check_known(name, f"environment variable {key}")
