@@ -188,12 +188,11 @@ class Packages:
         result: dict[str, dict[str, Any]] = {}
         with self._db.read() as conn:
             for item in contributors:
-                for version in store.list_versions(conn, item.id, project):
-                    data = self._version_data(conn, item, version, base_url)
-                    if version.version in result:
-                        result[version.version].setdefault("+shadowing", []).append(data)
+                for version, data in self._versions_data(conn, item, project, base_url):
+                    if version in result:
+                        result[version].setdefault("+shadowing", []).append(data)
                     else:
-                        result[version.version] = data
+                        result[version] = data
         if not result:
             raise NotFound(f"no project {project!r}")
         return result
@@ -212,6 +211,19 @@ class Packages:
             if canonicalize_version(text) == key:
                 return data
         raise NotFound(f"The version {version} of project {project} does not exist.")
+
+    def _versions_data(
+        self, conn: Connection, item: IndexRecord, project: str, base_url: str
+    ) -> list[tuple[str, dict[str, Any]]]:
+        if item.is_mirror:
+            releases = _releases_of(conn, item, project)
+            return [
+                (release.version, _mirror_version_data(release, base_url)) for release in releases
+            ]
+        return [
+            (version.version, self._version_data(conn, item, version, base_url))
+            for version in store.list_versions(conn, item.id, project)
+        ]
 
     def _version_data(
         self, conn: Connection, item: IndexRecord, version: VersionRecord, base_url: str
@@ -408,6 +420,25 @@ def _releases_of(conn: Connection, item: IndexRecord, project: str) -> list[Rele
         extras = [f for f in own if f.kind != "releasefile"]
         releases.append(Release(version.version, item.full_name, version.metadata, links, extras))
     return releases
+
+
+def _mirror_version_data(release: Release, base_url: str) -> dict[str, Any]:
+    """A mirrored release as devpi shows it: name, version, requires_python, links (§11.2)."""
+    data: dict[str, Any] = dict(release.metadata)
+    requires_python = next((f.requires_python for f in release.files if f.requires_python), None)
+    if requires_python:
+        data["requires_python"] = requires_python
+    data["+links"] = [
+        {
+            "rel": "releasefile",
+            "href": f"{base_url}/{link.url}",
+            "hash_spec": f"sha256={link.sha256}",
+            "hashes": {"sha256": link.sha256},
+            **({"yanked": link.yanked or True} if link.yanked is not None else {}),
+        }
+        for link in release.files
+    ]
+    return data
 
 
 def _stage_links(

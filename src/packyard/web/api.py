@@ -21,6 +21,7 @@ from packyard.web import ui
 from packyard.web.auth import current_user
 from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import REASON_HEADER, api_response
+from packyard.web.simple import refresh_mirrors
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
 MAX_FORM_FIELD = 16 * 1024 * 1024
@@ -241,6 +242,7 @@ async def project_resource(request: Request) -> Response:
         return await _yank(request, record, normalized, None)
     if ui.prefers_html(request):
         return await ui.project_page(request)
+    await refresh_mirrors(services, record, normalized)
     result = await run_in_threadpool(
         services.packages.project_view,
         record,
@@ -277,6 +279,7 @@ async def version_resource(request: Request) -> Response:
         return await _yank(request, record, project, version)
     if ui.prefers_html(request):
         return await ui.version_page(request)
+    await refresh_mirrors(services, record, project)
     result = await run_in_threadpool(
         services.packages.version_view,
         record,

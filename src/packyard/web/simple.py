@@ -116,7 +116,7 @@ async def project_page(request: Request) -> Response:
     if isinstance(cached, CachedBody) and _mirrors_fresh(services, cached, project):
         return respond(request, cached, PAGE_CACHE_CONTROL)
     record = await request_index(request)
-    failures = await _refresh_mirrors(services, record, project)
+    failures = await refresh_mirrors(services, record, project)
 
     def render() -> CachedBody:
         mirror_ids = tuple(m.id for m in services.packages.mirrors_to_consult(record, project))
@@ -144,7 +144,7 @@ def _mirrors_fresh(services: Services, cached: CachedBody, project: str) -> bool
     return all(services.mirrors.is_fresh(index_id, project) for index_id in cached.mirror_ids)
 
 
-async def _refresh_mirrors(
+async def refresh_mirrors(
     services: Services, record: IndexRecord, project: str
 ) -> list[UpstreamUnavailable]:
     """Bring stale mirror pages up to date; a failing base mirror only counts as a failure."""
