@@ -11,6 +11,7 @@ import click
 import uvicorn
 
 from packyard import __version__
+from packyard.cli import client
 from packyard.config import ENV_PREFIX, Settings, load_settings
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import ConfigError, PackyardError
@@ -53,6 +54,9 @@ def _init(services: Services, root_passwd: str | None, no_root_pypi: bool) -> No
 @click.version_option(__version__, prog_name="packyard")
 def main() -> None:
     """packyard: a private Python package index, compatible with devpi."""
+
+
+client.register(main)
 
 
 @main.command()
@@ -236,6 +240,12 @@ def import_command(
                 bar.update(task, completed=done, total=total)
 
             summary = Importer(services.db, services.blobs).import_(directory, options, progress)
+        if not is_initialized(services):  # an export without root: create it, as devpi-import
+            generated = initialize(
+                services, root_password=root_passwd, root_pwhash=root_passwd_hash, root_pypi=False
+            )
+            if generated:
+                click.echo(f"generated password for user root (shown once): {generated}")
         if not no_root_pypi and "root/pypi" not in services.indexes.all():
             initialize_root_pypi(services)
     except PackyardError as exc:

@@ -1,0 +1,111 @@
+"""A small HTTP client for packyard's (and devpi-server's) JSON and upload APIs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from packyard import __version__
+from packyard.client.state import ClientState
+
+JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
+
+
+class ClientError(Exception):
+    """A request failed; `message` says what the server said, for people."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class Api:
+    """Speaks to one server as the current user of a ClientState."""
+
+    def __init__(self, state: ClientState, timeout: float = 60.0) -> None:
+        self.state = state
+        self._http = httpx.Client(
+            timeout=timeout,
+            follow_redirects=True,
+            headers={"User-Agent": f"packyard-client/{__version__}"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _auth(self) -> dict[str, str]:
+        secret = self.state.secret()
+        if not (self.state.user and secret):
+            return {}
+        value = base64.b64encode(f"{self.state.user}:{secret}".encode()).decode()
+        return {"X-Devpi-Auth": value}
+
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        if not self.state.url:
+            raise ClientError("no server selected: run `packyard use URL` first")
+        return f"{self.state.url}/{path.lstrip('/')}"
+
+    def index_path(self, index: str | None = None) -> str:
+        chosen = (index or self.state.index).strip("/")
+        if chosen.count("/") != 1:
+            raise ClientError(
+                "no index selected: run `packyard use USER/INDEX` or pass --index USER/INDEX"
+            )
+        return chosen
+
+    def request(self, method: str, path: str, body: Any = None, **params: str) -> Any:
+        """A JSON API call; returns the parsed body, raises ClientError on failure."""
+        response = self._http.request(
+            method,
+            self.url(path),
+            headers=JSON_HEADERS | self._auth(),
+            json=body,
+            params=params or None,
+        )
+        return _json_or_error(response)
+
+    def result(self, method: str, path: str, body: Any = None, **params: str) -> Any:
+        return self.request(method, path, body, **params).get("result")
+
+    def login(self, user: str, password: str) -> tuple[str, int]:
+        data = self.request("POST", "+login", {"user": user, "password": password})
+        return data["result"]["password"], int(data["result"]["expiration"])
+
+    def upload(self, index: str, path: Path, fields: dict[str, Any]) -> httpx.Response:
+        """A legacy-API multipart upload (what twine does); returns the raw response."""
+        with path.open("rb") as handle:
+            return self._http.post(
+                self.url(f"{index}/"),
+                data=fields,
+                files={"content": (path.name, handle, "application/octet-stream")},
+                headers=self._auth(),
+            )
+
+
+def _json_or_error(response: httpx.Response) -> Any:
+    try:
+        data = response.json() if response.content else {}
+    except ValueError:
+        data = {}
+    if response.status_code >= 400:
+        message = data.get("message") if isinstance(data, dict) else None
+        raise ClientError(
+            f"{response.status_code} {response.reason_phrase}: {message or response.text[:300]}",
+            response.status_code,
+        )
+    return data
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
