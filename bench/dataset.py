@@ -15,6 +15,17 @@ BIG_PROJECT = "bench-big"
 CHAIN_PREFIX = "bench-chain-"
 UPLOAD_PREFIX = "bench-up-"
 UPLOAD_VERSIONS_PER_PROJECT = 10
+# The big project is built like a compiled library's: every release has one wheel per tag.
+BIG_TAGS = [
+    f"{python}-{python}-{platform}"
+    for python in ("cp39", "cp310", "cp311", "cp312", "cp313")
+    for platform in (
+        "manylinux_2_17_x86_64",
+        "manylinux_2_17_aarch64",
+        "macosx_11_0_arm64",
+        "win_amd64",
+    )
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,13 +52,25 @@ class Dataset:
         return [*self.small, *self.chain, *self.big]
 
 
-def _wheel(directory: Path, name: str, version: str, requires: list[str] | None = None) -> Wheel:
-    path = build_wheel(directory, name, version, requires=requires)
+def _wheel(
+    directory: Path,
+    name: str,
+    version: str,
+    requires: list[str] | None = None,
+    tag: str = "py3-none-any",
+) -> Wheel:
+    path = build_wheel(directory, name, version, requires=requires, tag=tag)
     return Wheel(name, version, path.name, path.read_bytes())
 
 
 def _project(directory: Path, name: str, versions: list[str]) -> list[Wheel]:
     return [_wheel(directory, name, version) for version in versions]
+
+
+def _big(directory: Path, files: int) -> list[Wheel]:
+    """`files` wheels: files/20 releases with one wheel per tag in BIG_TAGS."""
+    releases = [f"1.{n}" for n in range(files // len(BIG_TAGS))]
+    return [_wheel(directory, BIG_PROJECT, v, tag=tag) for v in releases for tag in BIG_TAGS]
 
 
 def _chain(directory: Path, length: int) -> list[Wheel]:
@@ -76,7 +99,7 @@ def build_dataset(directory: Path, big_files: int, upload_files: int, chain_leng
     shutil.rmtree(directory, ignore_errors=True)
     return Dataset(
         small=_project(directory / "small", SMALL_PROJECT, [f"1.{n}" for n in range(10)]),
-        big=_project(directory / "big", BIG_PROJECT, [f"1.{n}" for n in range(big_files)]),
+        big=_big(directory / "big", big_files),
         chain=_chain(directory / "chain", chain_length),
         uploads=_uploads(directory / "uploads", upload_files),
         chain_root=f"{CHAIN_PREFIX}00",

@@ -14,12 +14,15 @@ METRICS: dict[str, tuple[tuple[str, str], float, bool]] = {
     "upload_files_per_s": (("upload", "files_per_s"), 3.0, True),
     "pip_install_s": (("pip_install", "median_s"), 1.0, False),
 }
-LABELS = {
-    "simple_10_rps": "simple page, 10 files (req/s)",
-    "simple_2000_rps": "simple page, 2,000 files (req/s)",
-    "upload_files_per_s": "upload (files/s)",
-    "pip_install_s": "pip install, 20 projects (s)",
-}
+
+
+def labels(plan: dict[str, Any]) -> dict[str, str]:
+    return {
+        "simple_10_rps": "simple page, 10 files (req/s)",
+        "simple_2000_rps": f"simple page, {plan['big_files']:,} files (req/s)",
+        "upload_files_per_s": f"upload, {plan['upload_files']} wheels (files/s)",
+        "pip_install_s": f"pip install, {plan['chain_length']} projects (s)",
+    }
 
 
 def _value(server: dict[str, Any], metric: str) -> float:
@@ -47,17 +50,19 @@ def ratios(servers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _format(value: float) -> str:
-    return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    if value < 10:
+        return f"{value:.2f}"
+    return f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
 
 
 def table(document: dict[str, Any]) -> str:
     """The human-readable report: absolute numbers per server, then ratios against devpi."""
     servers: dict[str, dict[str, Any]] = document["servers"]
-    labels = list(servers)
-    width = max(len(text) for text in LABELS.values()) + 2
-    lines = ["".ljust(width) + "".join(label.rjust(14) for label in labels)]
-    for metric, text in LABELS.items():
-        cells = "".join(_format(_value(servers[label], metric)).rjust(14) for label in labels)
+    names = labels(document["plan"])
+    width = max(len(text) for text in names.values()) + 2
+    lines = ["".ljust(width) + "".join(label.rjust(14) for label in servers)]
+    for metric, text in names.items():
+        cells = "".join(_format(_value(server, metric)).rjust(14) for server in servers.values())
         lines.append(text.ljust(width) + cells)
     for label, metrics in document["ratios"].items():
         lines.append("")
@@ -67,7 +72,7 @@ def table(document: dict[str, Any]) -> str:
             verdict = "met" if ratio["met"] else "NOT met"
             target = f"target {relation} {ratio['target']:g}"
             lines.append(
-                f"  {LABELS[metric].ljust(width)}{ratio['ratio']:>8.2f}x  ({target}: {verdict})"
+                f"  {names[metric].ljust(width)}{ratio['ratio']:>8.2f}x  ({target}: {verdict})"
             )
     return "\n".join(lines)
 

@@ -11,6 +11,7 @@ import datetime
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,11 @@ REPO = BENCH.parent
 WORK = BENCH / ".work"
 USER, PASSWORD = "bench", "benchpw"
 SERVER_LABELS = ("devpi", "packyard-1w", "packyard-2w")
+# One at a time: devpi answers concurrent uploads into a project with many releases with
+# 500 "database is locked" (its upload time grows with the project's history).
+SETUP_WORKERS = 1
+QUIET_LOAD = 0.5  # --wait-quiet: 1-minute load average to wait for before each server
+QUIET_PATIENCE_S = 600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,22 +102,23 @@ def measure_pip(label: str, server: Running, data: Dataset, plan: Plan) -> dict[
 
 
 def measure(server: Server, data: Dataset, plan: Plan, load: WrkLoad) -> dict[str, Any]:
-    """Fresh server dir; untimed set-up uploads; then uploads, simple pages, pip install."""
-    log(f"{server.label}: starting")
+    """Fresh server dir: timed uploads first, untimed set-up, then simple pages and pip."""
+    log(f"{server.label}: starting (load average {os.getloadavg()[0]:.2f})")
     with running(server, WORK) as live:
-        log(f"{server.label}: version {live.version} at {live.url}; uploading set-up data")
+        log(f"{server.label}: version {live.version} at {live.url}")
         auth = create_user_and_indexes(live.url, USER, PASSWORD, ["data", "upload"])
-        upload(f"{live.url}/{USER}/data/", auth, data.setup_files, plan.upload_workers)
+        result: dict[str, Any] = {"version": live.version, "load_average": os.getloadavg()[0]}
+        result["upload"] = measure_upload(live, auth, data, plan)
+        log(f"{server.label}: uploading {len(data.setup_files)} set-up files (untimed)")
+        upload(f"{live.url}/{USER}/data/", auth, data.setup_files, SETUP_WORKERS)
         simple = f"{live.url}/{USER}/data/+simple"
-        return {
-            "version": live.version,
-            "upload": measure_upload(live, auth, data, plan),
-            "simple_10": measure_page(load, f"{simple}/{SMALL_PROJECT}/", 10, plan.warmup_seconds),
-            "simple_2000": measure_page(
-                load, f"{simple}/{BIG_PROJECT}/", plan.big_files, plan.warmup_seconds
-            ),
-            "pip_install": measure_pip(server.label, live, data, plan),
-        }
+        warmup = plan.warmup_seconds
+        result["simple_10"] = measure_page(load, f"{simple}/{SMALL_PROJECT}/", 10, warmup)
+        result["simple_2000"] = measure_page(
+            load, f"{simple}/{BIG_PROJECT}/", plan.big_files, warmup
+        )
+        result["pip_install"] = measure_pip(server.label, live, data, plan)
+        return result
 
 
 def servers_for(labels: list[str]) -> list[Server]:
@@ -125,6 +132,26 @@ def servers_for(labels: list[str]) -> list[Server]:
     return chosen
 
 
+def wait_for_quiet() -> None:
+    """Wait (a bounded time) until other work on this machine has died down."""
+    deadline = time.monotonic() + QUIET_PATIENCE_S
+    while os.getloadavg()[0] > QUIET_LOAD and time.monotonic() < deadline:
+        log(f"waiting for a quiet machine: load average {os.getloadavg()[0]:.2f}")
+        time.sleep(15)
+
+
+def packyard_revision() -> str:
+    """The commit packyard was installed from, `-dirty` when src/ has uncommitted changes."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    status = subprocess.run(
+        [*git, "status", "--porcelain", "--", "src", "pyproject.toml"],
+        capture_output=True,
+        text=True,
+    )
+    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
@@ -132,6 +159,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "load_average_at_start": [round(load, 2) for load in os.getloadavg()],
         "pip": pip_version(),
+        "packyard_revision": packyard_revision(),
     }
 
 
@@ -144,6 +172,11 @@ def parse_args() -> argparse.Namespace:
         help=f"comma-separated, from {', '.join(SERVER_LABELS)} (default: all)",
     )
     parser.add_argument("--output", type=Path, help="JSON file (default bench/results.json)")
+    parser.add_argument(
+        "--wait-quiet",
+        action="store_true",
+        help=f"before each server, wait up to {QUIET_PATIENCE_S}s for load average < {QUIET_LOAD}",
+    )
     args = parser.parse_args()
     args.servers = [label.strip() for label in args.servers.split(",") if label.strip()]
     unknown = set(args.servers) - set(SERVER_LABELS)
@@ -164,7 +197,11 @@ def main() -> None:
     servers = servers_for(args.servers)
     log("building wheels")
     data = build_dataset(WORK / "wheels", plan.big_files, plan.upload_files, plan.chain_length)
-    results = {server.label: measure(server, data, plan, load) for server in servers}
+    results = {}
+    for server in servers:
+        if args.wait_quiet:
+            wait_for_quiet()
+        results[server.label] = measure(server, data, plan, load)
     document = {
         "started": started.isoformat(timespec="seconds"),
         "quick": args.quick,
