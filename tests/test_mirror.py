@@ -382,6 +382,26 @@ def test_twenty_concurrent_downloads_of_one_uncached_file_make_one_upstream_requ
     assert upstream.count(f"/simple/{bulk.project}/") == 1
 
 
+def test_concurrent_requests_for_a_never_fetched_page_make_one_upstream_request(
+    client: httpx.Client, upstream: Upstream
+) -> None:
+    """Twenty requests at once, twenty times: requests that read the (empty) store while the
+    one fetch lands must not start a second."""
+
+    async def get_pages(url: str) -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            responses = await asyncio.gather(*(http.get(url) for _ in range(20)))
+        return [response.status_code for response in responses]
+
+    fetches = []
+    for attempt in range(20):
+        index = create_mirror(client, f"pages-{attempt}", upstream.simple_url, expiry=60)
+        before = upstream.count("/simple/gamma/")
+        assert asyncio.run(get_pages(f"{client.base_url}{index}/+simple/gamma/")) == [200] * 20
+        fetches.append(upstream.count("/simple/gamma/") - before)
+    assert fetches == [1] * 20
+
+
 # --- 6: a mirror of a packyard index ----------------------------------------------------------
 
 

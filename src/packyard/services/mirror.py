@@ -161,6 +161,8 @@ class Mirrors:
         expiry = self._expiry(record)
         forced = key in self._force_refresh
         self._force_refresh.discard(key)
+        if self.is_fresh(record.id, project):
+            return  # another request's refresh landed while this one read the stored page
         if not forced and stored is not None and is_fresh(stored.fetched_at, expiry, time.time()):
             self._fresh_until[key] = stored.fetched_at + expiry
             return
