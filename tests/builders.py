@@ -45,14 +45,18 @@ def build_wheel(
     summary: str = "a test package",
     requires_python: str | None = None,
     payload: str = "",
+    description: str = "",
 ) -> Path:
-    """A valid wheel with an importable module named after the project."""
+    """A valid wheel with an importable module named after the project.
+
+    `description` becomes the METADATA body (a Markdown long description).
+    """
     dist = _escaped(name)
     info = f"{dist}-{version}.dist-info"
     files = {
         f"{dist}/__init__.py": f"__version__ = {version!r}\n{payload}".encode(),
         f"{info}/METADATA": core_metadata(
-            name, version, requires, summary, requires_python
+            name, version, requires, summary, requires_python, description
         ).encode(),
         f"{info}/WHEEL": (
             f"Wheel-Version: 1.0\nGenerator: packyard-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
