@@ -107,7 +107,10 @@ def measure(server: Server, data: Dataset, plan: Plan, load: WrkLoad) -> dict[st
     with running(server, WORK) as live:
         log(f"{server.label}: version {live.version} at {live.url}")
         auth = create_user_and_indexes(live.url, USER, PASSWORD, ["data", "upload"])
-        result: dict[str, Any] = {"version": live.version, "load_average": os.getloadavg()[0]}
+        result: dict[str, Any] = {
+            "version": live.version,
+            "load_average": round(os.getloadavg()[0], 2),
+        }
         result["upload"] = measure_upload(live, auth, data, plan)
         log(f"{server.label}: uploading {len(data.setup_files)} set-up files (untimed)")
         upload(f"{live.url}/{USER}/data/", auth, data.setup_files, SETUP_WORKERS)
