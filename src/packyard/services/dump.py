@@ -215,9 +215,10 @@ class Importer:
     ) -> Summary:
         dataindex = _read_dataindex(source)
         with self._db.read() as conn:
-            if store.list_users(conn) and not options.allow_nonempty:
+            if _has_data(conn) and not options.allow_nonempty:
                 raise Conflict(
-                    "the target server already has users; import into an empty server dir"
+                    "the target server already has users or indexes; import into an empty"
+                    " server dir, or pass --force to import beside them"
                 )
         indexes = {
             name: data
@@ -252,13 +253,10 @@ class Importer:
     def _store_blob(self, item: _PlannedFile, hard_link: bool) -> list[str]:
         """Copy (or link) one file into the blob store after checking its hash."""
         expected = item.record.sha256
-        digest = hashlib.sha256()
-        with item.source.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        if digest.hexdigest() != expected:
+        actual = _file_sha256(item.source)
+        if actual != expected:
             raise InvalidInput(
-                f"{item.source.name}: its sha256 is {digest.hexdigest()}, but the export says"
+                f"{item.source.name}: its sha256 is {actual}, but the export says"
                 f" {expected}; the export is damaged or was changed"
             )
         new: list[str] = []
@@ -266,23 +264,18 @@ class Importer:
             with self._blobs.writer() as writer:
                 writer.abort()
                 _place(item.source, writer.temp_path, hard_link)
+                _fsync(writer.temp_path)  # durable before its row commits, like an upload
                 writer.sha256 = expected
                 writer.commit()
             new.append(expected)
         if item.record.kind == "releasefile" and item.record.filename.endswith(".whl"):
-            metadata = self._wheel_metadata(item)
+            metadata = _wheel_metadata(item)
             if metadata is not None:
-                if not self._blobs.exists(metadata):
-                    new.append(metadata)
-                item.record = dataclasses.replace(item.record, metadata_sha256=metadata)
+                sha = hashlib.sha256(metadata).hexdigest()
+                if not self._blobs.exists(sha):
+                    new.append(self._blobs.put_bytes(metadata))
+                item.record = dataclasses.replace(item.record, metadata_sha256=sha)
         return new
-
-    def _wheel_metadata(self, item: _PlannedFile) -> str | None:
-        try:
-            dist = parse_dist_filename(item.record.filename)
-            return self._blobs.put_bytes(read_core_metadata(item.source, dist))
-        except PackyardError:
-            return None
 
     def _forget_blobs(self, shas: list[str]) -> None:
         """Remove blobs this failed import added, unless something refers to them."""
@@ -301,13 +294,13 @@ class Importer:
         summary = Summary(users=len(users), indexes=len(indexes))
         with self._db.write("import", users=len(users), indexes=len(indexes)) as conn:
             for name, data in users.items():
-                store.insert_user(conn, _user(name, data, options))
+                _put_user(conn, _user(name, data, options))
             index_ids: dict[str, IndexRecord] = {}
             for full_name, data in indexes.items():
                 user, name = full_name.split("/", 1)
                 config = dict(data["indexconfig"])
                 index_ids[full_name] = IndexRecord(
-                    store.insert_index(conn, user, name, config), user, name, config
+                    _put_index(conn, user, name, config), user, name, config
                 )
             for full_name, data in indexes.items():
                 record = index_ids[full_name]
@@ -338,6 +331,56 @@ class Importer:
         return dataclasses.replace(
             item.record, for_file=release.filename, dir_sha256=release.sha256
         )
+
+
+def _put_user(conn: Connection, user: User) -> None:
+    """A new user; the target's own root gives way to the export's (as in devpi-import)."""
+    if store.get_user(conn, user.name) is None:
+        store.insert_user(conn, user)
+    elif user.name == "root":
+        values = dataclasses.asdict(user)
+        del values["name"]
+        store.update_user(conn, "root", **values)
+    else:
+        raise Conflict(f"user {user.name} already exists on the target server")
+
+
+def _put_index(conn: Connection, user: str, name: str, config: dict[str, Any]) -> int:
+    """A new index; an unused root/pypi of the target takes the export's config instead."""
+    existing = store.get_index(conn, user, name)
+    if existing is None:
+        return store.insert_index(conn, user, name, config)
+    if existing.full_name == "root/pypi" and not store.index_files(conn, existing.id):
+        store.update_index_config(conn, existing.id, config)
+        return existing.id
+    raise Conflict(f"index {existing.full_name} already exists on the target server")
+
+
+def _wheel_metadata(item: _PlannedFile) -> bytes | None:
+    try:
+        return read_core_metadata(item.source, parse_dist_filename(item.record.filename))
+    except PackyardError:
+        return None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _has_data(conn: Connection) -> bool:
+    """devpi's rule: a server with only the default root user (and root/pypi) is empty."""
+    users = [user.name for user in store.list_users(conn)]
+    indexes = [index.full_name for index in store.list_indexes(conn)]
+    return users not in ([], ["root"]) or indexes not in ([], ["root/pypi"])
 
 
 def _read_dataindex(source: Path) -> dict[str, Any]:
@@ -376,8 +419,8 @@ def _file_record(entry: dict[str, Any], path: Path) -> FileRecord:
     if not sha256:
         spec = str(mapping.get("hash_spec", ""))
         sha256 = spec.removeprefix("sha256=") if spec.startswith("sha256=") else None
-    if not sha256:
-        raise InvalidInput(f"{entry['relpath']}: no sha256 in the export")
+    if not sha256:  # devpi-import accepts entries without hashes (§13.4's minimal export)
+        sha256 = _file_sha256(path)
     version = entry.get("version") or mapping.get("version") or _version_from_name(path.name)
     modified = (
         email.utils.parsedate_to_datetime(mapping["last_modified"]).timestamp()
