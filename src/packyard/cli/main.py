@@ -11,7 +11,7 @@ import click
 import uvicorn
 
 from packyard import __version__
-from packyard.cli import client
+from packyard.cli import bundle, client
 from packyard.config import ENV_PREFIX, Settings, load_settings
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import ConfigError, PackyardError
@@ -57,6 +57,8 @@ def main() -> None:
 
 
 client.register(main)
+main.add_command(bundle.bundle)
+main.add_command(bundle.check)
 
 
 @main.command()

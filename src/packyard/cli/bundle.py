@@ -1,0 +1,142 @@
+"""`packyard bundle create|push` and `packyard check`: carrying wheels into closed networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from packyard.cli.client import session
+from packyard.client import bundles, dists
+from packyard.client.api import Api, ClientError, sha256_of
+from packyard.core.targets import Target, parse_target
+from packyard.errors import InvalidInput
+
+requirements_option = click.option(
+    "-r", "--requirement", "requirements", multiple=True, required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A requirements file (repeatable).",
+)  # fmt: skip
+target_option = click.option(
+    "--target", "targets", multiple=True, required=True,
+    help="PLATFORM-PYTHON, e.g. win_amd64-cp313 or manylinux2014_x86_64-cp311 (repeatable).",
+)  # fmt: skip
+
+
+def _targets(texts: tuple[str, ...]) -> list[Target]:
+    try:
+        return [parse_target(text) for text in texts]
+    except InvalidInput as exc:
+        raise click.BadParameter(exc.message) from exc
+
+
+def _index_url(index: str | None) -> str:
+    if index and index.startswith(("http://", "https://")):
+        return index
+    with session() as api:
+        return api.url(f"{api.index_path(index)}/+simple/")
+
+
+@click.group()
+def bundle() -> None:
+    """Bundles of wheels for closed networks: create outside, push inside."""
+
+
+@bundle.command("create")
+@requirements_option
+@target_option
+@click.option("--index", help="Simple index URL or USER/INDEX to resolve from (default: current).")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Bundle directory (re-running resumes it).",
+)  # fmt: skip
+@click.option("--allow-sdist", is_flag=True, help="Allow sdists where no wheel exists.")
+@click.option(
+    "--since", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An earlier bundle's manifest.json: carry only what it did not.",
+)  # fmt: skip
+def create(
+    requirements: tuple[Path, ...],
+    targets: tuple[str, ...],
+    index: str | None,
+    output: Path,
+    allow_sdist: bool,
+    since: Path | None,
+) -> None:
+    """Resolve the full closure for every target, then download exactly those files."""
+    chosen = _targets(targets)
+    url = _index_url(index)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    try:
+        with Progress(*columns) as bar:
+            task = bar.add_task("downloading")
+
+            def progress(_what: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            manifest = bundles.create(
+                list(requirements), chosen, url, output, allow_sdist, since, progress
+            )
+    except bundles.ClosureError as exc:
+        raise click.ClickException(
+            f"the requirements cannot be met by wheels; nothing was downloaded.\n\n{exc}"
+        ) from exc
+    except bundles.BundleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name, packages in manifest["targets"].items():
+        click.echo(f"{name}: {len(packages)} files")
+    skipped = len(manifest["carried_before"])
+    click.echo(
+        f"bundle {output}: {len(manifest['files'])} files to carry, {skipped} carried before"
+    )
+
+
+@bundle.command("push")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("index")
+def push_bundle(path: Path, index: str) -> None:
+    """Verify every file of the bundle at PATH, then upload what INDEX (USER/INDEX) lacks."""
+    try:
+        files = bundles.verified_files(path)
+    except bundles.BundleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    uploaded = failed = 0
+    with session() as api:
+        existing = _existing(api, index, files)
+        todo = [f for f in files if existing.get(f.name) != sha256_of(f)]
+        for file in todo:
+            response = api.upload(index, file, dists.upload_fields(file))
+            if response.status_code == 200:
+                uploaded += 1
+            else:
+                failed += 1
+                click.echo(f"failed {file.name}: {response.status_code} {response.reason_phrase}")
+    skipped = len(files) - len(todo)
+    click.echo(f"uploaded {uploaded}, skipped {skipped} (already there), failed {failed}")
+    if failed:
+        raise SystemExit(1)
+
+
+def _existing(api: Api, index: str, files: list[Path]) -> dict[str, str]:
+    try:
+        return api.existing_hashes(index, (dists.project_of(f) for f in files))
+    except ClientError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+@click.command()
+@requirements_option
+@target_option
+@click.option("--index", help="Simple index URL or USER/INDEX to check (default: current).")
+def check(requirements: tuple[Path, ...], targets: tuple[str, ...], index: str | None) -> None:
+    """Would the requirements install on each target from this index alone? (installs nothing)"""
+    problems = bundles.check(list(requirements), _targets(targets), _index_url(index))
+    for target in targets:
+        mine = [p for p in problems if p.target == target]
+        if not mine:
+            click.echo(f"{target}: ok, installs from this index alone")
+        for problem in mine:
+            click.echo(str(problem))
+    if problems:
+        raise SystemExit(1)
