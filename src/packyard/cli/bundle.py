@@ -14,12 +14,12 @@ from packyard.core.targets import Target, parse_target
 from packyard.errors import InvalidInput
 
 requirements_option = click.option(
-    "-r", "--requirement", "requirements", multiple=True, required=True,
+    "-r", "--requirement", "requirements", multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A requirements file (repeatable).",
 )  # fmt: skip
 target_option = click.option(
-    "--target", "targets", multiple=True, required=True,
+    "--target", "targets", multiple=True,
     help="PLATFORM-PYTHON, e.g. win_amd64-cp313 or manylinux2014_x86_64-cp311 (repeatable).",
 )  # fmt: skip
 
@@ -56,6 +56,10 @@ def bundle() -> None:
     "--since", type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="An earlier bundle's manifest.json: carry only what it did not.",
 )  # fmt: skip
+@click.option(
+    "--from-mirror-cache", "mirror",
+    help="USER/INDEX of a mirror: bundle the files it has served, instead of resolving.",
+)  # fmt: skip
 def create(
     requirements: tuple[Path, ...],
     targets: tuple[str, ...],
@@ -63,8 +67,14 @@ def create(
     output: Path,
     allow_sdist: bool,
     since: Path | None,
+    mirror: str | None,
 ) -> None:
     """Resolve the full closure for every target, then download exactly those files."""
+    if mirror:
+        _from_mirror(mirror, output)
+        return
+    if not requirements or not targets:
+        raise click.UsageError("give -r REQUIREMENTS and --target (or --from-mirror-cache)")
     chosen = _targets(targets)
     url = _index_url(index)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
@@ -90,6 +100,15 @@ def create(
     click.echo(
         f"bundle {output}: {len(manifest['files'])} files to carry, {skipped} carried before"
     )
+
+
+def _from_mirror(mirror: str, output: Path) -> None:
+    with session() as api:
+        where = api.index_path(mirror)
+        cached = api.result("GET", f"{where}/+cached")
+        root = api.url("")
+    manifest = bundles.from_mirror_cache(cached, root, output)
+    click.echo(f"bundle {output}: {len(manifest['files'])} files cached by {where}")
 
 
 @bundle.command("push")

@@ -278,6 +278,36 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def from_mirror_cache(
+    api_result: list[dict[str, Any]], index_url: str, output: Path, progress: Progress = _quiet
+) -> dict[str, Any]:
+    """A bundle of exactly the files a mirror served (its cache), as listed by `+cached`."""
+    root = index_url.rstrip("/")
+    pins = [
+        Pinned("", "", entry["filename"], f"{root}/{entry['path']}", entry["sha256"])
+        for entry in api_result
+    ]
+    (output / FILES).mkdir(parents=True, exist_ok=True)
+    for done, pinned in enumerate(pins, 1):
+        _download(pinned, output / FILES / pinned.filename)
+        progress("files", done, len(pins))
+    manifest = {
+        "format": FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source_index": root,
+        "requirements": {},
+        "targets": {"mirror-cache": [{"filename": p.filename} for p in pins]},
+        "files": {
+            p.filename: {"sha256": p.sha256, "size": (output / FILES / p.filename).stat().st_size}
+            for p in pins
+        },
+        "carried_before": [],
+        "since": None,
+    }
+    (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
 # --- carrying in ------------------------------------------------------------------------------
 
 

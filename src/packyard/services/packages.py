@@ -178,6 +178,23 @@ class Packages:
         names = {record.id: name for name, record in self._indexes.all().items()}
         return [(names[hit.index_id], hit) for hit in hits if hit.index_id in names]
 
+    def cached_files(self, record: IndexRecord) -> list[dict[str, Any]]:
+        """What a mirror holds locally: the files it actually served (bundle sources)."""
+        if not record.is_mirror:
+            raise InvalidInput(f"{record.full_name} is not a mirror index")
+        with self._db.read() as conn:
+            files = store.index_files(conn, record.id)
+        return [
+            {
+                "filename": f.filename,
+                "sha256": f.sha256,
+                "size": f.size,
+                "path": f"{record.full_name}/{f.relpath}",
+            }
+            for f in files
+            if f.kind == "releasefile"
+        ]
+
     # --- devpi JSON views ---------------------------------------------------------------------
 
     def project_view(

@@ -199,6 +199,14 @@ async def index_resource(request: Request) -> Response:
     raise InvalidInput(f"method {method} not supported here")
 
 
+async def cached_files(request: Request) -> Response:
+    """`GET /USER/INDEX/+cached`: the files a mirror has cached (what bundles carry)."""
+    services = services_of(request)
+    record = await request_index(request)
+    files = await run_in_threadpool(services.packages.cached_files, record)
+    return api_response(files, "cachedfiles")
+
+
 async def upload(request: Request, user: str, index: str) -> Response:
     """The legacy upload API (twine, uv publish, devpi upload): exactly 200 on success."""
     services = services_of(request)

@@ -51,6 +51,7 @@ def routes() -> list[BaseRoute]:
         Route("/+status", api.status, methods=["GET"]),
         Route("/{user}/+api", api.api_discovery, methods=["GET"]),
         Route("/{user}/{index}/+api", api.api_discovery, methods=["GET"]),
+        Route("/{user}/{index}/+cached", api.cached_files, methods=["GET"]),
         *both("/{user}/{index}/+simple", simple.project_list, ["GET"]),
         *both("/{user}/{index}/+simple/{project}", simple.project_page, ["GET"]),
         *both("/{user}/{index}/+simple/{project}/refresh", simple.refresh, ["POST"]),
