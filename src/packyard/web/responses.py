@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from packyard import errors
+from packyard import __version__, errors
 
 # devpi-client shows `message` only when the content type is exactly this (no charset).
 JSON_TYPE = "application/json"
@@ -42,7 +42,12 @@ def api_response(
     status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """devpi's envelope: {"type", "result", "message"}, indented, with a trailing newline."""
+    """devpi's envelope: {"type", "result", "message"}, indented, with a trailing newline.
+
+    `Vary: Accept` because browsers get HTML pages at the same URLs (web/ui.py): a cache must
+    not hand one kind of client the other's answer.
+    """
+    headers = {"Vary": "Accept", **(headers or {})}
     body: dict[str, Any] = {}
     if result_type is not None:
         body["type"] = result_type
@@ -69,16 +74,20 @@ def error_response(request: Request, exc: errors.PackyardError) -> Response:
     phrase, as devpi and PyPI do.
     """
     status = status_for(exc)
-    headers = {}
-    if isinstance(exc, errors.Unauthenticated):
+    headers = {"Vary": "Accept"}
+    browser = request.headers.get("accept", "").lstrip().startswith("text/html")
+    # No Basic challenge for browsers: it would pop up a password dialog where the error
+    # page's link to the log-in form belongs.
+    if isinstance(exc, errors.Unauthenticated) and (wants_json(request) or not browser):
         headers["WWW-Authenticate"] = 'Basic realm="pypi"'
     if wants_json(request):
         # JSON clients print "<status> <reason>: <message>"; the standard reason reads best.
         return api_response(message=exc.message, status=status, headers=headers)
-    if request.headers.get("accept", "").lstrip().startswith("text/html"):
+    if browser:
         html = request.app.state.jinja.get_template("ui/error.html").render(
-            status=status, title=HTTPStatus(status).phrase, message=exc.message
-        )
+            status=status, title=HTTPStatus(status).phrase, message=exc.message,
+            version=__version__, serial=request.app.state.services.serial,
+        )  # fmt: skip
         return Response(html, status_code=status, media_type="text/html", headers=headers)
     headers[REASON_HEADER] = _reason(exc.message)
     return Response(
