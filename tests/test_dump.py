@@ -679,9 +679,27 @@ def test_root_passwd_overrides_the_exported_root_password(
 
 def test_skip_import_type_mirror_leaves_mirrors_out(sample_copy: Path, tmp_path: Path) -> None:
     target = tmp_path / "server"
-    import_ok(target, sample_copy, "--skip-import-type", "mirror", "--no-root-pypi")
+    import_ok(target, sample_copy, "--skip-import-type", "mirror")
+    exported = read_dataindex(sample_copy)["indexes"]["root/pypi"]["indexconfig"]
+    with serving(target) as server, client_for(server.url) as client:
+        # The default root/pypi the import creates, not the export's mirror.
+        shown = client.get("/root/pypi", headers=JSON).json()["result"]
+        assert shown["type"] == "mirror"
+        assert shown["mirror_url"] != exported["mirror_url"]
+        assert shown.get("title") != exported["title"]
+        links = served_links(client, DEV, "hello-packyard")
+        assert links == set(links_in_export(read_dataindex(sample_copy), DEV, "hello-packyard"))
+
+
+def test_no_root_pypi_skips_the_exported_root_pypi(sample_copy: Path, tmp_path: Path) -> None:
+    """As devpi-import's --no-root-pypi: the export's root/pypi is left out; the bases that
+    name it are kept as written."""
+    target = tmp_path / "server"
+    import_ok(target, sample_copy, "--no-root-pypi")
     with serving(target) as server, client_for(server.url) as client:
         assert client.get("/root/pypi", headers=JSON).status_code == 404
+        config = client.get(f"/{DEV}", headers=JSON).json()["result"]
+        assert config["bases"] == ["root/pypi"]
         links = served_links(client, DEV, "hello-packyard")
         assert links == set(links_in_export(read_dataindex(sample_copy), DEV, "hello-packyard"))
 

@@ -204,7 +204,9 @@ def export_command(
 @main.command("import")
 @server_options
 @click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--no-root-pypi", is_flag=True, help="Do not create root/pypi if missing.")
+@click.option(
+    "--no-root-pypi", is_flag=True, help="Neither import nor create root/pypi (as devpi-import)."
+)
 @click.option("--root-passwd", help="Set root's password instead of the exported one.")
 @click.option("--root-passwd-hash", help="Set root's password hash (argon2) instead.")
 @click.option("--skip-import-type", multiple=True, help="Skip indexes of this type.")
@@ -231,6 +233,7 @@ def import_command(
         root_password=root_passwd,
         root_pwhash=root_passwd_hash,
         skip_types=skip_import_type,
+        skip_indexes=("root/pypi",) if no_root_pypi else (),
         hard_links=hard_links,
         allow_nonempty=force,
     )

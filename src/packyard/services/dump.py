@@ -191,6 +191,7 @@ class ImportOptions:
     root_password: str | None = None
     root_pwhash: str | None = None
     skip_types: tuple[str, ...] = ()
+    skip_indexes: tuple[str, ...] = ()  # e.g. root/pypi with --no-root-pypi, as devpi-import
     hard_links: bool = False
     allow_nonempty: bool = False
 
@@ -224,6 +225,7 @@ class Importer:
             name: data
             for name, data in dataindex.get("indexes", {}).items()
             if data.get("indexconfig", {}).get("type") not in options.skip_types
+            and name not in options.skip_indexes
         }
         planned = list(self._plan_files(source, indexes))
         stored: list[str] = []
