@@ -368,6 +368,25 @@ def test_delete_a_release_on_a_volatile_index(owner: Page, site: Site) -> None:
     ]
 
 
+def test_search_follows_deleted_releases(owner: Page, site: Site) -> None:
+    site.publish("short-lived", "1.0", description="An early quokka release.")
+    site.publish("short-lived", "2.0", description="A later wombat release.")
+    owner.goto("/+search?q=wombat")
+    expect(owner.get_by_role("main").get_by_role("link", name="short-lived 2.0")).to_be_visible()
+
+    owner.goto(f"/{OWNER}/dev/short-lived/2.0")
+    owner.get_by_role("button", name="Delete 2.0").click()
+    owner.goto("/+search?q=wombat")
+    expect(owner.get_by_role("main")).to_contain_text("0 results")
+    owner.goto("/+search?q=quokka")  # the remaining release's words are found again
+    owner.get_by_role("main").get_by_role("link", name="short-lived 1.0").click()
+    expect(owner.locator("main > h1")).to_have_text("short-lived 1.0")
+
+    owner.get_by_role("button", name="Delete 1.0").click()
+    owner.goto("/+search?q=quokka")
+    expect(owner.get_by_role("main")).to_contain_text("0 results")
+
+
 def test_a_non_volatile_index_offers_no_delete_and_refuses_a_forged_one(
     owner: Page, site: Site
 ) -> None:

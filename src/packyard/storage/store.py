@@ -181,6 +181,23 @@ def delete_version(conn: Connection, index_id: int, project: str, version: str) 
             versions.c.version == version,
         )
     )
+    _reindex_for_search(conn, index_id, project)
+
+
+def _reindex_for_search(conn: Connection, index_id: int, project: str) -> None:
+    """Search follows the most recent remaining version, or forgets a project left empty."""
+    row = conn.execute(
+        select(versions.c.version, versions.c.metadata)
+        .where(versions.c.index_id == index_id, versions.c.project == project)
+        .order_by(versions.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        search.remove(conn, index_id, project)
+        return
+    metadata = dict(row.metadata or {})
+    summary, description = metadata.get("summary") or "", metadata.get("description") or ""
+    search.upsert(conn, index_id, project, row.version, str(summary), str(description))
 
 
 def delete_project(conn: Connection, index_id: int, project: str) -> None:
