@@ -25,6 +25,8 @@ import pytest
 from tests.conftest import clean_env
 
 DEVPI_CLIENT = "devpi-client==7.3.0"
+# For `devpi upload --no-isolation`, which builds with what the client's venv holds.
+BUILD_BACKEND = "setuptools>=70.1"
 
 # `devpi upload --with-docs` runs `sphinx-build -E SOURCE BUILD` and zips BUILD. This stand-in
 # writes one page instead of pulling in Sphinx: what is tested is the client and the server.
@@ -55,13 +57,14 @@ def ensure_devpi_venv() -> Path:
     tag = f"{DEVPI_CLIENT.replace('==', '-')}-py{sys.version_info[0]}{sys.version_info[1]}"
     venv = cache_root() / tag
     done = venv / "installed.txt"
+    wanted = f"{DEVPI_CLIENT}\n{BUILD_BACKEND}\n"
     with _locked(cache_root() / f"{tag}.lock"):
-        if not done.exists() or done.read_text() != DEVPI_CLIENT:
+        if not done.exists() or done.read_text() != wanted:
             shutil.rmtree(venv, ignore_errors=True)
             _run_checked([sys.executable, "-m", "venv", str(venv)])
             pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-            _run_checked([*pip, DEVPI_CLIENT])
-            done.write_text(DEVPI_CLIENT)
+            _run_checked([*pip, DEVPI_CLIENT, BUILD_BACKEND])
+            done.write_text(wanted)
     return venv / "bin" / "devpi"
 
 
