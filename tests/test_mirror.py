@@ -402,6 +402,36 @@ def test_concurrent_requests_for_a_never_fetched_page_make_one_upstream_request(
     assert fetches == [1] * 20
 
 
+def test_requests_arriving_while_a_download_lands_make_no_second_upstream_request(
+    client: httpx.Client, upstream: Upstream
+) -> None:
+    """Twenty requests 2 ms apart, thirty times: some arrive just as the one download lands."""
+    wheel = upstream.files["gamma-1.0-py3-none-any.whl"]
+    path = f"/files/{wheel.filename}"
+    urls = [
+        file_url(client, create_mirror(client, f"landing-{n}", upstream.simple_url, 60), wheel)
+        for n in range(30)
+    ]
+
+    async def download_each() -> list[int]:
+        fetches = []
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            async def one(url: str, delay: float) -> int:
+                await asyncio.sleep(delay)
+                return (await http.get(url)).status_code
+
+            for url in urls:
+                before = upstream.count(path)
+                statuses = await asyncio.gather(*(one(url, n * 0.002) for n in range(20)))
+                assert statuses == [200] * 20
+                fetches.append(upstream.count(path) - before)
+        return fetches
+
+    fetches = asyncio.run(download_each())
+    assert fetches == [1] * 30, " ".join(map(str, fetches))
+
+
 # --- 6: a mirror of a packyard index ----------------------------------------------------------
 
 

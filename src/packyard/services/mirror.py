@@ -59,6 +59,9 @@ CHUNK = 256 * 1024
 # Bytes of a download held back from readers until the whole file's hash is verified, so no
 # client ever receives a complete file that turns out to be wrong.
 HOLDBACK = 64 * 1024
+# A finished download stays joinable this long: a request that looked for the cached file just
+# before it was stored joins it instead of fetching the file again.
+LINGER = 10.0
 
 
 @dataclasses.dataclass
@@ -401,9 +404,21 @@ class Mirrors:
             download = _Download(self._blobs.writer())
             self._downloads[key] = download
             task = asyncio.create_task(self._fetch_file(record, link, download))
-            task.add_done_callback(lambda _done: self._downloads.pop(key, None))
+            task.add_done_callback(lambda _done: self._download_done(key, download))
         self.stats.file_misses += 1
         return self._follow(download)
+
+    def _download_done(self, key: tuple[int, str], download: _Download) -> None:
+        if download.verified:  # its file is held open until it is forgotten
+            asyncio.get_running_loop().call_later(LINGER, self._forget, key, download)
+        else:  # failed: the next request tries again
+            self._downloads.pop(key, None)
+
+    def _forget(self, key: tuple[int, str], download: _Download) -> None:
+        if self._downloads.get(key) is download:
+            del self._downloads[key]
+        download.readers -= 1
+        download.release()
 
     async def _follow(self, download: _Download) -> AsyncIterator[bytes]:
         download.readers += 1
@@ -444,6 +459,7 @@ class Mirrors:
             self.stats.bytes_from_upstream += writer.size
             log.info("cached %s from upstream (%d bytes)", link.filename, writer.size)
             download.verified = True
+            download.readers += 1  # the lingering hold, see _download_done
         except PackyardError as exc:
             download.error = exc
         except (httpx.HTTPError, OSError) as exc:
