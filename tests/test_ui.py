@@ -585,11 +585,22 @@ def test_every_page_has_landmarks_a_language_and_labelled_fields(
 
 
 def test_a_phone_width_screen_needs_no_horizontal_scrolling(
-    visit: Callable[..., Visitor],
+    visit: Callable[..., Visitor], site: Site
 ) -> None:
+    # Long words with no place to break: names, versions, titles, summaries, a search query.
+    long_name, long_version = "unbroken" * 16, "1.0.post" + "7" * 40
+    create_index(site.api, OWNER, "wide", title="T" * 150, description="D" * 300)
+    site.publish(long_name, long_version, index="wide", summary="S" * 200)
+    long_pages = [
+        f"/{OWNER}/wide",
+        f"/{OWNER}/wide/{long_name}",
+        f"/{OWNER}/wide/{long_name}/{long_version}",
+        "/+search?q=" + "q" * 150,
+        f"/{OWNER}/{'z' * 150}",
+    ]
     page = visit(viewport=PHONE).page
     log_in(page)
-    for path in [*PAGES, "/+login"]:
+    for path in [*PAGES, "/+login", *long_pages]:
         page.goto(path)
         width = page.evaluate("document.scrollingElement.scrollWidth")
         assert width <= PHONE["width"], f"{path} is {width} px wide"
