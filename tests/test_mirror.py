@@ -42,7 +42,7 @@ from tests.e2e_support import (
     temp_files,
     upload,
 )
-from tests.upstream import Published, Upstream
+from tests.upstream import Published, Upstream, tamper
 
 pytestmark = pytest.mark.e2e
 
@@ -341,7 +341,7 @@ def test_tampered_file_is_an_error_nothing_is_cached_and_the_next_good_fetch_wor
         assert download(client, url) == "error"
     assert upstream.count(path) == 1
     assert client.get(url, headers=JSON).status_code == 404, "no file record"
-    tampered = hashlib.sha256(wheel.data[:-1] + bytes([wheel.data[-1] ^ 0xFF])).hexdigest()
+    tampered = hashlib.sha256(tamper(wheel.data)).hexdigest()
     assert not {wheel.sha256, tampered} & blob_names(server)
     assert temp_files(server) == []
 
@@ -351,6 +351,24 @@ def test_tampered_file_is_an_error_nothing_is_cached_and_the_next_good_fetch_wor
     assert download(client, url) == wheel.sha256
     assert upstream.count(path) == 2, "the good file is served from the cache"
     assert wheel.sha256 in blob_names(server)
+
+
+def test_tampered_core_metadata_is_an_error_and_is_not_kept(
+    server: ServerProcess, client: httpx.Client, upstream: Upstream, dists: dict[str, Path]
+) -> None:
+    wheel = upstream.publish(dists["shared-5.0"])
+    assert wheel.metadata is not None
+    index = create_mirror(client, "tamper-metadata", upstream.simple_url, expiry=60)
+    url = f"{file_url(client, index, wheel)}.metadata"
+
+    upstream.tampered.add(f"{wheel.filename}.metadata")
+    assert client.get(url).status_code == 502
+    assert hashlib.sha256(tamper(wheel.metadata)).hexdigest() not in blob_names(server)
+
+    upstream.tampered.clear()
+    response = client.get(url)
+    assert response.status_code == 200, response.text
+    assert response.content == wheel.metadata
 
 
 # --- 5: one upstream request for many concurrent downloads ------------------------------------

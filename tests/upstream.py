@@ -7,7 +7,7 @@ PEP 503 HTML when asked, or always with `html_only`), `/files/<name>` with the b
 
 - `stop()`            the server is shut down: connections are refused
 - `hanging = True`    connections are accepted, requests read and never answered
-- `tampered`          file names served with their last byte flipped (same size)
+- `tampered`          file names (`.metadata` ones too) served with their last byte flipped
 - `file_delay`        seconds every file response waits before it starts
 
 and reads `count(path)` (requests per path, hanging ones included) and `if_none_match(path)`.
@@ -209,14 +209,19 @@ class Upstream:
         published = self.files.get(filename.removesuffix(".metadata"))
         if published is None:
             return Response("not found", status_code=404)
+        data = published.data
         if filename.endswith(".metadata"):
             if published.metadata is None:
                 return Response("not found", status_code=404)
-            return Response(published.metadata, media_type="application/octet-stream")
-        data = published.data
+            data = published.metadata
         if filename in self.tampered:
-            data = data[:-1] + bytes([data[-1] ^ 0xFF])
+            data = tamper(data)
         return Response(data, media_type="application/octet-stream")
+
+
+def tamper(data: bytes) -> bytes:
+    """The same bytes but the last one flipped: same size, another hash."""
+    return data[:-1] + bytes([data[-1] ^ 0xFF])
 
 
 def _page(request: Request, body: bytes, media_type: str = "text/html") -> Response:

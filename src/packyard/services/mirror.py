@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import os
 import time
@@ -510,9 +511,10 @@ class Mirrors:
             self._upstream_failed(url, exc)
         if response.status_code != 200:
             self._upstream_failed(url, f"HTTP {response.status_code}")
-        stored = await run_in_threadpool(self._blobs.put_bytes, response.content)
-        if stored != expected:
+        # Verified before it is kept: a wrong file must leave nothing behind.
+        if hashlib.sha256(response.content).hexdigest() != expected:
             self._upstream_failed(url, "sha256 of the metadata file does not match")
+        await run_in_threadpool(self._blobs.put_bytes, response.content)
         return response.content
 
 
