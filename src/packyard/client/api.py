@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,13 @@ JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"
 
 
 class ClientError(Exception):
-    """A request failed; `message` says what the server said, for people."""
+    """A request failed; `message` says what went wrong and `hint` what to do, for people."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, hint: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.hint = hint
 
 
 class Api:
@@ -50,26 +50,30 @@ class Api:
         if path.startswith(("http://", "https://")):
             return path
         if not self.state.url:
-            raise ClientError("no server selected: run `packyard use URL` first")
+            raise ClientError(
+                "no server selected",
+                hint="run `packyard use URL` (or set PACKYARD_URL)",
+            )
         return f"{self.state.url}/{path.lstrip('/')}"
 
     def index_path(self, index: str | None = None) -> str:
         chosen = (index or self.state.index).strip("/")
         if chosen.count("/") != 1:
             raise ClientError(
-                "no index selected: run `packyard use USER/INDEX` or pass --index USER/INDEX"
+                "no index selected",
+                hint="run `packyard use USER/INDEX`, pass --index USER/INDEX or set PACKYARD_INDEX",
             )
         return chosen
 
     def request(self, method: str, path: str, body: Any = None, **params: str) -> Any:
         """A JSON API call; returns the parsed body, raises ClientError on failure."""
-        response = self._http.request(
-            method,
-            self.url(path),
-            headers=JSON_HEADERS | self._auth(),
-            json=body,
-            params=params or None,
-        )
+        url = self.url(path)
+        try:
+            response = self._http.request(
+                method, url, headers=JSON_HEADERS | self._auth(), json=body, params=params or None
+            )
+        except httpx.HTTPError as exc:
+            raise unreachable(url, exc) from exc
         return _json_or_error(response)
 
     def result(self, method: str, path: str, body: Any = None, **params: str) -> Any:
@@ -79,45 +83,49 @@ class Api:
         data = self.request("POST", "+login", {"user": user, "password": password})
         return data["result"]["password"], int(data["result"]["expiration"])
 
-    def existing_hashes(self, index: str, projects: Iterable[str]) -> dict[str, str]:
-        """filename -> sha256 of the files `index` itself holds for these projects."""
-        known: dict[str, str] = {}
-        for project in sorted(set(projects)):
-            try:
-                versions = self.result("GET", f"{index}/{project}", ignore_bases="")
-            except ClientError as exc:
-                if exc.status == 404:
-                    continue
-                raise
-            for data in versions.values():
-                for link in data.get("+links", []):
-                    name = link["href"].rsplit("/", 1)[-1]
-                    known[name] = link.get("hashes", {}).get("sha256", "")
-        return known
-
     def upload(self, index: str, path: Path, fields: dict[str, Any]) -> httpx.Response:
         """A legacy-API multipart upload (what twine does); returns the raw response."""
-        with path.open("rb") as handle:
-            return self._http.post(
-                self.url(f"{index}/"),
-                data=fields,
-                files={"content": (path.name, handle, "application/octet-stream")},
-                headers=self._auth(),
-            )
+        url = self.url(f"{index}/")
+        try:
+            with path.open("rb") as handle:
+                return self._http.post(
+                    url,
+                    data=fields,
+                    files={"content": (path.name, handle, "application/octet-stream")},
+                    headers=self._auth(),
+                )
+        except httpx.HTTPError as exc:
+            raise unreachable(url, exc) from exc
 
 
-def _json_or_error(response: httpx.Response) -> Any:
+def unreachable(url: str, exc: httpx.HTTPError) -> ClientError:
+    return ClientError(
+        f"cannot reach {url}: {exc or type(exc).__name__}",
+        hint="is the server running? `packyard use` shows which server is selected",
+    )
+
+
+def error_message(response: httpx.Response) -> str:
+    """'STATUS REASON: message' from an error response, on one line."""
     try:
         data = response.json() if response.content else {}
     except ValueError:
         data = {}
+    message = data.get("message") if isinstance(data, dict) else None
+    text = " ".join(str(message or response.text[:300]).split())
+    if not message and text.startswith("<"):
+        text = ""  # an HTML error page (devpi-server's): its reason phrase says it
+    reason = f"{response.status_code} {response.reason_phrase}".strip()
+    return f"{reason}: {text}" if text and text != response.reason_phrase else reason
+
+
+def _json_or_error(response: httpx.Response) -> Any:
     if response.status_code >= 400:
-        message = data.get("message") if isinstance(data, dict) else None
-        raise ClientError(
-            f"{response.status_code} {response.reason_phrase}: {message or response.text[:300]}",
-            response.status_code,
-        )
-    return data
+        raise ClientError(error_message(response), response.status_code)
+    try:
+        return response.json() if response.content else {}
+    except ValueError:
+        return {}
 
 
 def sha256_of(path: Path) -> str:

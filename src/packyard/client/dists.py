@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pkginfo
-from packaging.utils import canonicalize_name
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+InvalidFilename = (InvalidWheelFilename, InvalidSdistFilename)
 
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 FORMATS = {"sdist": "--sdist", "sdist.tgz": "--sdist", "bdist_wheel": "--wheel", "wheel": "--wheel"}
@@ -67,6 +74,13 @@ def upload_fields(path: Path) -> dict[str, Any]:
 
 
 def project_of(path: Path) -> str:
+    """The normalized project name, from the file name (PEP 427/625), else its metadata."""
+    try:
+        if path.name.endswith(".whl"):
+            return str(parse_wheel_filename(path.name)[0])
+        return str(parse_sdist_filename(path.name)[0])
+    except InvalidFilename:
+        pass
     dist = pkginfo.Wheel(str(path)) if path.name.endswith(".whl") else pkginfo.SDist(str(path))
     return str(canonicalize_name(dist.name or path.name.split("-")[0]))
 
@@ -75,12 +89,19 @@ def _pyversion(filename: str) -> str:
     return filename[:-4].split("-")[-3] if filename.endswith(".whl") else "source"
 
 
-def build(project_dir: Path, formats: Iterable[str]) -> list[Path]:
-    """Build sdist and/or wheel with `python -m build`; returns the files made."""
+def is_project_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in ("pyproject.toml", "setup.py"))
+
+
+def build(project_dir: Path, formats: Iterable[str], outdir: Path) -> list[Path]:
+    """Build sdist and/or wheel with `python -m build` into `outdir`; returns the files made."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown format {', '.join(unknown)}: use {', '.join(FORMATS)}")
     flags = sorted({FORMATS[name] for name in formats})
-    outdir = Path(tempfile.mkdtemp(prefix="packyard-build-"))
     command = [sys.executable, "-m", "build", *flags, "--outdir", str(outdir), str(project_dir)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"building {project_dir} failed:\n{result.stdout}{result.stderr}")
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
+        raise RuntimeError(f"building {project_dir} failed:\n{tail}")
     return sorted(p for p in outdir.iterdir() if _is_dist(p))

@@ -61,6 +61,7 @@ class ClientState:
         data = {"url": self.url, "index": self.index, "user": self.user, "tokens": self.tokens}
         temp = self.path.with_suffix(".tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a temp file left by an earlier run keeps its old mode otherwise
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2)
         os.replace(temp, self.path)
@@ -72,6 +73,9 @@ class ClientState:
         if self.env_password:
             return self.env_password
         return self.tokens.get(self.url, {}).get(self.user, "")
+
+    def has_credentials(self) -> bool:
+        return bool(self.user and self.secret())
 
     def remember(self, user: str, token: str) -> None:
         self.user = user
