@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect, sync_playwright
 
 from tests.builders import build_wheel
 from tests.conftest import JSON, ServerProcess, basic_auth
@@ -48,6 +48,8 @@ CHROMIUM_ARGS = [
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 OWNER = "alice"
 PHONE = {"width": 375, "height": 740}
+# Other test sessions share this machine's two cores: wait longer than Playwright's 5 s.
+expect.set_options(timeout=15_000)
 
 # "okapi" is in the description only: not in the name, the summary or any other project.
 README = """\
@@ -176,7 +178,7 @@ def visit(browser: Browser, site: Site) -> Iterator[Callable[..., Visitor]]:
         page = context.new_page()
         dialogs: list[str] = []
 
-        def record(dialog: Any) -> None:
+        def record(dialog: Dialog) -> None:
             dialogs.append(f"{dialog.type}: {dialog.message}")
             dialog.dismiss()
 
@@ -523,6 +525,15 @@ def test_the_same_urls_answer_json_to_api_clients(
         browsed = page.goto(path)
         assert browsed is not None and browsed.headers["content-type"].startswith("text/html")
     assert "demo-pkg" in site.get_json(f"/{OWNER}/dev").json()["result"]["projects"]
+
+
+def test_the_install_hint_names_the_outside_url(site: Site) -> None:
+    """Behind a proxy, the index page tells pip the address users reach, not the internal one."""
+    headers = {"Accept": BROWSER_ACCEPT, "X-Outside-Url": "https://packages.example.invalid"}
+    page = site.api.get(f"/{OWNER}/dev", headers=headers)
+    assert page.status_code == 200
+    expected = f"--index-url https://packages.example.invalid/{OWNER}/dev/+simple/"
+    assert expected in page.text
 
 
 # --- accessibility and small screens -----------------------------------------------------------

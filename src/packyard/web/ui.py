@@ -153,7 +153,7 @@ async def index_page(request: Request) -> Response:
         settings=sorted(record.config.items()),
         order=services.indexes.resolution_order(record),
         projects=await run_in_threadpool(gather),
-        base_url=str(request.base_url).rstrip("/"),
+        base_url=_outside_url(request),
         can_manage=acl.may_manage_index(current, record.user, services.settings.restrict_modify),
     )
 
@@ -301,6 +301,12 @@ async def delete_release(request: Request) -> Response:
         services.packages.delete_version, actor, record, project, version, False
     )
     return RedirectResponse(f"/{quote(record.full_name)}/{project}", status_code=303)
+
+
+def _outside_url(request: Request) -> str:
+    """The server root as users reach it (behind a proxy: X-Outside-Url or --outside-url)."""
+    outside = request.headers.get("x-outside-url") or services_of(request).settings.outside_url
+    return (outside or str(request.base_url)).rstrip("/")
 
 
 def _version_url(index: str, project: str, version: str) -> str:
