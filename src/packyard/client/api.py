@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,24 @@ class Api:
     def login(self, user: str, password: str) -> tuple[str, int]:
         data = self.request("POST", "+login", {"user": user, "password": password})
         return data["result"]["password"], int(data["result"]["expiration"])
+
+    def existing_hashes(self, index: str, projects: Iterable[str]) -> dict[str, str]:
+        """filename -> sha256 of the files `index` itself (not its bases) holds for these
+        projects."""
+        known: dict[str, str] = {}
+        for project in sorted(set(projects)):
+            try:
+                versions = self.result("GET", f"{index}/{project}", ignore_bases="")
+            except ClientError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            for data in (versions or {}).values():
+                for link in data.get("+links", []):
+                    if link.get("rel", "releasefile") == "releasefile":
+                        name = link["href"].rsplit("/", 1)[-1]
+                        known[name] = link.get("hashes", {}).get("sha256", "")
+        return known
 
     def upload(self, index: str, path: Path, fields: dict[str, Any]) -> httpx.Response:
         """A legacy-API multipart upload (what twine does); returns the raw response."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,28 +25,9 @@ class Outcome:
         return not self.error
 
 
-def existing_hashes(api: Api, where: str, projects: Iterable[str]) -> dict[str, str]:
-    """filename -> sha256 of what the index itself (not its bases) holds for these projects."""
-    known: dict[str, str] = {}
-    for project in sorted(set(projects)):
-        try:
-            versions = api.result("GET", f"{where}/{project}", ignore_bases="")
-        except ClientError as exc:
-            if exc.status == 404:
-                continue
-            raise
-        for data in (versions or {}).values():
-            for link in data.get("+links", []):
-                if link.get("rel", "releasefile") != "releasefile":
-                    continue
-                sha256 = link.get("hashes", {}).get("sha256", "")
-                known[link["href"].rsplit("/", 1)[-1]] = sha256
-    return known
-
-
 def partition(api: Api, where: str, targets: list[Path]) -> tuple[list[Path], list[Path]]:
     """(to upload, already there with the same sha256)."""
-    known = existing_hashes(api, where, (dists.project_of(path) for path in targets))
+    known = api.existing_hashes(where, (dists.project_of(path) for path in targets))
     todo: list[Path] = []
     there: list[Path] = []
     for path in targets:
