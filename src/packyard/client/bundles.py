@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -37,6 +38,11 @@ _MISSING = (
     re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:[<>=!~]=?[^ ,]+)? has no wheels with a matching"),
     re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*) was not found in the package registry"),
     re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)"),
+)
+
+# uv settings about where the cache is and how to talk to servers, not about what to resolve.
+_UV_KEPT = frozenset(
+    {"UV_CACHE_DIR", "UV_NO_CACHE", "UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_INSECURE_HOST"}
 )
 
 
@@ -106,12 +112,18 @@ def _uv_compile(
         *([] if allow_sdist else ["--only-binary", ":all:"]),
         *[str(path) for path in requirement_files],
     ]  # fmt: skip
-    env = os.environ | {"UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"}
     result = subprocess.run(
-        command, capture_output=True, text=True, env=env | target.uv_environment(), check=False
+        command, capture_output=True, text=True, env=_uv_env(target), check=False
     )
     if result.returncode != 0:
         raise ClosureError([_problem(target, result.stderr)])
+
+
+def _uv_env(target: Target) -> dict[str, str]:
+    """This environment without uv settings that could add indexes, find-links, constraints
+    and the like: the answer must come from the one index given."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k in _UV_KEPT}
+    return kept | {"UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"} | target.uv_environment()
 
 
 def _pip_choose(
@@ -166,13 +178,37 @@ def check(
     requirement_files: list[Path], targets: Iterable[Target], index_url: str
 ) -> list[Problem]:
     """Would these requirements install on each target from `index_url` alone?"""
-    problems: list[Problem] = []
-    for target in targets:
+    return _resolve_all(requirement_files, list(targets), index_url, False, _quiet)[1]
+
+
+def _resolve_all(
+    requirement_files: list[Path],
+    targets: list[Target],
+    index_url: str,
+    allow_sdist: bool,
+    progress: Progress,
+) -> tuple[dict[str, list[Pinned]], list[Problem]]:
+    """Every target resolved (side by side: each is two resolver processes), in target order."""
+
+    def one(target: Target) -> list[Pinned] | ClosureError:
         try:
-            resolve(target, requirement_files, index_url)
+            return resolve(target, requirement_files, index_url, allow_sdist)
         except ClosureError as exc:
-            problems.extend(exc.problems)
-    return problems
+            return exc
+
+    resolved: dict[str, list[Pinned]] = {}
+    problems: list[Problem] = []
+    progress("resolving", 0, len(targets))
+    workers = max(1, min(len(targets), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = pool.map(one, targets)
+        for done, (target, outcome) in enumerate(zip(targets, outcomes, strict=True), 1):
+            if isinstance(outcome, ClosureError):
+                problems.extend(outcome.problems)
+            else:
+                resolved[target.name] = outcome
+            progress("resolving", done, len(targets))
+    return resolved, problems
 
 
 # --- creating ---------------------------------------------------------------------------------
@@ -188,25 +224,36 @@ def create(
     progress: Progress = _quiet,
 ) -> dict[str, Any]:
     """Resolve every target (failing before any download), then fetch what is not there yet."""
-    resolved: dict[str, list[Pinned]] = {}
-    problems: list[Problem] = []
-    for target in targets:
-        try:
-            resolved[target.name] = resolve(target, requirement_files, index_url, allow_sdist)
-        except ClosureError as exc:
-            problems.extend(exc.problems)
+    carried_before = _files_of(since) if since else {}
+    resolved, problems = _resolve_all(requirement_files, targets, index_url, allow_sdist, progress)
     if problems:
         raise ClosureError(problems)
     files = _union(resolved)
-    carried_before = _files_of(since) if since else {}
-    to_carry = {n: p for n, p in files.items() if carried_before.get(n) != p.sha256}
-    (output / FILES).mkdir(parents=True, exist_ok=True)
-    for done, pinned in enumerate(to_carry.values(), 1):
-        _download(pinned, output / FILES / pinned.filename)
-        progress("files", done, len(to_carry))
-    manifest = _manifest(requirement_files, index_url, resolved, to_carry, files, since, output)
-    (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    to_carry = [p for n, p in files.items() if not _known(carried_before, n, p.sha256)]
+    digests = _download_all(to_carry, output, progress)
+    manifest = {
+        **_header(index_url, since),
+        "requirements": {str(path): path.read_text().splitlines() for path in requirement_files},
+        "targets": {
+            name: [{"name": p.name, "version": p.version, "filename": p.filename} for p in pins]
+            for name, pins in resolved.items()
+        },
+        "files": _entries(digests, output),
+        "carried_before": {
+            name: carried_before[name] or p.sha256
+            for name, p in files.items()
+            if name not in digests
+        },
+    }
+    _write_manifest(output, manifest)
     return manifest
+
+
+def _known(carried_before: dict[str, str], filename: str, sha256: str) -> bool:
+    """Was this file carried before? (by name alone where either side has no hash)"""
+    if filename not in carried_before:
+        return False
+    return not (sha256 and carried_before[filename]) or carried_before[filename] == sha256
 
 
 def _union(resolved: dict[str, list[Pinned]]) -> dict[str, Pinned]:
@@ -220,54 +267,73 @@ def _union(resolved: dict[str, list[Pinned]]) -> dict[str, Pinned]:
     return files
 
 
-def _download(pinned: Pinned, destination: Path) -> None:
-    """Fetch one file, reusing a complete earlier download (resumable bundles)."""
-    if destination.exists() and _sha256(destination) == pinned.sha256:
-        return
+def _download_all(pins: list[Pinned], output: Path, progress: Progress) -> dict[str, str]:
+    """Fetch every file into the bundle; filename -> sha256 of the bytes carried."""
+    (output / FILES).mkdir(parents=True, exist_ok=True)
+    digests = {}
+    progress("downloading", 0, len(pins))
+    for done, pinned in enumerate(pins, 1):
+        digests[pinned.filename] = _download(pinned, output / FILES / pinned.filename)
+        progress("downloading", done, len(pins))
+    return digests
+
+
+def _download(pinned: Pinned, destination: Path) -> str:
+    """Fetch one file, reusing a complete earlier download (resumable bundles); its sha256."""
+    if pinned.sha256 and destination.exists() and _sha256(destination) == pinned.sha256:
+        return pinned.sha256
     partial = destination.with_name(destination.name + ".part")
     digest = hashlib.sha256()
-    with httpx.stream("GET", pinned.url, follow_redirects=True, timeout=120) as response:
-        response.raise_for_status()
-        with partial.open("wb") as handle:
-            for chunk in response.iter_bytes(1 << 20):
-                handle.write(chunk)
-                digest.update(chunk)
+    try:
+        with httpx.stream("GET", pinned.url, follow_redirects=True, timeout=120) as response:
+            response.raise_for_status()
+            with partial.open("wb") as handle:
+                for chunk in response.iter_bytes(1 << 20):
+                    handle.write(chunk)
+                    digest.update(chunk)
+    except httpx.HTTPError as exc:
+        raise BundleError(f"{pinned.filename}: download from {pinned.url} failed: {exc}") from exc
     if pinned.sha256 and digest.hexdigest() != pinned.sha256:
         partial.unlink()
         raise BundleError(f"{pinned.filename}: downloaded bytes do not match the index's sha256")
     partial.replace(destination)
+    return digest.hexdigest()
 
 
-def _manifest(
-    requirement_files: list[Path],
-    index_url: str,
-    resolved: dict[str, list[Pinned]],
-    carried: dict[str, Pinned],
-    everything: dict[str, Pinned],
-    since: Path | None,
-    output: Path,
-) -> dict[str, Any]:
+def _header(index_url: str, since: Path | None) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source_index": index_url,
-        "requirements": {str(path): path.read_text().splitlines() for path in requirement_files},
-        "targets": {
-            name: [{"name": p.name, "version": p.version, "filename": p.filename} for p in pins]
-            for name, pins in resolved.items()
-        },
-        "files": {
-            name: {"sha256": p.sha256, "size": (output / FILES / name).stat().st_size}
-            for name, p in carried.items()
-        },
-        "carried_before": sorted(set(everything) - set(carried)),
         "since": str(since) if since else None,
     }
 
 
+def _entries(digests: dict[str, str], output: Path) -> dict[str, dict[str, Any]]:
+    return {
+        name: {"sha256": sha256, "size": (output / FILES / name).stat().st_size}
+        for name, sha256 in digests.items()
+    }
+
+
+def _write_manifest(output: Path, manifest: dict[str, Any]) -> None:
+    """Written last and atomically: a bundle with a manifest is a complete bundle."""
+    temp = output / (MANIFEST + ".part")
+    temp.write_text(json.dumps(manifest, indent=2) + "\n")
+    temp.replace(output / MANIFEST)
+
+
 def _files_of(manifest_path: Path) -> dict[str, str]:
-    manifest = json.loads(manifest_path.read_text())
-    return {name: entry["sha256"] for name, entry in manifest.get("files", {}).items()}
+    """filename -> sha256 of everything a bundle carried, itself or through its own `since`."""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{manifest_path} is not a readable manifest: {exc}") from exc
+    before = manifest.get("carried_before") or {}
+    # Bundles made before the hashes were recorded list the names alone.
+    known = dict(before) if isinstance(before, dict) else dict.fromkeys(before, "")
+    known.update({name: entry["sha256"] for name, entry in manifest.get("files", {}).items()})
+    return known
 
 
 def _sha256(path: Path) -> str:
@@ -279,32 +345,29 @@ def _sha256(path: Path) -> str:
 
 
 def from_mirror_cache(
-    api_result: list[dict[str, Any]], index_url: str, output: Path, progress: Progress = _quiet
+    api_result: list[dict[str, Any]],
+    index_url: str,
+    output: Path,
+    progress: Progress = _quiet,
+    since: Path | None = None,
 ) -> dict[str, Any]:
     """A bundle of exactly the files a mirror served (its cache), as listed by `+cached`."""
     root = index_url.rstrip("/")
+    carried_before = _files_of(since) if since else {}
     pins = [
         Pinned("", "", entry["filename"], f"{root}/{entry['path']}", entry["sha256"])
         for entry in api_result
     ]
-    (output / FILES).mkdir(parents=True, exist_ok=True)
-    for done, pinned in enumerate(pins, 1):
-        _download(pinned, output / FILES / pinned.filename)
-        progress("files", done, len(pins))
+    to_carry = [p for p in pins if not _known(carried_before, p.filename, p.sha256)]
+    digests = _download_all(to_carry, output, progress)
     manifest = {
-        "format": FORMAT,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "source_index": root,
+        **_header(root, since),
         "requirements": {},
         "targets": {"mirror-cache": [{"filename": p.filename} for p in pins]},
-        "files": {
-            p.filename: {"sha256": p.sha256, "size": (output / FILES / p.filename).stat().st_size}
-            for p in pins
-        },
-        "carried_before": [],
-        "since": None,
+        "files": _entries(digests, output),
+        "carried_before": {p.filename: p.sha256 for p in pins if p.filename not in digests},
     }
-    (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    _write_manifest(output, manifest)
     return manifest
 
 
@@ -319,6 +382,8 @@ def verified_files(bundle: Path) -> list[Path]:
         raise BundleError(f"{bundle} has no readable {MANIFEST}: {exc}") from exc
     paths = []
     for name, entry in sorted(manifest.get("files", {}).items()):
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise BundleError(f"{name!r} in the manifest is not a plain file name")
         path = bundle / FILES / name
         if not path.is_file():
             raise BundleError(f"{name} is listed in the manifest but missing from the bundle")
