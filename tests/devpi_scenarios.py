@@ -82,7 +82,15 @@ class InProcessDriver:
         return Outcome(status in (200, 201), document.get("message", ""))
 
     def create_user(self, user: str, password: str, **info: str) -> Outcome:
-        return self._outcome("PUT", f"/{user}", {"password": password, **info})
+        status, document = self._call("PUT", f"/{user}", {"password": password, **info})
+        if status != 201:
+            return Outcome(False, document.get("message", ""))
+        assert document["type"] == "userconfig"
+        created = document["result"]
+        assert created["username"] == user and created["indexes"] == {}
+        assert created["created"] and "pwhash" not in created and "password" not in created
+        assert {key: created[key] for key in info} == info
+        return Outcome(True, "")
 
     def login(self, user: str, password: str) -> Outcome:
         status, document = self._call("POST", "/+login", {"user": user, "password": password})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import base64
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -350,6 +351,10 @@ def test_index_create_modify_list_and_delete(
     assert devpi.ok("index", "-l").split() == ["alice/base", "alice/dev"]
 
     devpi.ok("use", "alice/dev")
+    full = devpi.getjson("/alice/dev?no_projects=")["result"] | {"title": "Whole"}
+    (tmp_path / "config.json").write_text(json.dumps({"type": "indexconfig", "result": full}))
+    patched = devpi.ok("patchjson", "/alice/dev", tmp_path / "config.json")
+    assert json.loads(patched.split("\n", 1)[1])["result"] == full
     devpi.ok("upload", build_wheel(tmp_path, "Zeta.Pkg", "1.0"))
     devpi.ok("upload", build_wheel(tmp_path, "alpha_pkg", "1.0"))
     whole = devpi.getjson("/alice/dev")
@@ -359,7 +364,10 @@ def test_index_create_modify_list_and_delete(
     assert devpi.ok("list").split() == ["alpha-pkg", "zeta-pkg"]
 
     devpi.ok("index", "-c", "tmp", "volatile=True")
+    devpi.ok("upload", "--index", "alice/tmp", build_wheel(tmp_path / "tmp", "gone", "1.0"))
+    (gone,) = hrefs(devpi.ok("list", "--index", "alice/tmp", "gone"))
     assert f"index deleted: {url}/alice/tmp" in devpi.ok("index", "-y", "--delete", "alice/tmp")
+    assert http.get(gone).status_code == 404
     refused = devpi.fails("index", "-y", "--delete", "alice/dev")
     assert "403 Forbidden: index alice/dev non-volatile, cannot delete" in refused
     assert devpi.ok("index", "-l").split() == ["alice/base", "alice/dev"]
@@ -545,6 +553,7 @@ def test_install_into_a_fresh_venv(
     devpi.ok("index", "-c", "child", "bases=alice/dev")
     devpi.ok("use", "alice/child")
     devpi.ok("upload", build_wheel(dist, "child-app", "1.0", requires=["demo-app"]))
+    assert devpi.ok("list").split() == ["child-app"], "an index lists its own projects only"
 
     python = make_venv(tmp_path / "venv")
     printed = devpi.ok("install", "--venv", tmp_path / "venv", "child-app")
@@ -617,6 +626,12 @@ def test_push_to_an_index_and_to_an_external_upload_url(
     assert [entry["what"] for entry in pushed["releasefile"][0]["log"]] == ["upload", "push"]
     refused = devpi.fails("push", "demo-app==1.0", "alice/prod")
     assert f"409 Conflict: {wheel.name} already exists in non-volatile index" in refused
+    devpi.ok("index", "-c", "copy")
+    body = {"name": "demo-app", "version": "1.0", "targetindex": "alice/copy"}
+    alice = DEVPI_HEADERS | devpi_auth("alice", devpi.token("alice"))
+    posted_push = http.post("/alice/dev", json=body, headers=alice)
+    assert posted_push.status_code == 200 and posted_push.json()["type"] == "actionlog"
+    assert all(row[0] == 200 for row in posted_push.json()["result"])
 
     devpi.ok("user", "-c", "bob", "password=bobpw")
     devpi.ok("login", "bob", "--password", "bobpw")
