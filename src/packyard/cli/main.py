@@ -5,24 +5,21 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import uvicorn
 
 from packyard import __version__
 from packyard.cli import bundle, client
 from packyard.config import ENV_PREFIX, Settings, load_settings
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import ConfigError, PackyardError
-from packyard.services import (
-    Services,
-    initialize,
-    initialize_root_pypi,
-    is_initialized,
-    open_services,
-)
-from packyard.services.dump import Exporter, Importer, ImportOptions
+
+if TYPE_CHECKING:
+    from packyard.services import Services
+
+# The server's modules (SQLAlchemy, uvicorn, the services) are imported by the commands that
+# use them, so that the client verbs start in a fraction of the time.
 
 SERVER_OPTIONS = [
     click.option("--serverdir", type=click.Path(path_type=Path), help="Server directory."),
@@ -44,6 +41,8 @@ def _settings(**flags: Any) -> Settings:
 
 
 def _init(services: Services, root_passwd: str | None, no_root_pypi: bool) -> None:
+    from packyard.services import initialize
+
     generated = initialize(services, root_password=root_passwd, root_pypi=not no_root_pypi)
     click.echo(f"initialized {services.settings.serverdir}")
     if generated:
@@ -69,6 +68,8 @@ def init(
     serverdir: Path | None, storage: str | None, root_passwd: str | None, no_root_pypi: bool
 ) -> None:
     """Create a new server directory with user root and the root/pypi mirror."""
+    from packyard.services import is_initialized, open_services
+
     settings = _settings(serverdir=serverdir, storage=storage)
     services = open_services(settings)
     try:
@@ -94,6 +95,8 @@ def init(
 )
 def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
     """Run the server; a missing or empty server dir is initialized first."""
+    from packyard.services import is_initialized, open_services
+
     settings = _settings(**flags)
     services = open_services(settings)
     try:
@@ -108,6 +111,8 @@ def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
 
 
 def _run(settings: Settings) -> None:
+    import uvicorn
+
     os.environ.update(settings_environment(settings))
     url = f"http://{settings.host}:{settings.port}"
     click.echo(f"packyard {__version__} serving {settings.serverdir} at {url}/", err=True)
@@ -150,6 +155,8 @@ def drop_cache(
     unused_days: float | None,
 ) -> None:
     """Drop cached files of the mirror INDEX (user/name); pages keep listing them."""
+    from packyard.services import open_services
+
     settings = _settings(serverdir=serverdir, storage=storage)
     services = open_services(settings)
     try:
@@ -183,6 +190,9 @@ def export_command(
     hard_links: bool,
 ) -> None:
     """Write the whole server to DIRECTORY in devpi's export format (the server may run)."""
+    from packyard.services import open_services
+    from packyard.services.dump import Exporter
+
     services = open_services(_settings(serverdir=serverdir, storage=storage))
     try:
         with _progress_bar() as bar:
@@ -226,6 +236,9 @@ def import_command(
     force: bool,
 ) -> None:
     """Load a packyard or devpi-server export from DIRECTORY (all or nothing)."""
+    from packyard.services import initialize, initialize_root_pypi, is_initialized, open_services
+    from packyard.services.dump import Importer, ImportOptions
+
     if no_events:
         click.echo("note: --no-events has no effect: packyard has no event hooks to skip")
     services = open_services(_settings(serverdir=serverdir, storage=storage))
