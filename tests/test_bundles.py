@@ -28,6 +28,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from tests.builders import build_wheel
 from tests.conftest import BIN, JSON, ServerProcess, clean_env
@@ -82,8 +84,22 @@ def requirements(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def started_upstream(wheels: dict[str, Path], *, with_alpha_2: bool = False) -> Upstream:
-    upstream = Upstream()
+class BundleUpstream(Upstream):
+    """The mirror tests' upstream, plus one switch: `withheld` files are listed (with their
+    PEP 658 metadata) but their bytes answer 404."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.withheld: set[str] = set()
+
+    async def _file(self, request: Request) -> Response:
+        if request.path_params["filename"] in self.withheld:
+            return Response("gone", status_code=404)
+        return await super()._file(request)
+
+
+def started_upstream(wheels: dict[str, Path], *, with_alpha_2: bool = False) -> BundleUpstream:
+    upstream = BundleUpstream()
     for name, path in wheels.items():
         if name != ALPHA_2 or with_alpha_2:
             upstream.publish(path)
@@ -92,7 +108,7 @@ def started_upstream(wheels: dict[str, Path], *, with_alpha_2: bool = False) -> 
 
 
 @pytest.fixture
-def upstream(wheels: dict[str, Path]) -> Iterator[Upstream]:
+def upstream(wheels: dict[str, Path]) -> Iterator[BundleUpstream]:
     started = started_upstream(wheels)
     yield started
     started.stop()
@@ -308,6 +324,30 @@ def test_creating_again_into_the_same_dir_downloads_nothing(
     assert sha256(damaged) == upstream.files[BETA_WIN].sha256
 
 
+def test_bytes_that_do_not_match_the_index_are_never_carried(
+    upstream: BundleUpstream, cli: Cli, requirements: Path, tmp_path: Path
+) -> None:
+    upstream.tampered.add(BETA_LINUX)
+    bundle = tmp_path / "bundle"
+    create = ("bundle", "create", "-r", requirements, "--target", LINUX)
+    result = cli(*create, "--index", upstream.simple_url, "-o", bundle)
+    assert result.returncode != 0, result.stdout
+    assert f"{BETA_LINUX}: downloaded bytes do not match the index's sha256" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert BETA_LINUX not in bundle_files(bundle)
+    assert not (bundle / "manifest.json").exists()
+
+    # The index lists the file (and its metadata) but cannot deliver its bytes.
+    upstream.tampered.clear()
+    upstream.withheld.add(BETA_LINUX)
+    result = cli(*create, "--index", upstream.simple_url, "-o", bundle)
+    assert result.returncode != 0, result.stdout
+    assert f"{BETA_LINUX}: download from " in result.stderr
+    assert "404 Not Found" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (bundle / "manifest.json").exists()
+
+
 def test_since_an_old_manifest_carries_only_the_new_files(
     wheels: dict[str, Path], full_bundle: Created, cli: Cli, requirements: Path, tmp_path: Path
 ) -> None:
@@ -418,6 +458,21 @@ def test_push_refuses_a_tampered_bundle_and_names_the_file(
     assert index_links(closed_server, "alice/closed", ["alpha", "beta", "gamma"]) == {}
 
 
+def test_push_refuses_a_manifest_naming_files_outside_the_bundle(
+    full_bundle: Created, cli: Cli, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "crafted"
+    shutil.copytree(full_bundle.bundle, bundle)
+    outside = tmp_path / "secret.whl"
+    outside.write_bytes(b"not for the index")
+    data = manifest(bundle)
+    data["files"] = {"../../secret.whl": {"sha256": sha256(outside), "size": 17}}
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    result = cli("bundle", "push", bundle, "alice/closed")
+    assert result.returncode != 0, result.stdout
+    assert "'../../secret.whl' in the manifest is not a plain file name" in result.stderr
+
+
 # --- from a mirror's cache --------------------------------------------------------------------
 
 
@@ -456,5 +511,18 @@ def test_from_mirror_cache_bundles_exactly_what_the_mirror_served(
         files = manifest(bundle)["files"]
         assert isinstance(files, dict)
         assert {name: entry["sha256"] for name, entry in files.items()} == served
+
+        # More is installed through the mirror; a delta carries only what it served since.
+        command[command.index("manylinux2014_x86_64")] = "win_amd64"
+        command[-1] = "gamma"
+        result = subprocess.run(command, env=clean_env(), capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        delta = tmp_path / "delta"
+        stdout = cli.login(server).ok(
+            "bundle", "create", "--from-mirror-cache", "alice/mirror",
+            "--since", bundle / "manifest.json", "-o", delta,
+        )  # fmt: skip
+        assert "1 files cached by alice/mirror (2 carried before)" in stdout
+        assert bundle_files(delta) == {GAMMA_311}
     finally:
         print_log_if_failed(request, server)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from packyard.cli.client import session
-from packyard.client import bundles, dists
-from packyard.client.api import Api, ClientError, sha256_of
+from packyard.cli.client_common import session
+from packyard.client import bundles, uploads
 from packyard.core.targets import Target, parse_target
 from packyard.errors import InvalidInput
 
@@ -71,26 +73,22 @@ def create(
 ) -> None:
     """Resolve the full closure for every target, then download exactly those files."""
     if mirror:
-        _from_mirror(mirror, output)
+        if requirements or targets:
+            raise click.UsageError("--from-mirror-cache takes no -r or --target")
+        _from_mirror(mirror, output, since)
         return
     if not requirements or not targets:
         raise click.UsageError("give -r REQUIREMENTS and --target (or --from-mirror-cache)")
     chosen = _targets(targets)
     url = _index_url(index)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     try:
-        with Progress(*columns) as bar:
-            task = bar.add_task("downloading")
-
-            def progress(_what: str, done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
+        with _progress_bar() as progress:
             manifest = bundles.create(
                 list(requirements), chosen, url, output, allow_sdist, since, progress
             )
     except bundles.ClosureError as exc:
         raise click.ClickException(
-            f"the requirements cannot be met by wheels; nothing was downloaded.\n\n{exc}"
+            f"not every target can be resolved from {url}; nothing was downloaded.\n\n{exc}"
         ) from exc
     except bundles.BundleError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -102,13 +100,34 @@ def create(
     )
 
 
-def _from_mirror(mirror: str, output: Path) -> None:
+@contextmanager
+def _progress_bar() -> Iterator[bundles.Progress]:
+    """A bar on stderr that says which step (resolving, downloading) it counts."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("resolving")
+
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        yield progress
+
+
+def _from_mirror(mirror: str, output: Path, since: Path | None) -> None:
     with session() as api:
         where = api.index_path(mirror)
         cached = api.result("GET", f"{where}/+cached")
         root = api.url("")
-    manifest = bundles.from_mirror_cache(cached, root, output)
-    click.echo(f"bundle {output}: {len(manifest['files'])} files cached by {where}")
+    try:
+        with _progress_bar() as progress:
+            manifest = bundles.from_mirror_cache(cached, root, output, progress, since)
+    except bundles.BundleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    skipped = len(manifest["carried_before"])
+    click.echo(
+        f"bundle {output}: {len(manifest['files'])} files cached by {where}"
+        f" ({skipped} carried before)"
+    )
 
 
 @bundle.command("push")
@@ -119,29 +138,21 @@ def push_bundle(path: Path, index: str) -> None:
     try:
         files = bundles.verified_files(path)
     except bundles.BundleError as exc:
-        raise click.ClickException(str(exc)) from exc
-    uploaded = failed = 0
+        raise click.ClickException(f"{path}: refusing to push: {exc}") from exc
     with session() as api:
-        existing = _existing(api, index, files)
-        todo = [f for f in files if existing.get(f.name) != sha256_of(f)]
-        for file in todo:
-            response = api.upload(index, file, dists.upload_fields(file))
-            if response.status_code == 200:
-                uploaded += 1
-            else:
-                failed += 1
-                click.echo(f"failed {file.name}: {response.status_code} {response.reason_phrase}")
-    skipped = len(files) - len(todo)
-    click.echo(f"uploaded {uploaded}, skipped {skipped} (already there), failed {failed}")
+        where = api.index_path(index)
+        todo, there = uploads.partition(api, where, files)
+
+        def report(outcome: uploads.Outcome) -> None:
+            if not outcome.ok:
+                click.echo(f"failed {outcome.path.name}: {outcome.error}")
+
+        outcomes = uploads.upload_all(api, where, todo, report)
+    failed = sum(not outcome.ok for outcome in outcomes)
+    uploaded = len(outcomes) - failed
+    click.echo(f"uploaded {uploaded}, skipped {len(there)} (already there), failed {failed}")
     if failed:
         raise SystemExit(1)
-
-
-def _existing(api: Api, index: str, files: list[Path]) -> dict[str, str]:
-    try:
-        return api.existing_hashes(index, (dists.project_of(f) for f in files))
-    except ClientError as exc:
-        raise click.ClickException(exc.message) from exc
 
 
 @click.command()
@@ -150,11 +161,14 @@ def _existing(api: Api, index: str, files: list[Path]) -> dict[str, str]:
 @click.option("--index", help="Simple index URL or USER/INDEX to check (default: current).")
 def check(requirements: tuple[Path, ...], targets: tuple[str, ...], index: str | None) -> None:
     """Would the requirements install on each target from this index alone? (installs nothing)"""
-    problems = bundles.check(list(requirements), _targets(targets), _index_url(index))
-    for target in targets:
-        mine = [p for p in problems if p.target == target]
+    if not requirements or not targets:
+        raise click.UsageError("give -r REQUIREMENTS and --target")
+    chosen = _targets(targets)
+    problems = bundles.check(list(requirements), chosen, _index_url(index))
+    for target in chosen:
+        mine = [p for p in problems if p.target == target.name]
         if not mine:
-            click.echo(f"{target}: ok, installs from this index alone")
+            click.echo(f"{target.name}: ok, installs from this index alone")
         for problem in mine:
             click.echo(str(problem))
     if problems:

@@ -66,7 +66,9 @@ class Problem:
     detail: str
 
     def __str__(self) -> str:
-        names = ", ".join(self.missing) or "see below"
+        if not self.missing:  # e.g. the index could not be reached
+            return f"{self.target}: cannot be resolved (see below)\n{self.detail}"
+        names = ", ".join(self.missing)
         return f"{self.target}: cannot be satisfied (missing: {names})\n{self.detail}"
 
 
