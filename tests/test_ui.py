@@ -233,6 +233,8 @@ def test_browse_from_the_root_page_to_a_version_with_its_rendered_readme(
     page.goto("/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Users and indexes")
     screenshot(page, "root")
+    # The stylesheet applies under the pages' Content-Security-Policy.
+    assert page.evaluate("getComputedStyle(document.querySelector('main')).maxWidth") == "1152px"
     page.get_by_role("link", name=OWNER, exact=True).click()
     expect(page).to_have_url(re.compile(f"/{OWNER}$"))
     screenshot(page, "user")
@@ -475,6 +477,7 @@ def test_a_form_post_without_the_csrf_token_is_refused(
     assert anonymous.status_code == 401
     assert "www-authenticate" not in anonymous.headers
     assert "/+login" in anonymous.text
+    assert_page_headers(anonymous)
 
 
 def test_another_user_can_neither_see_nor_use_the_owner_forms(
@@ -497,6 +500,14 @@ def test_another_user_can_neither_see_nor_use_the_owner_forms(
     response = page.request.post("/+ui/yank", form=form, max_redirects=0)
     assert response.status == 403, response.text()
     assert all("yanked" not in f for f in simple_files(site, "dev", "demo-pkg"))
+
+
+def assert_page_headers(response: httpx.Response) -> None:
+    """Pages run no script, even one that got past sanitising, and no other site frames them."""
+    policy = response.headers.get("content-security-policy", "")
+    assert "script-src 'none'" in policy, response.url
+    assert "frame-ancestors 'none'" in policy, response.url
+    assert response.headers.get("x-content-type-options") == "nosniff", response.url
 
 
 def test_the_same_urls_answer_json_to_api_clients(
@@ -522,6 +533,7 @@ def test_the_same_urls_answer_json_to_api_clients(
         html = site.api.get(path, headers={"Accept": BROWSER_ACCEPT})
         assert html.headers["content-type"].startswith("text/html"), path
         assert "accept" in html.headers.get("vary", "").lower(), path
+        assert_page_headers(html)
         browsed = page.goto(path)
         assert browsed is not None and browsed.headers["content-type"].startswith("text/html")
     assert "demo-pkg" in site.get_json(f"/{OWNER}/dev").json()["result"]["projects"]

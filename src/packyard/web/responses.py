@@ -15,6 +15,15 @@ from packyard import __version__, errors
 JSON_TYPE = "application/json"
 # A header the server runner turns into the HTTP reason phrase (twine and devpi print it).
 REASON_HEADER = "x-packyard-reason"
+# The UI's pages run no script at all: even a README that slipped past sanitising stays inert,
+# and no other site may frame the owner's forms.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'none'; object-src 'none'; img-src * data:;"
+        " base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
 
 STATUS = {
     errors.InvalidInput: 400,
@@ -88,6 +97,7 @@ def error_response(request: Request, exc: errors.PackyardError) -> Response:
             status=status, title=HTTPStatus(status).phrase, message=exc.message,
             version=__version__, serial=request.app.state.services.serial,
         )  # fmt: skip
+        headers |= PAGE_HEADERS
         return Response(html, status_code=status, media_type="text/html", headers=headers)
     headers[REASON_HEADER] = _reason(exc.message)
     return Response(

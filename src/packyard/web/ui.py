@@ -25,6 +25,7 @@ from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import Forbidden, NotFound, Unauthenticated
 from packyard.services import Services
 from packyard.web.lookup import request_index, services_of
+from packyard.web.responses import PAGE_HEADERS
 
 SESSION_COOKIE = "packyard_session"
 
@@ -86,7 +87,8 @@ async def page(request: Request, template: str, code: int = 200, **context: Any)
         serial=services.serial,
         **context,
     )
-    return HTMLResponse(html, status_code=code, headers={"Vary": "Accept, Cookie"})
+    headers = {"Vary": "Accept, Cookie", **PAGE_HEADERS}
+    return HTMLResponse(html, status_code=code, headers=headers)
 
 
 def render_description(metadata: dict[str, Any]) -> str:
