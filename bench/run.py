@@ -40,7 +40,7 @@ SERVER_LABELS = ("devpi", "packyard-1w", "packyard-2w")
 # 500 "database is locked" (its upload time grows with the project's history).
 SETUP_WORKERS = 1
 QUIET_LOAD = 0.5  # --wait-quiet: 1-minute load average to wait for before each server
-QUIET_PATIENCE_S = 600
+QUIET_PATIENCE_S = 300
 
 
 @dataclasses.dataclass(frozen=True)
