@@ -22,6 +22,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,6 +262,17 @@ def index_links(server: ServerProcess, index: str, projects: list[str]) -> dict[
     return links
 
 
+def uploads(server: ServerProcess, at_least: int = 0) -> int:
+    """Upload requests the server has logged (waiting a little for `at_least` of them: a
+    request is logged as its response goes out)."""
+    deadline = time.monotonic() + 5
+    while True:
+        count = sum(" POST /alice/closed/ " in line for line in server.log().splitlines())
+        if count >= at_least or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -270,6 +282,7 @@ def sha256(path: Path) -> str:
 
 def test_bundle_for_two_targets_holds_exactly_each_targets_wheels(full_bundle: Created) -> None:
     assert bundle_files(full_bundle.bundle) == EXPECTED[WIN] | EXPECTED[LINUX]
+    assert {BETA_MAC, GAMMA_312, DELTA}.isdisjoint(bundle_files(full_bundle.bundle))
     assert target_files(full_bundle.bundle) == EXPECTED
     files = manifest(full_bundle.bundle)["files"]
     assert isinstance(files, dict)
@@ -393,6 +406,8 @@ def test_pushed_bundle_installs_every_target_from_an_offline_index(
     assert held == {name: sha256(full_bundle.bundle / "files" / name) for name in held}
     assert set(held) == EXPECTED[WIN] | EXPECTED[LINUX]
 
+    assert uploads(closed_server, at_least=4) == 4
+
     second = inside.ok("bundle", "push", full_bundle.bundle, "alice/closed")
     assert "uploaded 0, skipped 4 (already there), failed 0" in second
     assert index_links(closed_server, "alice/closed", ["alpha", "beta", "gamma"]) == held
@@ -407,6 +422,8 @@ def test_pushed_bundle_installs_every_target_from_an_offline_index(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"{WIN}: ok" in checked.stdout
     assert f"{LINUX}: ok" in checked.stdout
+    # Read seconds after the second push, so that a late log line would have been written.
+    assert uploads(closed_server) == 4
 
 
 def test_check_names_exactly_what_an_incomplete_index_lacks(
