@@ -234,11 +234,10 @@ def test_use_set_cfg_writes_the_index_into_the_private_home(
         assert f"{written}: {simple}" in printed
         assert simple in written.read_text()
     assert f"index_url = {simple}" in pip_conf.read_text()
-    # pip, run with that HOME, now downloads from the index.
-    env = devpi.env() | {"PIP_CONFIG_FILE": str(pip_conf)}
+    # pip, run with that HOME and XDG config dir, now finds the index by itself.
     fetched = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp_path / "got", "demo-app"],
-        env=env,
+        env=devpi.env(),
         capture_output=True,
         text=True,
         check=False,
@@ -355,8 +354,11 @@ def test_index_create_modify_list_and_delete(
     (tmp_path / "config.json").write_text(json.dumps({"type": "indexconfig", "result": full}))
     patched = devpi.ok("patchjson", "/alice/dev", tmp_path / "config.json")
     assert json.loads(patched.split("\n", 1)[1])["result"] == full
-    devpi.ok("upload", build_wheel(tmp_path, "Zeta.Pkg", "1.0"))
-    devpi.ok("upload", build_wheel(tmp_path, "alpha_pkg", "1.0"))
+    devpi.ok(
+        "upload",
+        build_wheel(tmp_path, "Zeta.Pkg", "1.0"),
+        build_wheel(tmp_path, "alpha_pkg", "1.0"),
+    )
     whole = devpi.getjson("/alice/dev")
     assert whole["type"] == "indexconfig"
     assert whole["result"]["projects"] == ["alpha-pkg", "zeta-pkg"]
@@ -498,9 +500,8 @@ def test_remove_versions_files_and_projects(
     """§18: 15, 26, 27, 28, 29"""
     url = live_server.url
     signed_up(devpi, live_server, "dev", "volatile=True")
-    for version in ("0.1.0", "0.2.0", "0.3.0"):
-        devpi.ok("upload", build_wheel(tmp_path, "demo-app", version))
-    devpi.ok("upload", build_sdist(tmp_path, "demo-app", "0.3.0"))
+    wheels = [build_wheel(tmp_path, "demo-app", version) for version in ("0.1.0", "0.2.0", "0.3.0")]
+    devpi.ok("upload", *wheels, build_sdist(tmp_path, "demo-app", "0.3.0"))
 
     printed = devpi.ok("remove", "-y", "demo-app==0.2.0")
     assert f"  - {url}/alice/dev/+f/" in printed
