@@ -27,6 +27,7 @@ from tests.conftest import JSON, ROOT_PASSWORD, ServerProcess, basic_auth, clean
 from tests.devpi_client import Devpi, devpi_executable  # noqa: F401 (a fixture)
 from tests.devpi_scenarios import DEVPI_HEADERS
 from tests.e2e_support import PASSWORD, create_index, create_user, upload
+from tests.upstream import Upstream
 
 pytestmark = pytest.mark.e2e
 
@@ -802,6 +803,33 @@ def test_mirror_whitelist_refresh_and_offline_files(
     assert failed.status_code == 502
     assert f"error getting {upstream.url}/" in failed.text
     assert http.get("/alice/dev/+simple/shared-app/").status_code == 200, "cached page served"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Accept: application/json on a mirror file that is not cached yet answers 404; devpi "
+    "answers its releasefilemeta (url, hashes, project, version) from the upstream link "
+    "(devpi-protocol.md §8.2, §8.3)",
+)
+def test_file_metadata_of_a_mirror_file_not_cached_yet(http: httpx.Client, tmp_path: Path) -> None:
+    """§18: 34"""
+    upstream = Upstream()
+    published = upstream.publish(build_wheel(tmp_path, "remote-app", "1.0"))
+    upstream.start()
+    try:
+        config = {"type": "mirror", "mirror_url": upstream.simple_url}
+        created = http.put(
+            "/root/pypi", json=config, headers=JSON | basic_auth("root", ROOT_PASSWORD)
+        )
+        assert created.status_code == 200, created.text
+        page = http.get("/root/pypi/+simple/remote-app/", headers={"Accept": PIP_ACCEPT})
+        (listed,) = page.json()["files"]
+        meta = http.get(page.url.join(listed["url"]), headers=JSON)
+        assert meta.status_code == 200, meta.text
+        assert meta.json()["type"] == "releasefilemeta"
+        assert meta.json()["result"]["hashes"] == {"sha256": published.sha256}
+    finally:
+        upstream.stop()
 
 
 # --- permissions (devpi-protocol.md §2.5) -----------------------------------------------------
