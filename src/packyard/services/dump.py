@@ -233,6 +233,7 @@ class Importer:
             for done, item in enumerate(planned, 1):
                 stored.extend(self._store_blob(item, options.hard_links))
                 progress("files", done, len(planned))
+            self._blobs.sync()
             return self._write_rows(dataindex.get("users", {}), indexes, planned, options)
         except BaseException:
             self._forget_blobs(stored)
@@ -266,16 +267,15 @@ class Importer:
             with self._blobs.writer() as writer:
                 writer.abort()
                 _place(item.source, writer.temp_path, hard_link)
-                _fsync(writer.temp_path)  # durable before its row commits, like an upload
                 writer.sha256 = expected
-                writer.commit()
+                writer.commit(durable=False)  # one sync for all before the rows commit
             new.append(expected)
         if item.record.kind == "releasefile" and item.record.filename.endswith(".whl"):
             metadata = _wheel_metadata(item)
             if metadata is not None:
                 sha = hashlib.sha256(metadata).hexdigest()
                 if not self._blobs.exists(sha):
-                    new.append(self._blobs.put_bytes(metadata))
+                    new.append(self._blobs.put_bytes(metadata, durable=False))
                 item.record = dataclasses.replace(item.record, metadata_sha256=sha)
         return new
 
@@ -304,18 +304,20 @@ class Importer:
                 index_ids[full_name] = IndexRecord(
                     _put_index(conn, user, name, config), user, name, config
                 )
+            known: set[tuple[int, str, str]] = set()  # versions already ensured
             for full_name, data in indexes.items():
                 record = index_ids[full_name]
                 for project, versions in (data.get("projects") or {}).items():
                     summary.projects += 1
+                    name = normalize_project(project)
                     for version, metadata in versions.items():
-                        _ensure_version(conn, record, normalize_project(project), version, metadata)
+                        _ensure_version(conn, record, name, version, metadata, known)
             releases: dict[tuple[str, str], FileRecord] = {}
             for item in sorted(planned, key=lambda p: p.record.kind == "toxresult"):
                 record = index_ids[item.index]
                 file = self._linked(item, releases)
                 file = dataclasses.replace(file, index_id=record.id)
-                _ensure_version(conn, record, file.project, file.version, {})
+                _ensure_version(conn, record, file.project, file.version, {}, known)
                 store.insert_file(conn, file)
                 releases[(item.index, f"{item.index}/{file.relpath}")] = file
                 summary.files += 1
@@ -371,11 +373,6 @@ def _file_sha256(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
 
 
 def _has_data(conn: Connection) -> bool:
@@ -455,9 +452,17 @@ def _version_from_name(filename: str) -> str:
 
 
 def _ensure_version(
-    conn: Connection, record: IndexRecord, project: str, version: str, metadata: dict[str, Any]
+    conn: Connection,
+    record: IndexRecord,
+    project: str,
+    version: str,
+    metadata: dict[str, Any],
+    known: set[tuple[int, str, str]],
 ) -> None:
     key = canonicalize_version(version)
+    if (record.id, project, key) in known:
+        return
+    known.add((record.id, project, key))
     if store.get_version(conn, record.id, project, key) is None:
         data = dict(metadata) or {"name": project, "version": version}
         store.insert_version(conn, record.id, project, version, key, data, time.time())

@@ -30,19 +30,21 @@ class BlobWriter:
         self._hash.update(chunk)
         self.size += len(chunk)
 
-    def finish(self) -> str:
+    def finish(self, durable: bool = True) -> str:
         """Flush and fsync the temp file; return its sha256 (the blob is not yet stored)."""
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if durable:
+            os.fsync(self._file.fileno())
         self._file.close()
         self.sha256 = self._hash.hexdigest()
         return self.sha256
 
-    def commit(self) -> str:
-        """Move the finished temp file into place under its hash."""
+    def commit(self, durable: bool = True) -> str:
+        """Move the finished temp file into place under its hash (durable=False: the caller
+        calls `BlobStore.sync()` before anything refers to the blob)."""
         if not self.sha256:
-            self.finish()
-        self._store.adopt(self.temp_path, self.sha256)
+            self.finish(durable)
+        self._store.adopt(self.temp_path, self.sha256, durable)
         return self.sha256
 
     def abort(self) -> None:
@@ -82,15 +84,15 @@ class BlobStore:
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
 
-    def put_bytes(self, data: bytes) -> str:
+    def put_bytes(self, data: bytes, durable: bool = True) -> str:
         with self.writer() as writer:
             writer.write(data)
-            return writer.commit()
+            return writer.commit(durable)
 
     def read_bytes(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
 
-    def adopt(self, temp_path: Path, sha256: str) -> None:
+    def adopt(self, temp_path: Path, sha256: str, durable: bool = True) -> None:
         """Rename a complete, fsynced temp file into place (or drop it if already stored)."""
         final = self.path(sha256)
         if final.exists():
@@ -98,7 +100,12 @@ class BlobStore:
             return
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(temp_path, final)
-        _fsync_dir(final.parent)
+        if durable:
+            _fsync_dir(final.parent)
+
+    def sync(self) -> None:
+        """Make blobs stored with durable=False durable: one flush for a bulk of them."""
+        os.sync()
 
     def delete(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
