@@ -106,7 +106,8 @@ def _index_line(name: str, config: dict[str, Any]) -> str:
 def login(name: str, password: str | None) -> None:
     """Log in as NAME; the token is kept (mode 0600) for this server."""
     password = password or click.prompt("password", hide_input=True)
-    with session(save=True, hints={401: "check the user name and the password"}) as api:
+    hints = {401: "check the user name and the password"}
+    with session(save=True, hints=hints, suggest_login=False) as api:
         token, expiration = api.login(name, password)
         api.state.remember(name, token)
     click.echo(f"logged in as {name}, credentials valid for {expiration / 3600:.2f} hours")

@@ -24,8 +24,11 @@ DEFAULT_HINTS = {
 
 
 @contextmanager
-def session(save: bool = False, hints: Mapping[int, str] | None = None) -> Iterator[Api]:
-    """An Api over the saved client state; ClientError becomes a readable CLI error."""
+def session(
+    save: bool = False, hints: Mapping[int, str] | None = None, suggest_login: bool = True
+) -> Iterator[Api]:
+    """An Api over the saved client state; ClientError becomes a readable CLI error, with
+    `hints` (status -> what to do) and, when not logged in, the advice to log in."""
     state = ClientState.load()
     api = Api(state)
     try:
@@ -33,7 +36,7 @@ def session(save: bool = False, hints: Mapping[int, str] | None = None) -> Itera
         if save:
             state.save()
     except ClientError as exc:
-        if exc.status in (401, 403) and not state.has_credentials():
+        if exc.status in (401, 403) and not state.has_credentials() and suggest_login:
             hints = {exc.status: f"you are not logged in: {LOGIN_HINT}"}
         raise click.ClickException(with_hint(exc, hints)) from exc
     finally:

@@ -97,7 +97,7 @@ def _upload_with_progress(api: Api, where: str, todo: list[Path]) -> list[Outcom
         def advance(outcome: Outcome) -> None:
             if not outcome.ok:
                 progress.console.print(
-                    f"failed {outcome.path.name}: {outcome.error}", markup=False, soft_wrap=True
+                    f"  FAILED {outcome.path.name}: {outcome.error}", markup=False, soft_wrap=True
                 )
             progress.advance(task)
 
@@ -106,9 +106,9 @@ def _upload_with_progress(api: Api, where: str, todo: list[Path]) -> list[Outcom
 
 def _print_outcome(outcome: Outcome) -> None:
     if outcome.ok:
-        click.echo(f"uploaded {outcome.path.name}")
+        click.echo(f"  uploaded {outcome.path.name}")
     else:
-        click.echo(f"failed {outcome.path.name}: {outcome.error}")
+        click.echo(f"  FAILED   {outcome.path.name}: {outcome.error}")
 
 
 def _summarize(outcomes: list[Outcome], skipped: int, where: str) -> None:
@@ -156,7 +156,8 @@ def list_command(project: str | None, index: str | None, as_json: bool) -> None:
         versions = api.result("GET", f"{where}/{canonicalize_name(project)}")
     ordered = sorted(versions, key=_version_key, reverse=True)
     if as_json:
-        click.echo(json.dumps({v: versions[v] for v in ordered}, indent=2, sort_keys=True))
+        # newest first, as in the table: not sorted by key
+        click.echo(json.dumps({v: versions[v] for v in ordered}, indent=2))
         return
     table = Table("version", "file", "sha256", "state")
     for version in ordered:

@@ -58,6 +58,7 @@ class Api:
         return f"{self.state.url}/{path.lstrip('/')}"
 
     def index_path(self, index: str | None = None) -> str:
+        self.url("")  # no server, no index: say so first
         chosen = (index or self.state.index).strip("/")
         if chosen.count("/") != 1:
             raise ClientError(
