@@ -95,9 +95,12 @@ class Exporter:
                 copies.extend(files)
                 summary.projects += len(entry["projects"])
         summary.users, summary.indexes = len(users), len(indexes)
+        made: set[Path] = set()
         for done, (sha, relative) in enumerate(copies, 1):
             destination = target / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
+            if destination.parent not in made:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                made.add(destination.parent)
             _place(self._blobs.path(sha), destination, hard_links)
             summary.files += 1
             summary.bytes += destination.stat().st_size
