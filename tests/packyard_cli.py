@@ -174,6 +174,8 @@ class Packyard:
             text=True,
             timeout=timeout,
             check=False,
+            # No controlling terminal: password prompts (getpass) read the piped stdin.
+            start_new_session=True,
         )
         return Result(words, completed.returncode, completed.stdout, completed.stderr)
 

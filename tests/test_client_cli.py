@@ -9,6 +9,7 @@ own HTTP answers.
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
@@ -239,6 +240,12 @@ def test_environment_credentials_upload_without_saved_state(
     }
     assert not ci.clientdir.exists()  # nothing saved, least of all the password
 
+    token = json.loads((ci_user.clientdir / "client.json").read_text())["tokens"]
+    with_token = environment | {"PACKYARD_TOKEN": token[live_server.url]["ci"]}
+    del with_token["PACKYARD_PASSWORD"]
+    by_token = Packyard(tmp_path / "ci-token", **with_token)
+    assert "uploaded 1," in by_token.ok("upload", build_wheel(tmp_path / "dist", "from-ci", "0.3"))
+
     wrong = Packyard(tmp_path / "ci-wrong", **(environment | {"PACKYARD_PASSWORD": "nope"}))
     output = wrong.fails("upload", build_wheel(tmp_path / "dist", "from-ci", "0.2"))
     assert "failed 1: from_ci-0.2-py3-none-any.whl (401" in output
@@ -258,6 +265,20 @@ def test_login_keeps_the_token_in_a_file_only_the_user_can_read(
     assert "logged off root" in client.ok("logoff")
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
     assert "user:   (not logged in)" in client.ok("use")
+
+
+def test_passwd_changes_the_password_and_keeps_the_login(
+    live_server: ServerProcess, tmp_path: Path
+) -> None:
+    client = logged_in(tmp_path / "home", live_server.url, "root", ROOT_PASSWORD)
+    assert "password changed for root" in client.ok("passwd", stdin="newpw\nnewpw\n")
+    assert client.json("user", "root")["username"] == "root"  # still logged in
+    other = Packyard(tmp_path / "other")
+    other.ok("use", live_server.url)
+    assert "check the user name and the password" in other.fails(
+        "login", "root", "--password", ROOT_PASSWORD
+    )
+    other.ok("login", "root", "--password", "newpw")
 
 
 def test_dry_run_uploads_nothing_and_says_what_it_would(
@@ -382,3 +403,48 @@ def test_set_cfg_points_plain_pip_and_uv_at_the_index(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cfg-demo==3.0" in result.stdout
+
+
+# --- push, yank, unyank, getjson -----------------------------------------------------------
+
+
+def simple_files(url: str, index: str, project: str) -> list[dict[str, Any]]:
+    headers = {"Accept": "application/vnd.pypi.simple.v1+json"}
+    response = httpx.get(f"{url}/{index}/+simple/{project}/", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    files: list[dict[str, Any]] = response.json()["files"]
+    return files
+
+
+def test_yank_unyank_push_and_getjson(live_server: ServerProcess, tmp_path: Path) -> None:
+    client = logged_in(tmp_path / "home", live_server.url, "root", ROOT_PASSWORD)
+    client.ok("index", "-c", "root/stage")
+    client.ok("index", "-c", "root/prod", "volatile=False")
+    client.ok("use", "root/stage")
+    wheel = build_wheel(tmp_path / "dist", "yank-demo", "1.0")
+    client.ok("upload", wheel)
+
+    client.ok("yank", "yank-demo==1.0", "--reason", "broken build")
+    assert [f["yanked"] for f in simple_files(live_server.url, "root/stage", "yank-demo")] == [
+        "broken build"
+    ]
+    assert "yanked" in client.ok("list", "yank-demo")
+    client.ok("unyank", "yank-demo==1.0")
+    files = simple_files(live_server.url, "root/stage", "yank-demo")
+    assert [f.get("yanked", False) for f in files] == [False]
+
+    assert "pushed yank-demo 1.0 to root/prod" in client.ok("push", "yank-demo==1.0", "root/prod")
+    assert file_names(live_server.url, "root/prod", "yank-demo") == {"1.0": [wheel.name]}
+    shown = json.loads(client.ok("getjson", "/root/prod/yank-demo"))
+    assert list(shown["result"]) == ["1.0"]
+    assert "push needs NAME==VERSION" in client.fails("push", "yank-demo", "root/prod")
+
+
+def test_yank_on_a_server_without_it_says_so(devpi_server: DevpiServer, tmp_path: Path) -> None:
+    client = logged_in(tmp_path / "home", devpi_server.url, "root", ROOT_PASSWORD)
+    client.ok("index", "-c", "root/noyank")
+    client.ok("use", "root/noyank")
+    client.ok("upload", build_wheel(tmp_path / "dist", "noyank-demo", "1.0"))
+    output = client.fails("yank", "noyank-demo==1.0")
+    assert f"{devpi_server.url} cannot yank" in output
+    assert "hint: yanking (PEP 592) needs" in output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.table import Table
 
 from packyard.cli.client_common import LOGIN_HINT, emit, index_option, json_option, session
 from packyard.client import dists, installers, uploads
-from packyard.client.api import Api
+from packyard.client.api import Api, ClientError
 from packyard.client.uploads import Outcome
 
 NOT_THERE = {404: "`packyard list` shows the projects on the index"}
@@ -212,13 +213,15 @@ def remove(spec: str, index: str | None, yes: bool, force: bool) -> None:
 @click.option("-r", "--requirement", "requirements", multiple=True, type=click.Path(exists=True),
               help="Install from this requirements file (repeatable).")  # fmt: skip
 @click.option("--venv", type=click.Path(path_type=Path),
-              help="Install into this virtualenv; created first if it does not exist.")  # fmt: skip
+              help="Install into this virtualenv, created first if it does not exist "
+                   "(default: the active one, $VIRTUAL_ENV).")  # fmt: skip
 @click.option("--uv", "use_uv", is_flag=True, help="Install with uv instead of pip.")
 def install(
     packages: tuple[str, ...], index: str | None, requirements: tuple[str, ...],
     venv: Path | None, use_uv: bool,
 ) -> None:  # fmt: skip
-    """Install PACKAGES from the index with pip (or uv), into --venv or this Python."""
+    """Install PACKAGES from the index with pip (or uv), into --venv, the active virtualenv,
+    or else the Python packyard runs on."""
     if not (packages or requirements):
         raise click.UsageError("name PACKAGES to install, or -r REQUIREMENTS_FILE")
     with session() as api:
@@ -227,6 +230,7 @@ def install(
     wanted = [*packages, *(arg for path in requirements for arg in ("-r", path))]
     try:
         python = None
+        venv = venv or (Path(os.environ["VIRTUAL_ENV"]) if os.environ.get("VIRTUAL_ENV") else None)
         if venv is not None:
             python, created = installers.ensure_venv(venv, use_uv)
             if created:
@@ -267,8 +271,24 @@ def _yank(spec: str, index: str | None, value: Any) -> None:
     project, version = _parse_spec(spec)
     with session(hints=NOT_THERE) as api:
         path = f"{api.index_path(index)}/{project}" + (f"/{version}" if version else "")
-        data = api.request("PATCH", path, {"yanked": value})
+        try:
+            data = api.request("PATCH", path, {"yanked": value})
+        except ClientError as exc:
+            if exc.status in (404, 405) and _exists(api, path):
+                raise click.ClickException(
+                    f"{api.state.url} cannot yank: it answered {exc.message}\n"
+                    "  hint: yanking (PEP 592) needs packyard or a devpi-server that supports it"
+                ) from exc
+            raise
     click.echo(data.get("message", "done"))
+
+
+def _exists(api: Api, path: str) -> bool:
+    try:
+        api.request("GET", path)
+    except ClientError:
+        return False
+    return True
 
 
 @click.command()
