@@ -8,12 +8,16 @@ touched, and the machine's pip configuration is kept out of the pip runs devpi s
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,9 +26,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import clean_env
+from tests.conftest import ServerProcess, clean_env
 
 DEVPI_CLIENT = "devpi-client==7.3.0"
+PIP_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1,"
+    " text/html; q=0.01"
+)
 # For `devpi upload --no-isolation`, which builds with what the client's venv holds.
 BUILD_BACKEND = "setuptools>=70.1"
 
@@ -168,3 +176,47 @@ class Devpi:
         auth = json.loads((self.clientdir / "auth.json").read_text())["auth"]
         (pairs,) = auth.values()
         return str(dict(pairs)[user])
+
+
+# --- helpers for tests that drive the client -------------------------------------------------
+
+
+def signed_up(devpi: Devpi, server: ServerProcess, index: str = "dev", *config: str) -> None:
+    """alice registers, logs in, creates alice/INDEX with `config` and uses it."""
+    devpi.ok("use", server.url)
+    devpi.ok("user", "-c", "alice", "password=alicepw")
+    devpi.ok("login", "alice", "--password", "alicepw")
+    devpi.ok("index", "-c", index, *config)
+    devpi.ok("use", f"alice/{index}")
+
+
+def devpi_auth(user: str, token: str) -> dict[str, str]:
+    return {"X-Devpi-Auth": base64.b64encode(f"{user}:{token}".encode()).decode()}
+
+
+def hrefs(output: str) -> list[str]:
+    return re.findall(r"https?://\S+", output)
+
+
+def printed_config(output: str) -> list[str]:
+    """The `key=value` lines `devpi index` prints under the index URL."""
+    return [line.strip() for line in output.splitlines() if line.startswith("  ")]
+
+
+def doc_zip(directory: Path, name: str, version: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}-{version}.doc.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("index.html", f"<html><body>{name} {version} docs</body></html>\n")
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def links_by_rel(version_data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for link in version_data["+links"]:
+        found.setdefault(link["rel"], []).append(link)
+    return found
