@@ -125,11 +125,6 @@ def test_use_login_list_and_logoff(
     assert devpi.ok("list").split() == [], "public indexes stay readable"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="packyard sends no X-Devpi-Uuid / X-Devpi-Master-Uuid / X-Devpi-Primary-Uuid "
-    "(devpi-protocol.md §1.2); the client ignores them, replicas and devpi mirrors use them",
-)
 def test_responses_carry_the_node_uuid_headers(http: httpx.Client) -> None:
     """§18: 4"""
     response = http.get("/+api", headers=JSON)

@@ -355,12 +355,6 @@ def test_mirror_whitelist_refresh_and_offline_files(
     assert http.get("/alice/dev/+simple/shared-app/").status_code == 200, "cached page served"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Accept: application/json on a mirror file that is not cached yet answers 404; devpi "
-    "answers its releasefilemeta (url, hashes, project, version) from the upstream link "
-    "(devpi-protocol.md §8.2, §8.3)",
-)
 def test_file_metadata_of_a_mirror_file_not_cached_yet(http: httpx.Client, tmp_path: Path) -> None:
     """§18: 34"""
     upstream = Upstream()

@@ -6,6 +6,7 @@ import dataclasses
 import secrets
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 
 from packyard.config import Settings
@@ -34,6 +35,8 @@ class Services:
     transfer: Transfer
     # Rendered responses (simple pages, JSON), dropped whenever anything changes.
     pages: SerialCache[object]
+    # This server's identity (devpi's X-Devpi-Uuid), kept in the database.
+    uuid: str
 
     @property
     def serial(self) -> int:
@@ -61,7 +64,22 @@ def open_services(settings: Settings) -> Services:
         mirrors=Mirrors(db, blobs, settings),
         transfer=Transfer(db, blobs, indexes),
         pages=SerialCache(db.serial),
+        uuid=_server_uuid(db),
     )
+
+
+def _server_uuid(db: Database) -> str:
+    """The server's uuid, created on first open and the same for every worker after."""
+    with db.read() as conn:
+        known = store.get_setting(conn, "uuid")
+    if known:
+        return str(known)
+    with db.write("server-uuid") as conn:
+        known = store.get_setting(conn, "uuid")
+        if not known:
+            known = uuid.uuid4().hex
+            store.put_setting(conn, "uuid", known)
+    return str(known)
 
 
 def is_initialized(services: Services) -> bool:

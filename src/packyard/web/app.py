@@ -99,6 +99,10 @@ class ServerHeaders:
                 headers["X-Devpi-Api-Version"] = "2"
                 headers["X-Devpi-Server-Version"] = __version__
                 headers["X-Devpi-Serial"] = str(self.services.serial)
+                headers["X-Devpi-Uuid"] = self.services.uuid
+                # A single server is its own primary (devpi's replication headers).
+                headers["X-Devpi-Master-Uuid"] = self.services.uuid
+                headers["X-Devpi-Primary-Uuid"] = self.services.uuid
             await send(message)
 
         try:

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
-from packyard.core.dists import http_date
+from packyard.core.dists import http_date, parse_dist_filename
 from packyard.core.models import IndexRecord
 from packyard.errors import NotFound
 from packyard.web.lookup import request_index, services_of
@@ -32,8 +32,7 @@ async def get_file(request: Request) -> Response:
     record = await request_index(request)
     relpath = request.path_params["relpath"]
     if wants_json(request):
-        meta = await run_in_threadpool(services.packages.file_meta, record, relpath)
-        return api_response(meta, "releasefilemeta")
+        return await _file_meta(request, record, relpath)
     try:
         found = await run_in_threadpool(services.packages.find_file, record, relpath)
     except NotFound:
@@ -82,3 +81,23 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
     yield first
     async for chunk in rest:
         yield chunk
+
+
+async def _file_meta(request: Request, record: IndexRecord, relpath: str) -> Response:
+    """devpi's `releasefilemeta`; for a mirror file not cached yet, from its upstream link."""
+    services = services_of(request)
+    try:
+        meta = await run_in_threadpool(services.packages.file_meta, record, relpath)
+    except NotFound:
+        if not record.is_mirror:
+            raise
+        link = await services.mirrors.find_link(record, relpath)
+        dist = parse_dist_filename(link.filename)  # find_link only finds parseable names
+        meta = {
+            "url": link.url,
+            "hash_spec": f"sha256={link.sha256}",
+            "hashes": {"sha256": link.sha256},
+            "project": dist.project,
+            "version": str(dist.version),
+        }
+    return api_response(meta, "releasefilemeta")
