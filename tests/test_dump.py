@@ -704,6 +704,28 @@ def test_no_root_pypi_skips_the_exported_root_pypi(sample_copy: Path, tmp_path: 
         assert links == set(links_in_export(read_dataindex(sample_copy), DEV, "hello-packyard"))
 
 
+def test_toxresults_as_older_devpi_versions_exported_them(
+    sample_copy: Path, tmp_path: Path
+) -> None:
+    """devpi-import finds a toxresult's release file by basename (older exports name other
+    hash directories), and ignores a toxresult's hashes when they are its release file's
+    (devpi 6.5 to 6.8 exported those)."""
+    dataindex = read_dataindex(sample_copy)
+    results = [f for f in dataindex["indexes"][DEV]["files"] if f["type"] == "toxresult"]
+    wheel = results[0]["for_entrypath"].rsplit("/", 1)[-1]
+    results[0]["for_entrypath"] = f"{DEV}/+f/0cc/175b9c0f1b6a8/{wheel}"
+    release_sha = results[1]["relpath"].split("/")[-2].removeprefix("sha256=")
+    results[1]["entrymapping"]["hashes"] = {"sha256": release_sha}
+    results[1]["entrymapping"]["hash_spec"] = f"sha256={release_sha}"
+    (sample_copy / "dataindex.json").write_text(json.dumps(dataindex))
+    target = tmp_path / "server"
+    import_ok(target, sample_copy)
+    with serving(target) as server, client_for(server.url) as client:
+        links = served_links(client, DEV, "hello-packyard")
+        assert links == set(links_in_export(read_dataindex(SAMPLE), DEV, "hello-packyard"))
+        assert_links_download(client, links)
+
+
 def test_no_events_is_accepted_with_a_note(sample_copy: Path, tmp_path: Path) -> None:
     text = import_ok(tmp_path / "server", sample_copy, "--no-events")
     assert "--no-events" in text

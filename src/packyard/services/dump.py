@@ -322,7 +322,7 @@ class Importer:
                 file = dataclasses.replace(file, index_id=record.id)
                 _ensure_version(conn, record, file.project, file.version, {}, known)
                 store.insert_file(conn, file)
-                releases[(item.index, f"{item.index}/{file.relpath}")] = file
+                releases[(item.index, file.filename)] = file
                 summary.files += 1
                 summary.bytes += file.size
         return summary
@@ -332,7 +332,8 @@ class Importer:
         """Toxresults point at their release file (and live in its hash directory)."""
         if item.record.kind != "toxresult" or not item.for_entrypath:
             return item.record
-        release = releases.get((item.index, item.for_entrypath))
+        # By basename, as devpi-import: older exports name other hash directories.
+        release = releases.get((item.index, item.for_entrypath.rsplit("/", 1)[-1]))
         if release is None:
             raise InvalidInput(f"{item.source.name}: its release file is not in the export")
         return dataclasses.replace(
@@ -421,6 +422,8 @@ def _file_record(entry: dict[str, Any], path: Path) -> FileRecord:
     if not sha256:
         spec = str(mapping.get("hash_spec", ""))
         sha256 = spec.removeprefix("sha256=") if spec.startswith("sha256=") else None
+    if entry.get("type") == "toxresult" and path.parent.name == f"sha256={sha256}":
+        sha256 = None  # devpi 6.5 to 6.8 exported the release file's hash for toxresults
     if not sha256:  # devpi-import accepts entries without hashes (§13.4's minimal export)
         sha256 = _file_sha256(path)
     version = entry.get("version") or mapping.get("version") or _version_from_name(path.name)
