@@ -445,6 +445,9 @@ class Mirrors:
         writer = download.writer
         try:
             async with self._http().stream("GET", link.url) as response:
+                if response.status_code == 404:
+                    # devpi answers 404 too: the upstream no longer has the file.
+                    raise NotFound(f"error 404 getting {link.url}")
                 if response.status_code != 200:
                     self._upstream_failed(link.url, f"HTTP {response.status_code}")
                 async for chunk in response.aiter_bytes(CHUNK):
