@@ -726,6 +726,24 @@ def test_toxresults_as_older_devpi_versions_exported_them(
         assert_links_download(client, links)
 
 
+def test_index_configs_of_old_devpi_versions_are_migrated(
+    sample_copy: Path, tmp_path: Path
+) -> None:
+    """As devpi-import: `pypi_whitelist` (before devpi 3.0) becomes `mirror_whitelist`, and an
+    empty `uploadtrigger_jenkins` goes."""
+    dataindex = read_dataindex(sample_copy)
+    config = dataindex["indexes"][DEV]["indexconfig"]
+    del config["mirror_whitelist"]
+    config["pypi_whitelist"] = ["hello-packyard"]
+    config["uploadtrigger_jenkins"] = None
+    (sample_copy / "dataindex.json").write_text(json.dumps(dataindex))
+    import_ok(tmp_path / "server", sample_copy)
+    with serving(tmp_path / "server") as server, client_for(server.url) as client:
+        shown = client.get(f"/{DEV}", headers=JSON).json()["result"]
+    assert shown["mirror_whitelist"] == ["hello-packyard"]
+    assert "pypi_whitelist" not in shown and "uploadtrigger_jenkins" not in shown
+
+
 def test_no_events_is_accepted_with_a_note(sample_copy: Path, tmp_path: Path) -> None:
     text = import_ok(tmp_path / "server", sample_copy, "--no-events")
     assert "--no-events" in text

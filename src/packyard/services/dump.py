@@ -303,7 +303,7 @@ class Importer:
             index_ids: dict[str, IndexRecord] = {}
             for full_name, data in indexes.items():
                 user, name = full_name.split("/", 1)
-                config = dict(data["indexconfig"])
+                config = _migrated_config(data["indexconfig"])
                 index_ids[full_name] = IndexRecord(
                     _put_index(conn, user, name, config), user, name, config
                 )
@@ -339,6 +339,16 @@ class Importer:
         return dataclasses.replace(
             item.record, for_file=release.filename, dir_sha256=release.sha256
         )
+
+
+def _migrated_config(exported: dict[str, Any]) -> dict[str, Any]:
+    """Config keys of older devpi versions, renamed or dropped as devpi-import does."""
+    config = dict(exported)
+    if "uploadtrigger_jenkins" in config and not config["uploadtrigger_jenkins"]:
+        del config["uploadtrigger_jenkins"]
+    if "pypi_whitelist" in config:  # renamed in devpi 3.0
+        config.setdefault("mirror_whitelist", config.pop("pypi_whitelist"))
+    return config
 
 
 def _put_user(conn: Connection, user: User) -> None:
