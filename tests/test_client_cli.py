@@ -13,6 +13,7 @@ import json
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,8 @@ def test_scenario_user_index_upload_list_remove_install(server_url: str, tmp_pat
 
     # upload: a project dir (built by `python -m build`), then dist/*.whl
     assert client.json("use", "alice/dev")["index"] == "alice/dev"
+    by_url = client.json("use", f"{server_url}/alice/dev")  # devpi's other form
+    assert (by_url["url"], by_url["index"], by_url["user"]) == (server_url, "alice/dev", "alice")
     project = tiny_project(tmp_path / "tinyproj")
     built = client.ok("upload", cwd=project)
     assert f"building {project}" in built
@@ -267,6 +270,29 @@ def test_login_keeps_the_token_in_a_file_only_the_user_can_read(
     assert "user:   (not logged in)" in client.ok("use")
 
 
+def test_an_expired_login_is_named_and_not_sent(live_server: ServerProcess, tmp_path: Path) -> None:
+    client = logged_in(tmp_path / "home", live_server.url, "root", ROOT_PASSWORD)
+    client.ok("index", "-c", "root/late")
+    client.ok("use", "root/late")
+    state_file = client.clientdir / "client.json"
+    state = json.loads(state_file.read_text())
+    assert state["expires"][live_server.url]["root"] > time.time() + 9 * 3600  # ten hours
+    state["expires"][live_server.url]["root"] = time.time() - 1
+    state_file.write_text(json.dumps(state))
+
+    assert client.json("use")["login_expired"] is True
+    assert "root (login expired: `packyard login root` again)" in client.ok("use")
+    assert client.json("list") == []  # reads work: the stale token is not sent
+    refused = client.fails("upload", build_wheel(tmp_path / "dist", "late-demo", "1.0"))
+    assert "hint: your login as root has expired: `packyard login root` again" in refused
+    assert upload_posts(live_server, "root/late") == 0
+
+    state_file.write_text("{not json")
+    broken = client.fails("use")
+    assert f"{state_file} is not valid JSON" in broken
+    assert "fix or delete it" in broken
+
+
 def test_passwd_changes_the_password_and_keeps_the_login(
     live_server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -343,8 +369,8 @@ def test_errors_say_what_to_do(live_server: ServerProcess, tmp_path: Path) -> No
     admin.ok("index", "-c", "root/hints")
     fresh.ok("use", "root/hints")
     not_logged_in = fresh.fails("upload", wheel)
-    assert "not logged in: nothing uploaded" in not_logged_in
-    assert "hint: log in with `packyard login USER`" in not_logged_in
+    assert "nothing uploaded" in not_logged_in
+    assert "hint: you are not logged in: log in with `packyard login USER`" in not_logged_in
     assert upload_posts(live_server, "root/hints") == 0
 
     wrong = fresh.fails("login", "root", "--password", "wrong")

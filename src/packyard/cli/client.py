@@ -65,7 +65,12 @@ def use(target: str | None, list_indexes: bool, set_cfg: bool, as_json: bool) ->
             home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
             for written in installers.write_config(simple, home):
                 click.echo(f"wrote {written}", err=as_json)
-        current = {"url": state.url, "index": state.index, "user": state.user or None}
+        current = {
+            "url": state.url,
+            "index": state.index,
+            "user": state.user or None,
+            "login_expired": state.login_expired(),
+        }
         emit(current, as_json, _current_lines(state))
 
 
@@ -85,10 +90,13 @@ def _select(api: Api, target: str) -> None:
 
 
 def _current_lines(state: ClientState) -> list[str]:
+    user = state.user or "(not logged in)"
+    if state.login_expired():
+        user += f" (login expired: `packyard login {state.user}` again)"
     return [
         f"server: {state.url or '(none)'}",
         f"index:  {state.index or '(none)'}",
-        f"user:   {state.user or '(not logged in)'}",
+        f"user:   {user}",
     ]
 
 
@@ -109,7 +117,7 @@ def login(name: str, password: str | None) -> None:
     hints = {401: "check the user name and the password"}
     with session(save=True, hints=hints, suggest_login=False) as api:
         token, expiration = api.login(name, password)
-        api.state.remember(name, token)
+        api.state.remember(name, token, valid_for=expiration)
     click.echo(f"logged in as {name}, credentials valid for {expiration / 3600:.2f} hours")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from packyard.client.api import Api, ClientError
-from packyard.client.state import ClientState
+from packyard.client.state import ClientState, StateError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 index_option = click.option("--index", help="USER/INDEX instead of the current one.")
@@ -29,7 +29,10 @@ def session(
 ) -> Iterator[Api]:
     """An Api over the saved client state; ClientError becomes a readable CLI error, with
     `hints` (status -> what to do) and, when not logged in, the advice to log in."""
-    state = ClientState.load()
+    try:
+        state = ClientState.load()
+    except StateError as exc:
+        raise click.ClickException(str(exc)) from exc
     api = Api(state)
     try:
         yield api
@@ -37,7 +40,7 @@ def session(
             state.save()
     except ClientError as exc:
         if exc.status in (401, 403) and not state.has_credentials() and suggest_login:
-            hints = {exc.status: f"you are not logged in: {LOGIN_HINT}"}
+            hints = {exc.status: not_logged_in(state)}
         raise click.ClickException(with_hint(exc, hints)) from exc
     finally:
         api.close()
@@ -56,3 +59,10 @@ def emit(data: Any, as_json: bool, lines: Iterable[str]) -> None:
     else:
         for line in lines:
             click.echo(line)
+
+
+def not_logged_in(state: ClientState) -> str:
+    """Why there are no credentials, and what to do."""
+    if state.login_expired():
+        return f"your login as {state.user} has expired: `packyard login {state.user}` again"
+    return f"you are not logged in: {LOGIN_HINT}"

@@ -17,7 +17,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from packyard.cli.client_common import LOGIN_HINT, emit, index_option, json_option, session
+from packyard.cli.client_common import (
+    LOGIN_HINT,
+    emit,
+    index_option,
+    json_option,
+    not_logged_in,
+    session,
+)
 from packyard.client import dists, installers, uploads
 from packyard.client.api import Api, ClientError
 from packyard.client.uploads import Outcome
@@ -45,7 +52,7 @@ def upload(paths: tuple[Path, ...], index: str | None, formats: str, dry_run: bo
     with session() as api, tempfile.TemporaryDirectory(prefix="packyard-build-") as built:
         where = api.index_path(index)
         if not (dry_run or api.state.has_credentials()):
-            raise click.ClickException(f"not logged in: nothing uploaded\n  hint: {LOGIN_HINT}")
+            raise click.ClickException(f"nothing uploaded\n  hint: {not_logged_in(api.state)}")
         api.result("GET", where, no_projects="")  # a missing index fails here, before building
         targets = _collect(paths, formats.split(","), Path(built))
         todo, there = uploads.partition(api, where, targets)
@@ -54,7 +61,7 @@ def upload(paths: tuple[Path, ...], index: str | None, formats: str, dry_run: bo
                 click.echo(f"would upload {path.name}")
             click.echo(f"dry run: would upload {len(todo)}, skip {len(there)} (already on {where})")
             if not api.state.has_credentials():
-                click.echo(f"  note: you are not logged in: {LOGIN_HINT}")
+                click.echo(f"  note: {not_logged_in(api.state)}")
             return
         outcomes = _upload_with_progress(api, where, todo)
     _summarize(outcomes, len(there), where)
