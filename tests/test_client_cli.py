@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,14 @@ def test_scenario_user_index_upload_list_remove_install(server_url: str, tmp_pat
 
 
 def upload_posts(server: ServerProcess, index: str) -> int:
+    """Upload POSTs to `index` in the server's request log, once the log has caught up: a
+    request is logged just after its response, so a marker request is sent and awaited."""
+    marker = f"/+log-marker-{uuid.uuid4().hex}"
+    httpx.get(server.url + marker, timeout=10)
+    deadline = time.monotonic() + 10
+    while marker not in server.log():
+        assert time.monotonic() < deadline, f"{marker} never logged:\n{server.log()}"
+        time.sleep(0.05)
     return sum(1 for line in server.log().splitlines() if f" POST /{index}/ " in line)
 
 
