@@ -63,7 +63,7 @@ def upload(paths: tuple[Path, ...], index: str | None, formats: str, dry_run: bo
             if not api.state.has_credentials():
                 click.echo(f"  note: {not_logged_in(api.state)}")
             return
-        outcomes = _upload_with_progress(api, where, todo)
+        outcomes = _upload_with_progress(api, where, todo) if todo else []
     _summarize(outcomes, len(there), where)
 
 
