@@ -1,9 +1,9 @@
 """Export and import in devpi's dump format (devpi-protocol.md §13), so that backups move
 between packyard servers and to and from devpi-server.
 
-Export reads one consistent snapshot (one read transaction). Import verifies every file's
-hash before anything is written, then stores all rows in one transaction: a failure leaves
-the target as it was.
+Export reads one consistent snapshot (one read transaction). Import checks each file's hash
+as it copies the file into the blob store, syncs once, then stores all rows in one
+transaction: a failure removes the blobs it added and leaves the target as it was.
 """
 
 from __future__ import annotations
