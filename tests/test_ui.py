@@ -462,14 +462,18 @@ def test_a_form_post_without_the_csrf_token_is_refused(
         "/+ui/create-index", form={**fields, "csrf": "0" * 64}, max_redirects=0
     )
     assert wrong.status == 403, wrong.text()
-    # A token belongs to its session: alice's second login does not accept the first's.
-    second = visit()
-    log_in(second.page)
-    stolen = second.page.request.post(
-        "/+ui/create-index", form={**fields, "csrf": csrf_of(alice.page)}, max_redirects=0
+    # A token belongs to its session: trudy cannot use alice's, even on her own account.
+    create_user(site.api, "trudy")
+    trudy = visit()
+    log_in(trudy.page, "trudy")
+    stolen = trudy.page.request.post(
+        "/+ui/create-index",
+        form={**fields, "user": "trudy", "csrf": csrf_of(alice.page)},
+        max_redirects=0,
     )
     assert stolen.status == 403, stolen.text()
     assert site.get_json(f"/{OWNER}/forged").status_code == 404
+    assert site.get_json("/trudy/forged").status_code == 404
 
     # Logged out, a form post is a 401 page in the browser, without a Basic-auth challenge
     # (which would pop up the browser's password dialog instead of the log-in page).
