@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_version
 from sqlalchemy import Connection
 
 from packyard import __version__
-from packyard.core.dists import http_date, parse_dist_filename
+from packyard.core.dists import check_safe_filename, http_date, parse_dist_filename
 from packyard.core.models import FileRecord, IndexRecord, User
 from packyard.core.names import normalize_project
 from packyard.errors import Conflict, InvalidInput, PackyardError
@@ -437,6 +437,10 @@ def _file_record(entry: dict[str, Any], path: Path) -> FileRecord:
     if not sha256:  # devpi-import accepts entries without hashes (§13.4's minimal export)
         sha256 = _file_sha256(path)
     version = entry.get("version") or mapping.get("version") or _version_from_name(path.name)
+    # Versions and names become path segments of later exports: nothing that could escape.
+    check_safe_filename(path.name)
+    if "/" in str(version) or "\\" in str(version) or str(version).startswith("."):
+        raise InvalidInput(f"{entry.get('relpath')}: {version!r} is not a usable version")
     modified = (
         email.utils.parsedate_to_datetime(mapping["last_modified"]).timestamp()
         if (mapping.get("last_modified"))
