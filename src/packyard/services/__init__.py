@@ -63,7 +63,7 @@ def open_services(settings: Settings) -> Services:
         uploads=Uploads(db, blobs, indexes, settings),
         mirrors=Mirrors(db, blobs, settings),
         transfer=Transfer(db, blobs, indexes),
-        pages=SerialCache(db.serial),
+        pages=SerialCache(db.serial.read),
         uuid=_server_uuid(db),
     )
 
@@ -74,7 +74,7 @@ def _server_uuid(db: Database) -> str:
         known = store.get_setting(conn, "uuid")
     if known:
         return str(known)
-    with db.write("server-uuid") as conn:
+    with db.write("server-uuid", config=True) as conn:
         known = store.get_setting(conn, "uuid")
         if not known:
             known = uuid.uuid4().hex

@@ -23,6 +23,7 @@ from packyard.core import acl
 from packyard.core.models import User
 from packyard.core.names import check_account_name
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from packyard.services.cache import SerialCache
 from packyard.storage import store
 from packyard.storage.db import Database
 
@@ -63,6 +64,7 @@ class Accounts:
         self._hasher = PasswordHasher()
         self._tokens = URLSafeTimedSerializer(secret, salt="packyard-auth")
         self._verified: dict[bytes, float] = {}
+        self._names: SerialCache[frozenset[str]] = SerialCache(db.serial.read_config, 1)
         self._verified_lock = threading.Lock()
         self._verified_key = hmac.new(secret, b"verified-passwords", hashlib.sha256).digest()
 
@@ -94,8 +96,15 @@ class Accounts:
             return self._check_password(name, secret)
         if token_user != name:
             return None
+        return name if name in self._user_names() else None
+
+    def _user_names(self) -> frozenset[str]:
+        """Every user name, cached until users change (checked with one pread)."""
+        return self._names.get_or_compute("names", self._load_names)
+
+    def _load_names(self) -> frozenset[str]:
         with self._db.read() as conn:
-            return name if store.get_user(conn, name) else None
+            return frozenset(user.name for user in store.list_users(conn))
 
     def _check_password(self, name: str, password: str) -> str | None:
         with self._db.read() as conn:
@@ -133,7 +142,7 @@ class Accounts:
         legacy = bool(user.pwsalt)
         if not legacy and not self._hasher.check_needs_rehash(user.pwhash):
             return
-        with self._db.write("user-rehash", user=user.name) as conn:
+        with self._db.write("user-rehash", config=True, user=user.name) as conn:
             store.update_user(conn, user.name, pwhash=self._hasher.hash(password), pwsalt=None)
 
     # --- user records ----------------------------------------------------------------------
@@ -165,7 +174,7 @@ class Accounts:
             created=now_text(),
             modified=None,
         )
-        with self._db.write("user-create", user=name) as conn:
+        with self._db.write("user-create", config=True, user=name) as conn:
             if store.get_user(conn, name):
                 raise Conflict("user already exists")
             store.insert_user(conn, user)
@@ -173,7 +182,7 @@ class Accounts:
 
     def create_initial(self, name: str, password: str | None, pwhash: str | None = None) -> None:
         """Create a user at init time (no permission check), e.g. root."""
-        with self._db.write("user-create", user=name) as conn:
+        with self._db.write("user-create", config=True, user=name) as conn:
             store.insert_user(
                 conn,
                 User(
@@ -195,7 +204,7 @@ class Accounts:
         password_only = not info_changes
         if not acl.may_modify_user(actor, name, self._settings.restrict_modify, password_only):
             raise Forbidden(f"no permission to modify user {name}")
-        with self._db.write("user-modify", user=name) as conn:
+        with self._db.write("user-modify", config=True, user=name) as conn:
             user = store.get_user(conn, name)
             if user is None:
                 raise NotFound(f"user '{name}' does not exist")
@@ -215,7 +224,7 @@ class Accounts:
         self.get(name)
         if not acl.may_delete_user(actor, name, self._settings.restrict_modify):
             raise Forbidden(f"no permission to delete user {name}")
-        with self._db.write("user-delete", user=name) as conn:
+        with self._db.write("user-delete", config=True, user=name) as conn:
             for index in store.list_indexes(conn):
                 if index.user == name and not index.volatile:
                     raise Forbidden(f"user '{name}' has non-volatile index: {index.name}")

@@ -6,8 +6,6 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from packyard.storage.db import SerialFile
-
 V = TypeVar("V")
 
 
@@ -18,15 +16,16 @@ class SerialCache(Generic[V]):
     a value computed while a write landed is never kept under the newer serial.
     """
 
-    def __init__(self, serial: SerialFile, max_entries: int = 20_000) -> None:
-        self._serial_file = serial
+    def __init__(self, serial: Callable[[], int], max_entries: int = 20_000) -> None:
+        """`serial`: reads the serial that invalidates these values (cheaply: one pread)."""
+        self._read_serial = serial
         self._serial = -1
         self._values: dict[Hashable, V] = {}
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
     def current(self) -> int:
-        serial = self._serial_file.read()
+        serial = self._read_serial()
         if serial != self._serial:
             with self._lock:
                 if serial != self._serial:

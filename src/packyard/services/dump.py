@@ -297,7 +297,7 @@ class Importer:
         options: ImportOptions,
     ) -> Summary:
         summary = Summary(users=len(users), indexes=len(indexes))
-        with self._db.write("import", users=len(users), indexes=len(indexes)) as conn:
+        with self._db.write("import", config=True, users=len(users), indexes=len(indexes)) as conn:
             for name, data in users.items():
                 _put_user(conn, _user(name, data, options))
             index_ids: dict[str, IndexRecord] = {}

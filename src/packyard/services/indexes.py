@@ -21,7 +21,7 @@ class Indexes:
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
         self._settings = settings
-        self._snapshot: SerialCache[dict[str, IndexRecord]] = SerialCache(db.serial, 1)
+        self._snapshot: SerialCache[dict[str, IndexRecord]] = SerialCache(db.serial.read_config, 1)
 
     def all(self) -> dict[str, IndexRecord]:
         """Every index by 'user/name'; read from the database once per change serial."""
@@ -58,7 +58,7 @@ class Indexes:
         if not acl.may_manage_index(actor, user, self._settings.restrict_modify):
             raise Forbidden(f"no permission to create index {user}/{name}")
         config = indexconfig.new_config(user, given, self._settings.mirror_cache_expiry)
-        with self._db.write("index-create", index=f"{user}/{name}") as conn:
+        with self._db.write("index-create", config=True, index=f"{user}/{name}") as conn:
             if store.get_user(conn, user) is None:
                 raise NotFound(f"user '{user}' does not exist")
             if store.get_index(conn, user, name):
@@ -69,7 +69,7 @@ class Indexes:
 
     def create_initial(self, user: str, name: str, config: dict[str, Any]) -> None:
         """Create an index at init or import time, without permission checks."""
-        with self._db.write("index-create", index=f"{user}/{name}") as conn:
+        with self._db.write("index-create", config=True, index=f"{user}/{name}") as conn:
             store.insert_index(conn, user, name, config)
 
     def modify(
@@ -94,7 +94,7 @@ class Indexes:
             config = indexconfig.updated_config(record.config, body)
         if error_on_noop and config == record.config:
             raise InvalidInput("The requested modifications resulted in no changes")
-        with self._db.write("index-modify", index=record.full_name) as conn:
+        with self._db.write("index-modify", config=True, index=record.full_name) as conn:
             self._check_bases(conn, record.full_name, config)
             store.update_index_config(conn, record.id, config)
         return IndexRecord(record.id, user, name, config)
@@ -105,7 +105,7 @@ class Indexes:
             raise Forbidden(f"no permission to delete index {user}/{name}")
         if not record.volatile:
             raise Forbidden(f"index {record.full_name} non-volatile, cannot delete")
-        with self._db.write("index-delete", index=record.full_name) as conn:
+        with self._db.write("index-delete", config=True, index=record.full_name) as conn:
             store.delete_index(conn, record.id)
 
     @staticmethod

@@ -19,6 +19,7 @@ from packyard.core.mirror import MirrorLink
 from packyard.core.models import FileRecord, IndexRecord, VersionRecord
 from packyard.core.simple import FileLink, ProjectPage
 from packyard.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from packyard.services.archives import read_core_metadata
 from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
 from packyard.storage import search, store
@@ -301,8 +302,17 @@ class Packages:
         if is_metadata:
             if not file.metadata_sha256:
                 raise NotFound("no core metadata for this file")
+            if not self._blobs.exists(file.metadata_sha256):
+                self._rebuild_metadata(file)
             return StoredFile(file, self._blobs.path(file.metadata_sha256), True)
         return StoredFile(file, self._blobs.path(file.sha256))
+
+    def _rebuild_metadata(self, file: FileRecord) -> None:
+        """PEP 658 files are stored without fsync; one lost in a crash comes from the wheel."""
+        dist = parse_dist_filename(file.filename)
+        rebuilt = self._blobs.put_bytes(read_core_metadata(self._blobs.path(file.sha256), dist))
+        if rebuilt != file.metadata_sha256:
+            raise NotFound("the core metadata of this file cannot be rebuilt")
 
     def doc_file(self, record: IndexRecord, project: str, version: str, path: str) -> bytes:
         """One member of a version's documentation zip (looked up through the bases too)."""

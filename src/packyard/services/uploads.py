@@ -282,6 +282,31 @@ class Uploads:
     def _store(
         self, actor: str | None, record: IndexRecord, incoming: Incoming, writer: BlobWriter
     ) -> UploadOutcome:
+        # The PEP 658 file is written before the lock and without fsync: it is derived from
+        # the wheel, and rebuilt from it should it ever be lost (Packages.find_file).
+        metadata = incoming.core_metadata
+        metadata_sha = hashlib.sha256(metadata).hexdigest() if metadata is not None else None
+        new_metadata = metadata is not None and not self._blobs.exists(metadata_sha or "")
+        if metadata is not None:
+            self._blobs.put_bytes(metadata, durable=False)
+        try:
+            outcome = self._store_rows(actor, record, incoming, writer, metadata_sha)
+        except BaseException:
+            if new_metadata and metadata_sha:
+                self._blobs.delete(metadata_sha)
+            raise
+        # Outside the write lock, so that concurrent uploads do not queue behind the disk.
+        self._blobs.sync_entry(writer.sha256)
+        return outcome
+
+    def _store_rows(
+        self,
+        actor: str | None,
+        record: IndexRecord,
+        incoming: Incoming,
+        writer: BlobWriter,
+        metadata_sha: str | None,
+    ) -> UploadOutcome:
         filename = incoming.filename
         with changing(
             self._db, self._blobs, "upload", index=record.full_name, file=filename
@@ -292,10 +317,7 @@ class Uploads:
                 return UploadOutcome("identical", existing)
             if existing is not None and not record.volatile:
                 raise Conflict(f"{filename} already exists in non-volatile index")
-            writer.commit()
-            # Stored only now: a refused upload must leave no blob behind.
-            metadata = incoming.core_metadata
-            metadata_sha = self._blobs.put_bytes(metadata) if metadata is not None else None
+            writer.commit(durable=False)  # renamed under the lock; its directory synced after
             log = [log_entry("upload", actor, dst=record.full_name)]
             if existing is not None:
                 overwrites = sum(1 for entry in existing.log if entry.get("what") == "overwrite")

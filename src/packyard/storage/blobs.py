@@ -41,7 +41,7 @@ class BlobWriter:
 
     def commit(self, durable: bool = True) -> str:
         """Move the finished temp file into place under its hash (durable=False: the caller
-        calls `BlobStore.sync()` before anything refers to the blob)."""
+        makes the entry durable itself, with `BlobStore.sync_entry()` or `BlobStore.sync()`)."""
         if not self.sha256:
             self.finish(durable)
         self._store.adopt(self.temp_path, self.sha256, durable)
@@ -102,6 +102,10 @@ class BlobStore:
         os.replace(temp_path, final)
         if durable:
             _fsync_dir(final.parent)
+
+    def sync_entry(self, sha256: str) -> None:
+        """Make a blob's directory entry durable (after `adopt(..., durable=False)`)."""
+        _fsync_dir(self.path(sha256).parent)
 
     def sync(self) -> None:
         """Make blobs stored with durable=False durable: one flush for a bulk of them."""

@@ -32,7 +32,9 @@ SERIAL_WIDTH = 20
 
 
 class SerialFile:
-    """A fixed-width counter file: written under a lock, never backwards; read with one pread."""
+    """Two fixed-width counters in one file: the change serial, and the serial of the last
+    change to users or index configs. Written under a lock, never backwards; each read is one
+    pread."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -41,14 +43,23 @@ class SerialFile:
         self._fd = os.open(path, os.O_RDWR)
 
     def read(self) -> int:
-        data = os.pread(self._fd, SERIAL_WIDTH, 0)
+        """The serial of the newest change of any kind."""
+        return self._read_at(0)
+
+    def read_config(self) -> int:
+        """The serial of the newest change to users or index configurations."""
+        return self._read_at(SERIAL_WIDTH)
+
+    def _read_at(self, offset: int) -> int:
+        data = os.pread(self._fd, SERIAL_WIDTH, offset)
         return int(data) if data.strip() else 0
 
-    def publish(self, serial: int) -> None:
+    def publish(self, serial: int, config: bool = False) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            if serial > self.read():
-                os.pwrite(self._fd, str(serial).rjust(SERIAL_WIDTH).encode(), 0)
+            for offset, wanted in ((0, True), (SERIAL_WIDTH, config)):
+                if wanted and serial > self._read_at(offset):
+                    os.pwrite(self._fd, str(serial).rjust(SERIAL_WIDTH).encode(), offset)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
@@ -75,7 +86,8 @@ class Database:
         self._write_lock = threading.Lock()
         self.migrate()
         self.serial = SerialFile(serial_path)
-        self.serial.publish(self._last_serial())
+        # Whatever changed while no server ran (an import, another host) counts as new.
+        self.serial.publish(self._last_serial(), config=True)
 
     def _create_engine(self) -> Engine:
         if not self.is_sqlite:
@@ -109,8 +121,12 @@ class Database:
             yield connection
 
     @contextmanager
-    def write(self, what: str, **detail: Any) -> Iterator[Connection]:
-        """One write transaction; it records a change row and publishes the new serial."""
+    def write(self, what: str, config: bool = False, **detail: Any) -> Iterator[Connection]:
+        """One write transaction; it records a change row and publishes the new serial.
+
+        `config`: the transaction changes users or index configurations, which workers cache
+        until the next such change.
+        """
         with self._write_lock, self.engine.connect() as connection:
             if self.is_sqlite:
                 connection = connection.execution_options(sqlite_begin="IMMEDIATE")
@@ -120,7 +136,7 @@ class Database:
                     insert(tables.changes).values(at=time.time(), what=what, detail=detail)
                 )
                 serial = int(result.inserted_primary_key[0])  # type: ignore[index]
-            self.serial.publish(serial)
+            self.serial.publish(serial, config)
 
     def _last_serial(self) -> int:
         with self.read() as connection:
