@@ -351,6 +351,24 @@ def test_remove_temp_files(blobs: BlobStore) -> None:
     assert BlobStore(blobs.root).remove_temp_files() == 0
 
 
+def test_recovery_puts_back_a_referenced_blob_whose_rename_was_lost(blobs: BlobStore) -> None:
+    """A power cut after the row committed but before the rename reached the disk."""
+    kept = hashlib.sha256(b"referenced").hexdigest()
+    (blobs.temp_dir / "upload-lost-rename").write_bytes(b"referenced")
+    (blobs.temp_dir / "upload-partial").write_bytes(b"refer")
+    (blobs.temp_dir / "trash-unreferenced").write_bytes(b"nobody wants me")
+    asked: list[set[str]] = []
+
+    def still_referenced(shas: set[str]) -> set[str]:
+        asked.append(shas)
+        return shas & {kept}
+
+    assert blobs.recover_temp_files(still_referenced) == 3
+    assert blobs.read_bytes(kept) == b"referenced"
+    assert list(blobs.temp_dir.iterdir()) == []
+    assert len(asked) == 1 and kept in asked[0]
+
+
 @pytest.mark.parametrize("outcome", ["finish", "undo"])
 def test_blob_removal_is_undoable_until_finished(blobs: BlobStore, outcome: str) -> None:
     sha = blobs.put_bytes(b"doomed")

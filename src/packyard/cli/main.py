@@ -95,16 +95,16 @@ def init(
 )
 def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
     """Run the server; a missing or empty server dir is initialized first."""
-    from packyard.services import is_initialized, open_services
+    from packyard.services import is_initialized, open_services, recover_interrupted_writes
 
     settings = _settings(**flags)
     services = open_services(settings)
     try:
         if not is_initialized(services):
             _init(services, root_passwd, no_root_pypi)
-        removed = services.blobs.remove_temp_files()
-        if removed:
-            click.echo(f"removed {removed} unfinished upload(s) left by an interrupted run")
+        settled = recover_interrupted_writes(services)
+        if settled:
+            click.echo(f"settled {settled} file(s) left by an interrupted run")
     finally:
         services.close()
     _run(settings)

@@ -82,6 +82,16 @@ def _server_uuid(db: Database) -> str:
     return str(known)
 
 
+def recover_interrupted_writes(services: Services) -> int:
+    """At start-up, before serving: settle the temp files an interrupted run left behind."""
+
+    def still_referenced(shas: set[str]) -> set[str]:
+        with services.db.read() as conn:
+            return store.referenced_blobs(conn, shas)
+
+    return services.blobs.recover_temp_files(still_referenced)
+
+
 def is_initialized(services: Services) -> bool:
     with services.db.read() as conn:
         return store.get_user(conn, "root") is not None

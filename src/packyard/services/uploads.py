@@ -295,8 +295,6 @@ class Uploads:
             if new_metadata and metadata_sha:
                 self._blobs.delete(metadata_sha)
             raise
-        # Outside the write lock, so that concurrent uploads do not queue behind the disk.
-        self._blobs.sync_entry(writer.sha256)
         return outcome
 
     def _store_rows(
@@ -317,7 +315,9 @@ class Uploads:
                 return UploadOutcome("identical", existing)
             if existing is not None and not record.volatile:
                 raise Conflict(f"{filename} already exists in non-volatile index")
-            writer.commit(durable=False)  # renamed under the lock; its directory synced after
+            # The file's bytes were synced; its rename is not (recover_temp_files redoes one a
+            # power cut loses), so concurrent uploads do not queue behind the disk.
+            writer.commit(durable=False)
             log = [log_entry("upload", actor, dst=record.full_name)]
             if existing is not None:
                 overwrites = sum(1 for entry in existing.log if entry.get("what") == "overwrite")

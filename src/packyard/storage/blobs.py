@@ -1,7 +1,7 @@
 """Content-addressed file storage: blobs/ab/cd/<sha256>, written temp -> fsync -> rename.
 
 A blob becomes visible only once complete and verified; a crash leaves at most a temp file,
-which `remove_temp_files` clears at start-up. Identical content is stored once.
+which `recover_temp_files` settles at start-up. Identical content is stored once.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -114,6 +115,24 @@ class BlobStore:
     def delete(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
 
+    def recover_temp_files(self, still_referenced: Callable[[set[str]], set[str]]) -> int:
+        """Settle what interrupted writes left in the temp dir; returns how many files.
+
+        A rename into place that a power cut lost leaves the complete blob behind under its
+        temp name (uploads sync the file, not its directory); if a row points at it, it is
+        put in place. Everything else (partial uploads, blobs set aside for removal that no
+        row needs) is deleted. Call only when no write is running.
+        """
+        leftovers = [path for path in self.temp_dir.iterdir() if path.is_file()]
+        by_hash = {_file_sha256(path): path for path in leftovers}
+        needed = still_referenced(set(by_hash))
+        for sha, path in by_hash.items():
+            if sha in needed and not self.exists(sha):
+                self.adopt(path, sha)
+            else:
+                path.unlink(missing_ok=True)
+        return len(leftovers)
+
     def remove_temp_files(self) -> int:
         """Clear what interrupted writes left behind; call only when no write is running."""
         count = 0
@@ -121,6 +140,14 @@ class BlobStore:
             leftover.unlink(missing_ok=True)
             count += 1
         return count
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:
