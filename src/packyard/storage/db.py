@@ -29,6 +29,7 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERIAL_WIDTH = 20
+_INSERT_CHANGE = insert(tables.changes)
 
 
 class SerialFile:
@@ -132,9 +133,8 @@ class Database:
                 connection = connection.execution_options(sqlite_begin="IMMEDIATE")
             with connection.begin():
                 yield connection
-                result = connection.execute(
-                    insert(tables.changes).values(at=time.time(), what=what, detail=detail)
-                )
+                change = {"at": time.time(), "what": what, "detail": detail}
+                result = connection.execute(_INSERT_CHANGE, change)
                 serial = int(result.inserted_primary_key[0])  # type: ignore[index]
             self.serial.publish(serial, config)
 

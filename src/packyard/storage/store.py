@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
 from packyard.core.models import (
     FileRecord,
@@ -118,27 +118,40 @@ def project_names(conn: Connection, index_id: int) -> list[str]:
     return list(conn.execute(query).scalars())
 
 
+# Statements on the upload and page paths are built once: building a statement (and its
+# cache key) costs more than running it on SQLite.
+_IN_PROJECT = (
+    versions.c.index_id == bindparam("index_id"),
+    versions.c.project == bindparam("project"),
+)
+_INSERT_VERSION = insert(versions)
+_UPDATE_METADATA = (
+    update(versions)
+    .where(versions.c.id == bindparam("version_id"))
+    .values(metadata=bindparam("new_metadata"))
+)
+_HAS_PROJECT = select(versions.c.id).where(*_IN_PROJECT).limit(1)
+_LIST_VERSIONS = select(versions).where(*_IN_PROJECT).order_by(versions.c.id)
+_GET_VERSION = select(versions).where(
+    *_IN_PROJECT, versions.c.version_key == bindparam("version_key")
+)
+
+
 def has_project(conn: Connection, index_id: int, project: str) -> bool:
-    query = select(versions.c.id).where(
-        versions.c.index_id == index_id, versions.c.project == project
-    )
-    return conn.execute(query.limit(1)).first() is not None
+    params = {"index_id": index_id, "project": project}
+    return conn.execute(_HAS_PROJECT, params).first() is not None
 
 
 def list_versions(conn: Connection, index_id: int, project: str) -> list[VersionRecord]:
-    query = select(versions).where(versions.c.index_id == index_id, versions.c.project == project)
-    return [_version(row) for row in conn.execute(query.order_by(versions.c.id))]
+    rows = conn.execute(_LIST_VERSIONS, {"index_id": index_id, "project": project})
+    return [_version(row) for row in rows]
 
 
 def get_version(
     conn: Connection, index_id: int, project: str, version_key: str
 ) -> VersionRecord | None:
-    query = select(versions).where(
-        versions.c.index_id == index_id,
-        versions.c.project == project,
-        versions.c.version_key == version_key,
-    )
-    row = conn.execute(query).first()
+    params = {"index_id": index_id, "project": project, "version_key": version_key}
+    row = conn.execute(_GET_VERSION, params).first()
     return _version(row) if row else None
 
 
@@ -151,21 +164,20 @@ def insert_version(
     metadata: dict[str, Any],
     created: float,
 ) -> int:
-    result = conn.execute(
-        insert(versions).values(
-            index_id=index_id,
-            project=project,
-            version=version,
-            version_key=version_key,
-            metadata=metadata,
-            created=created,
-        )
-    )
+    values = {
+        "index_id": index_id,
+        "project": project,
+        "version": version,
+        "version_key": version_key,
+        "metadata": metadata,
+        "created": created,
+    }
+    result = conn.execute(_INSERT_VERSION, values)
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
 def update_version_metadata(conn: Connection, version_id: int, metadata: dict[str, Any]) -> None:
-    conn.execute(update(versions).where(versions.c.id == version_id).values(metadata=metadata))
+    conn.execute(_UPDATE_METADATA, {"version_id": version_id, "new_metadata": metadata})
 
 
 def delete_version(conn: Connection, index_id: int, project: str, version: str) -> None:
@@ -231,9 +243,20 @@ def _file(row: Row[Any]) -> FileRecord:
     )
 
 
+_PROJECT_FILES = (
+    select(files)
+    .where(files.c.index_id == bindparam("index_id"), files.c.project == bindparam("project"))
+    .order_by(files.c.id)
+)
+_GET_FILE = select(files).where(
+    files.c.index_id == bindparam("index_id"), files.c.filename == bindparam("filename")
+)
+_INSERT_FILE = insert(files)
+
+
 def project_files(conn: Connection, index_id: int, project: str) -> list[FileRecord]:
-    query = select(files).where(files.c.index_id == index_id, files.c.project == project)
-    return [_file(row) for row in conn.execute(query.order_by(files.c.id))]
+    rows = conn.execute(_PROJECT_FILES, {"index_id": index_id, "project": project})
+    return [_file(row) for row in rows]
 
 
 def index_files(conn: Connection, index_id: int, project: str | None = None) -> list[FileRecord]:
@@ -244,8 +267,7 @@ def index_files(conn: Connection, index_id: int, project: str | None = None) -> 
 
 
 def get_file(conn: Connection, index_id: int, filename: str) -> FileRecord | None:
-    query = select(files).where(files.c.index_id == index_id, files.c.filename == filename)
-    row = conn.execute(query).first()
+    row = conn.execute(_GET_FILE, {"index_id": index_id, "filename": filename}).first()
     return _file(row) if row else None
 
 
@@ -269,7 +291,7 @@ def insert_file(conn: Connection, record: FileRecord) -> int:
             "dir_sha256",
         )
     }
-    result = conn.execute(insert(files).values(**values))
+    result = conn.execute(_INSERT_FILE, values)
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
