@@ -365,8 +365,9 @@ class Uploads:
             return version
         merged = dict(current.metadata)
         merged.update({k: v for k, v in complete_metadata(fields).items() if k in fields})
-        store.update_version_metadata(conn, current.id, merged)
-        index_for_search(conn, record.id, project, current.version, merged)
+        if merged != current.metadata:  # the wheel and sdist of a release usually agree
+            store.update_version_metadata(conn, current.id, merged)
+            index_for_search(conn, record.id, project, current.version, merged)
         return current.version
 
 

@@ -36,5 +36,8 @@ async def current_user(request: Request, services: Services) -> str | None:
         return None
     cached: dict[tuple[str, str], str | None] = request.scope.setdefault("packyard.auth", {})
     if sent not in cached:
-        cached[sent] = await run_in_threadpool(services.accounts.authenticate, *sent)
+        decided, user = services.accounts.authenticate_quickly(*sent)
+        if not decided:
+            user = await run_in_threadpool(services.accounts.authenticate, *sent)
+        cached[sent] = user
     return cached[sent]
