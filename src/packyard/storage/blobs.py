@@ -141,8 +141,11 @@ class BlobStore:
         if final.exists():
             temp_path.unlink(missing_ok=True)
             return
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(temp_path, final)
+        try:
+            os.replace(temp_path, final)
+        except FileNotFoundError:  # the first blob under this prefix
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp_path, final)
         if durable:
             _fsync_dir(final.parent)
 
