@@ -661,3 +661,53 @@ def serve_with_root_pypi(server: ServerProcess) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise RuntimeError(f"server did not come up:\n{server.log()}")
+
+
+# --- dropping cached files -------------------------------------------------------------------
+
+
+def test_dropping_cached_files_keeps_pages_and_fetches_again_on_demand(
+    server: ServerProcess, client: httpx.Client, upstream: Upstream, dists: dict[str, Path]
+) -> None:
+    gamma = upstream.publish(dists["gamma-1.0"])
+    index = create_mirror(client, "dropping", upstream.simple_url, expiry=3600)
+    url = file_url(client, index, gamma)
+    assert download(client, url) == gamma.sha256
+    assert cached_files(client, url) == [gamma.filename]
+
+    unused = subprocess.run(
+        [str(BIN / "packyard"), "drop-cache", "--serverdir", str(server.serverdir),
+         index.strip("/"), "--unused-days", "1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert unused.returncode == 0, unused.stderr
+    assert "dropped 0 cached file(s)" in unused.stdout, "a file used today is kept"
+
+    dropped = subprocess.run(
+        [str(BIN / "packyard"), "drop-cache", "--serverdir", str(server.serverdir),
+         index.strip("/"), "--project", "Gamma"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert dropped.returncode == 0, dropped.stderr
+    assert f"dropped 1 cached file(s), {len(gamma.data)} bytes" in dropped.stdout
+    assert cached_files(client, url) == []
+    assert gamma.sha256 not in blob_names(server), "the blob left the disk"
+    page = client.get(f"{index}/+simple/gamma/", headers=SIMPLE_JSON).json()
+    assert [f["filename"] for f in page["files"]] == [gamma.filename], "the page stays"
+
+    # Served again on demand (from the upstream, or a transfer verified moments ago).
+    assert download(client, url) == gamma.sha256
+
+
+def test_drop_cache_refuses_a_stage_index_with_a_clear_message(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    stage = create_stage(client, "not-a-mirror")
+    result = subprocess.run(
+        [str(BIN / "packyard"), "drop-cache", "--serverdir", str(server.serverdir),
+         stage.strip("/")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "is not a mirror index" in result.stderr
+    assert "Traceback" not in result.stderr
