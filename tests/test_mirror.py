@@ -667,9 +667,10 @@ def serve_with_root_pypi(server: ServerProcess) -> None:
 
 
 def test_dropping_cached_files_keeps_pages_and_fetches_again_on_demand(
-    server: ServerProcess, client: httpx.Client, upstream: Upstream, dists: dict[str, Path]
+    server: ServerProcess, client: httpx.Client, upstream: Upstream, tmp_path: Path
 ) -> None:
-    gamma = upstream.publish(dists["gamma-1.0"])
+    # A wheel of its own: blobs are shared by content, and other tests cache gamma too.
+    gamma = upstream.publish(build_wheel(tmp_path, "dropme", "1.0"))
     index = create_mirror(client, "dropping", upstream.simple_url, expiry=3600)
     url = file_url(client, index, gamma)
     assert download(client, url) == gamma.sha256
@@ -685,14 +686,14 @@ def test_dropping_cached_files_keeps_pages_and_fetches_again_on_demand(
 
     dropped = subprocess.run(
         [str(BIN / "packyard"), "drop-cache", "--serverdir", str(server.serverdir),
-         index.strip("/"), "--project", "Gamma"],
+         index.strip("/"), "--project", "DropMe"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert dropped.returncode == 0, dropped.stderr
     assert f"dropped 1 cached file(s), {len(gamma.data)} bytes" in dropped.stdout
     assert cached_files(client, url) == []
     assert gamma.sha256 not in blob_names(server), "the blob left the disk"
-    page = client.get(f"{index}/+simple/gamma/", headers=SIMPLE_JSON).json()
+    page = client.get(f"{index}/+simple/dropme/", headers=SIMPLE_JSON).json()
     assert [f["filename"] for f in page["files"]] == [gamma.filename], "the page stays"
 
     # Served again on demand (from the upstream, or a transfer verified moments ago).

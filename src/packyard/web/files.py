@@ -12,6 +12,8 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from packyard.core.dists import http_date, parse_dist_filename
 from packyard.core.models import IndexRecord
 from packyard.errors import NotFound
+from packyard.services import Services
+from packyard.services.packages import StoredFile
 from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import api_response, wants_json
 
@@ -34,7 +36,7 @@ async def get_file(request: Request) -> Response:
     if wants_json(request):
         return await _file_meta(request, record, relpath)
     try:
-        found = await run_in_threadpool(services.packages.find_file, record, relpath)
+        found = await _stored_file(services, record, relpath)
     except NotFound:
         if not record.is_mirror:
             raise
@@ -101,3 +103,15 @@ async def _file_meta(request: Request, record: IndexRecord, relpath: str) -> Res
             "version": str(dist.version),
         }
     return api_response(meta, "releasefilemeta")
+
+
+async def _stored_file(services: Services, record: IndexRecord, relpath: str) -> StoredFile:
+    """The stored file behind a +f path; lookups are kept until the next change."""
+    key = ("file", record.id, relpath)
+    known = services.pages.get(key)
+    if isinstance(known, StoredFile):
+        return known
+    serial = services.pages.current()
+    found = await run_in_threadpool(services.packages.find_file, record, relpath)
+    services.pages.store(key, found, serial)
+    return found
