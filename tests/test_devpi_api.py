@@ -738,3 +738,19 @@ def test_deleting_the_last_version_removes_project_and_unshared_blobs(
     assert not _blob(services, shared).exists()
     assert not metadata_blob.exists()
     assert list(services.blobs.temp_dir.iterdir()) == []
+
+
+def test_project_json_names_the_index_each_version_comes_from(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """The whitelist made visible: which index (base) serves which version."""
+    auth = token_auth(client, "root")
+    create_index(client, "root", "srcbase", auth)
+    create_index(client, "root", "srcdev", auth, bases="root/srcbase")
+    upload_ok(client, "root/srcbase", build_wheel(tmp_path / "a", "sourced", "1.0"), auth)
+    upload_ok(client, "root/srcdev", build_wheel(tmp_path / "b", "sourced", "2.0"), auth)
+    versions = result_of(client.get("/root/srcdev/sourced", headers=JSON), "projectconfig")
+    assert {v: data["+index"] for v, data in versions.items()} == {
+        "1.0": "root/srcbase",
+        "2.0": "root/srcdev",
+    }

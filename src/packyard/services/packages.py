@@ -269,6 +269,7 @@ class Packages:
                 link["yanked"] = file.yanked or True
             links.append(link)
         data["+links"] = links
+        data["+index"] = item.full_name  # which index (base) this version comes from
         return data
 
     def file_meta(self, record: IndexRecord, relpath: str) -> dict[str, Any]:
@@ -465,6 +466,7 @@ def _mirror_version_data(release: Release, base_url: str) -> dict[str, Any]:
         }
         for link in release.files
     ]
+    data["+index"] = release.index
     return data
 
 
