@@ -18,17 +18,14 @@ import datetime
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from indexapi import JSON_HEADERS, PIP_ACCEPT, login
 from loads import pip_version
 from servers import Devpi, Packyard, Server, ensure_devpi_venv, running
@@ -81,36 +78,6 @@ class BenchUpstream(Upstream):
             etag = f'"list-{int(as_json)}-{len(names)}"'
             self._bodies[as_json] = (body, etag)
         return self._bodies[as_json]
-
-    def start(self) -> None:
-        """Upstream.start, but on a socket made with proto IPPROTO_TCP: asyncio sets
-        TCP_NODELAY only on such sockets, and without it every answer on a kept-alive
-        connection waits ~40 ms for the client's delayed ACK (Nagle)."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(
-            self._asgi,
-            interface="asgi3",
-            lifespan="off",
-            loop="asyncio",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-        )
-        self._closing = False
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the upstream did not start")
-            time.sleep(0.01)
 
     async def _project_list(self, request: Request) -> Response:
         as_json = self._wants_json(request)

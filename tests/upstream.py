@@ -132,7 +132,9 @@ class Upstream:
 
     def start(self) -> None:
         """Listen (again, on the same port after a stop) and wait until requests are served."""
-        sock = socket.socket()
+        # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets; without it every
+        # answer on a kept-alive connection waits ~40 ms for the client's delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = int(sock.getsockname()[1])

@@ -15,9 +15,14 @@ def services_of(request: Request) -> Services:
 
 
 async def request_index(request: Request) -> IndexRecord:
-    """The index of `/{user}/{index}/...`; the config snapshot is reloaded off the loop."""
+    """The index of `/{user}/{index}/...`."""
+    return await index_named(request, request.path_params["user"], request.path_params["index"])
+
+
+async def index_named(request: Request, user: str, name: str) -> IndexRecord:
+    """An index by name; the config snapshot, when stale, is reloaded off the event loop."""
     indexes = services_of(request).indexes
     snapshot = indexes.fresh()
     if snapshot is None:
         snapshot = await run_in_threadpool(indexes.all)
-    return indexes.get(request.path_params["user"], request.path_params["index"], snapshot)
+    return indexes.get(user, name, snapshot)

@@ -24,7 +24,7 @@ from packyard.core import acl
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import Forbidden, NotFound, Unauthenticated
 from packyard.services import Services
-from packyard.web.lookup import request_index, services_of
+from packyard.web.lookup import index_named, request_index, services_of
 from packyard.web.responses import PAGE_HEADERS
 
 SESSION_COOKIE = "packyard_session"
@@ -182,7 +182,7 @@ async def version_page(request: Request) -> Response:
     if release is None:
         raise NotFound(f"The version {version} of project {project} does not exist.")
     current = await viewer(request)
-    owner = services.indexes.get(*split_index_name(release.index))
+    owner = await index_named(request, *split_index_name(release.index))
     can_change = release.index == record.full_name and acl.may_delete_entries(
         current, owner.user, owner.config.get("acl_upload", ())
     )
@@ -269,7 +269,7 @@ async def index_settings(request: Request) -> Response:
     services = services_of(request)
     actor, fields = await _form_actor(request)
     user, name = split_index_name(fields.get("index", ""))
-    record = services.indexes.get(user, name)
+    record = await index_named(request, user, name)
     changes: dict[str, Any] = {
         "title": fields.get("title", ""),
         "description": fields.get("description", ""),
@@ -285,7 +285,7 @@ async def index_settings(request: Request) -> Response:
 async def yank(request: Request) -> Response:
     services = services_of(request)
     actor, fields = await _form_actor(request)
-    record = services.indexes.get(*split_index_name(fields.get("index", "")))
+    record = await index_named(request, *split_index_name(fields.get("index", "")))
     project, version = normalize_project(fields.get("project", "")), fields.get("version", "")
     reason = fields.get("reason", "") if fields.get("action") == "yank" else None
     await run_in_threadpool(
@@ -297,7 +297,7 @@ async def yank(request: Request) -> Response:
 async def delete_release(request: Request) -> Response:
     services: Services = services_of(request)
     actor, fields = await _form_actor(request)
-    record = services.indexes.get(*split_index_name(fields.get("index", "")))
+    record = await index_named(request, *split_index_name(fields.get("index", "")))
     project, version = normalize_project(fields.get("project", "")), fields.get("version", "")
     await run_in_threadpool(
         services.packages.delete_version, actor, record, project, version, False
