@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -58,6 +58,30 @@ class UploadForm:
     def value(self, key: str) -> str:
         values = self.fields.get(key) or [""]
         return values[0].strip()
+
+
+class SentDigests:
+    """The digests a client sent with its upload, computed over the bytes as they arrive."""
+
+    def __init__(self, form: UploadForm) -> None:
+        self._expected = {key: form.value(key).lower() for key in _DIGESTS if form.value(key)}
+        self._hashers = {
+            key: hashlib.blake2b(digest_size=32) if algo == "blake2b" else hashlib.new(algo)
+            for key, algo in _DIGESTS.items()
+            if key in self._expected
+        }
+
+    def update(self, chunk: bytes) -> None:
+        for hasher in self._hashers.values():
+            hasher.update(chunk)
+
+    def check(self) -> None:
+        for key, hasher in self._hashers.items():
+            if not hmac.compare_digest(hasher.hexdigest(), self._expected[key]):
+                raise InvalidInput(
+                    f"The digest supplied does not match a digest calculated from the"
+                    f" uploaded file ({key})."
+                )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,9 +144,10 @@ class Uploads:
         dist = self._validate_filename(form)
         if form.content is None:
             raise InvalidInput("content file field not found")
+        digests = SentDigests(form)
         with self._blobs.writer() as writer:
-            self._receive(form.content, writer)
-            self._check_digests(form, writer.temp_path)
+            self._receive(form.content, writer, digests.update)
+            digests.check()
             metadata = read_core_metadata(writer.temp_path, dist)
             parsed = parse_core_metadata(metadata, dist.filename)
             check_matches(dist, parsed.name, parsed.version)
@@ -250,34 +275,19 @@ class Uploads:
         check_matches(dist, name or dist.project, version or str(dist.version))
         return dist
 
-    def _receive(self, content: BinaryIO, writer: BlobWriter) -> None:
+    def _receive(
+        self,
+        content: BinaryIO,
+        writer: BlobWriter,
+        also: Callable[[bytes], None] = lambda _chunk: None,
+    ) -> None:
         limit = self._settings.max_upload_size
         while chunk := content.read(CHUNK):
             writer.write(chunk)
+            also(chunk)
             if writer.size > limit:
                 raise TooLarge(f"file too large: the limit is {limit} bytes")
         writer.finish()
-
-    @staticmethod
-    def _check_digests(form: UploadForm, path: Path) -> None:
-        sent = {key: form.value(key).lower() for key in _DIGESTS if form.value(key)}
-        if not sent:
-            return
-        hashers = {
-            key: hashlib.blake2b(digest_size=32) if algo == "blake2b" else hashlib.new(algo)
-            for key, algo in _DIGESTS.items()
-            if key in sent
-        }
-        with path.open("rb") as handle:
-            while chunk := handle.read(CHUNK):
-                for hasher in hashers.values():
-                    hasher.update(chunk)
-        for key, hasher in hashers.items():
-            if not hmac.compare_digest(hasher.hexdigest(), sent[key]):
-                raise InvalidInput(
-                    f"The digest supplied does not match a digest calculated from the"
-                    f" uploaded file ({key})."
-                )
 
     def _store(
         self, actor: str | None, record: IndexRecord, incoming: Incoming, writer: BlobWriter
