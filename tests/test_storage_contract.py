@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, inspect, select, text
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Connection, create_engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from packyard.core.models import FileRecord, User
-from packyard.storage import store, tables
+from packyard.storage import search, store, tables
 from packyard.storage.blobs import BlobRemoval, BlobStore
-from packyard.storage.db import Database, SerialFile
+from packyard.storage.db import MIGRATIONS, Database, SerialFile
 
 TABLES = {"users", "indexes", "versions", "files", "changes", "server_settings"}
 
@@ -267,6 +269,73 @@ def test_deleting_an_index_deletes_its_rows(db: Database) -> None:
         store.delete_index(conn, index_id)
     assert _count(db, tables.files) == 0
     assert _count(db, tables.versions) == 0
+
+
+# --- search ----------------------------------------------------------------------------------
+
+
+def _found(db: Database, query: str) -> list[tuple[int, str, str, str]]:
+    with db.read() as conn:
+        return [(h.index_id, h.project, h.version, h.summary) for h in search.search(conn, query)]
+
+
+def test_search_entries_follow_upserts_and_removals(db: Database) -> None:
+    dev, prod = _index(db), _index(db, name="prod")
+    with db.write("index") as conn:
+        search.upsert(conn, dev, "hexagon", "1.0", "tiles for boards", "a board game kit")
+        search.upsert(conn, prod, "hexagon", "0.9", "tiles for boards", "a board game kit")
+        search.upsert(conn, dev, "octagon", "2.0", "stop signs", "")
+    assert sorted(_found(db, "tiles")) == [
+        (dev, "hexagon", "1.0", "tiles for boards"),
+        (prod, "hexagon", "0.9", "tiles for boards"),
+    ]
+    with db.write("new version, same words") as conn:
+        search.upsert(conn, dev, "hexagon", "1.1", "tiles for boards", "a board game kit")
+    with db.write("new words") as conn:
+        search.upsert(conn, prod, "hexagon", "1.0", "honeycomb shapes", "")
+    assert _found(db, "tiles") == [(dev, "hexagon", "1.1", "tiles for boards")]
+    assert _found(db, "honeycomb") == [(prod, "hexagon", "1.0", "honeycomb shapes")]
+    with db.write("remove one") as conn:
+        search.remove(conn, dev, "hexagon")
+    assert _found(db, "tiles") == []
+    assert _found(db, "stop") == [(dev, "octagon", "2.0", "stop signs")]
+    with db.write("remove the index's") as conn:
+        search.remove(conn, dev)
+    assert _found(db, "stop") == []
+    assert _found(db, "hexagon") == [(prod, "hexagon", "1.0", "honeycomb shapes")]
+
+
+def test_upgrading_from_revision_0004_keeps_what_search_finds(tmp_path: Path) -> None:
+    """A server dir made before search_keys existed finds the same entries after start."""
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = create_engine(url)
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0004")
+        connection.execute(
+            text("INSERT INTO users (name, pwhash, info, created) VALUES ('alice', 'h', '{}', '')")
+        )
+        connection.execute(
+            text("INSERT INTO indexes (user, name, config) VALUES ('alice', 'dev', '{}')")
+        )
+        connection.execute(
+            text(
+                "INSERT INTO search_entries (index_id, project, version, summary, description)"
+                " VALUES (1, 'hexagon', '1.0', 'tiles for boards', 'a board game kit')"
+            )
+        )
+        connection.commit()
+    engine.dispose()
+    upgraded = Database(url, tmp_path / "serial")
+    try:
+        assert _found(upgraded, "board") == [(1, "hexagon", "1.0", "tiles for boards")]
+        with upgraded.write("upsert after upgrade") as conn:
+            search.upsert(conn, 1, "hexagon", "1.1", "tiles", "")
+        assert _found(upgraded, "hexagon") == [(1, "hexagon", "1.1", "tiles")]
+    finally:
+        upgraded.close()
 
 
 # --- blobs -----------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Full-text search entries, one per (index, project): SQLite FTS5 or PostgreSQL tsvector."""
+"""Full-text search entries, one per (index, project): SQLite FTS5 or PostgreSQL tsvector.
+
+On SQLite the words live in the FTS5 table `search_text`, whose rowid is the id of the
+project's row in `search_keys` (index, project, version): an FTS5 table is searchable only by
+its words and rowid, so every other lookup goes through the key table's index.
+"""
 
 from __future__ import annotations
 
@@ -27,28 +32,69 @@ def upsert(
     conn: Connection, index_id: int, project: str, version: str, summary: str, description: str
 ) -> None:
     """Make (index, project) findable by its name, summary and description."""
-    remove(conn, index_id, project)
+    if not _is_sqlite(conn):
+        remove(conn, index_id, project)
+        conn.execute(
+            text(
+                "INSERT INTO search_entries (index_id, project, version, summary, description)"
+                " VALUES (:index_id, :project, :version, :summary, :description)"
+            ),
+            {
+                "index_id": index_id,
+                "project": project,
+                "version": version,
+                "summary": summary,
+                "description": description,
+            },
+        )
+        return
+    key = {"index_id": index_id, "project": project}
+    row = conn.execute(
+        text(
+            "SELECT k.id, t.summary, t.description FROM search_keys k"
+            " LEFT JOIN search_text t ON t.rowid = k.id"
+            " WHERE k.index_id = :index_id AND k.project = :project"
+        ),
+        key,
+    ).first()
+    if row is None:
+        entry_id = conn.execute(
+            text(
+                "INSERT INTO search_keys (index_id, project, version)"
+                " VALUES (:index_id, :project, :version) RETURNING id"
+            ),
+            {**key, "version": version},
+        ).scalar_one()
+    else:
+        entry_id = row.id
+        conn.execute(
+            text("UPDATE search_keys SET version = :version WHERE id = :id"),
+            {"version": version, "id": entry_id},
+        )
+        if (row.summary, row.description) == (summary, description):
+            return  # the words are the same: spare FTS5 re-tokenising them
+        conn.execute(text("DELETE FROM search_text WHERE rowid = :id"), {"id": entry_id})
     conn.execute(
         text(
-            "INSERT INTO search_entries (index_id, project, version, summary, description)"
-            " VALUES (:index_id, :project, :version, :summary, :description)"
+            "INSERT INTO search_text (rowid, project, summary, description)"
+            " VALUES (:id, :project, :summary, :description)"
         ),
-        {
-            "index_id": index_id,
-            "project": project,
-            "version": version,
-            "summary": summary,
-            "description": description,
-        },
+        {"id": entry_id, "project": project, "summary": summary, "description": description},
     )
 
 
 def remove(conn: Connection, index_id: int, project: str | None = None) -> None:
+    """Forget one project of an index, or (project=None) every project of it."""
     where = "index_id = :index_id" + (" AND project = :project" if project else "")
+    params = {"index_id": index_id, "project": project}
+    if not _is_sqlite(conn):
+        conn.execute(text(f"DELETE FROM search_entries WHERE {where}"), params)
+        return
     conn.execute(
-        text(f"DELETE FROM search_entries WHERE {where}"),
-        {"index_id": index_id, "project": project},
+        text(f"DELETE FROM search_text WHERE rowid IN (SELECT id FROM search_keys WHERE {where})"),
+        params,
     )
+    conn.execute(text(f"DELETE FROM search_keys WHERE {where}"), params)
 
 
 def search(conn: Connection, query: str, limit: int = 50) -> list[SearchHit]:
@@ -59,9 +105,10 @@ def search(conn: Connection, query: str, limit: int = 50) -> list[SearchHit]:
     if _is_sqlite(conn):
         match = " ".join(f'"{word}"*' for word in words)
         sql = (
-            "SELECT index_id, project, version, summary FROM search_entries"
-            " WHERE search_entries MATCH :match"
-            " ORDER BY bm25(search_entries, 10.0, 3.0, 1.0) LIMIT :limit"
+            "SELECT k.index_id, k.project, k.version, search_text.summary FROM search_text"
+            " JOIN search_keys k ON k.id = search_text.rowid"
+            " WHERE search_text MATCH :match"
+            " ORDER BY bm25(search_text, 10.0, 3.0, 1.0) LIMIT :limit"
         )
         rows = conn.execute(text(sql), {"match": match, "limit": limit})
     else:
