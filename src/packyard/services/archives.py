@@ -5,6 +5,7 @@ from __future__ import annotations
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from packyard.core.dists import DistFilename
 from packyard.errors import InvalidInput
@@ -12,8 +13,11 @@ from packyard.errors import InvalidInput
 MAX_METADATA_SIZE = 16 * 1024 * 1024
 
 
-def read_core_metadata(path: Path, dist: DistFilename) -> bytes:
-    """The METADATA (wheel) or PKG-INFO (sdist) bytes, exactly as stored in the archive."""
+def read_core_metadata(path: Path | BinaryIO, dist: DistFilename) -> bytes:
+    """The METADATA (wheel) or PKG-INFO (sdist) bytes, exactly as stored in the archive
+    (a path, or a seekable file positioned anywhere)."""
+    if not isinstance(path, Path):
+        path.seek(0)
     try:
         if dist.kind == "wheel":
             return _wheel_metadata(path, dist)
@@ -24,7 +28,7 @@ def read_core_metadata(path: Path, dist: DistFilename) -> bytes:
         raise InvalidInput(f"{dist.filename!r} is not a readable archive: {exc}") from exc
 
 
-def _wheel_metadata(path: Path, dist: DistFilename) -> bytes:
+def _wheel_metadata(path: Path | BinaryIO, dist: DistFilename) -> bytes:
     with zipfile.ZipFile(path) as archive:
         candidates = [
             name
@@ -38,7 +42,7 @@ def _wheel_metadata(path: Path, dist: DistFilename) -> bytes:
         return _read_zip_member(archive, candidates[0], dist)
 
 
-def _zip_sdist_metadata(path: Path, dist: DistFilename) -> bytes:
+def _zip_sdist_metadata(path: Path | BinaryIO, dist: DistFilename) -> bytes:
     with zipfile.ZipFile(path) as archive:
         candidates = [n for n in archive.namelist() if _depth(n) == 2 and n.endswith("/PKG-INFO")]
         if not candidates:
@@ -46,8 +50,9 @@ def _zip_sdist_metadata(path: Path, dist: DistFilename) -> bytes:
         return _read_zip_member(archive, sorted(candidates)[0], dist)
 
 
-def _tar_sdist_metadata(path: Path, dist: DistFilename) -> bytes:
-    with tarfile.open(path, mode="r:gz") as archive:
+def _tar_sdist_metadata(path: Path | BinaryIO, dist: DistFilename) -> bytes:
+    source = {"name": path} if isinstance(path, Path) else {"fileobj": path}
+    with tarfile.open(mode="r:gz", **source) as archive:
         for member in archive:
             if member.isfile() and _depth(member.name) == 2 and member.name.endswith("/PKG-INFO"):
                 if member.size > MAX_METADATA_SIZE:

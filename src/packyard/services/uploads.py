@@ -148,7 +148,8 @@ class Uploads:
         with self._blobs.writer() as writer:
             self._receive(form.content, writer, digests.update)
             digests.check()
-            metadata = read_core_metadata(writer.temp_path, dist)
+            # Read back from the received content: usually still in memory, no file to reopen.
+            metadata = read_core_metadata(form.content, dist)
             parsed = parse_core_metadata(metadata, dist.filename)
             check_matches(dist, parsed.name, parsed.version)
             incoming = Incoming(

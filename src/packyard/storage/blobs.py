@@ -25,6 +25,7 @@ class BlobWriter:
         self._file = os.fdopen(fd, "wb")
         self.temp_path = Path(name)
         self._hash = hashlib.sha256()
+        self._committed = False
         self.size = 0
         self.sha256 = ""
 
@@ -48,12 +49,14 @@ class BlobWriter:
         if not self.sha256:
             self.finish(durable)
         self._store.adopt(self.temp_path, self.sha256, durable)
+        self._committed = True
         return self.sha256
 
     def abort(self) -> None:
         if not self._file.closed:
             self._file.close()
-        self.temp_path.unlink(missing_ok=True)
+        if not self._committed:
+            self.temp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> BlobWriter:
         return self
