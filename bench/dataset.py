@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from builders import build_wheel  # type: ignore[import-not-found]
+from servers import discard
 
 SMALL_PROJECT = "bench-small"
 BIG_PROJECT = "bench-big"
@@ -95,12 +96,14 @@ def _uploads(directory: Path, count: int) -> list[Wheel]:
 
 
 def build_dataset(directory: Path, big_files: int, upload_files: int, chain_length: int) -> Dataset:
-    """Build every wheel from scratch into `directory` (emptied first)."""
-    shutil.rmtree(directory, ignore_errors=True)
-    return Dataset(
+    """Build every wheel from scratch into `directory` (its old content goes to the trash)."""
+    discard(directory)
+    data = Dataset(
         small=_project(directory / "small", SMALL_PROJECT, [f"1.{n}" for n in range(10)]),
         big=_big(directory / "big", big_files),
         chain=_chain(directory / "chain", chain_length),
         uploads=_uploads(directory / "uploads", upload_files),
         chain_root=f"{CHAIN_PREFIX}00",
     )
+    os.sync()  # what was just written reaches the disk before anything is measured
+    return data

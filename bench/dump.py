@@ -23,7 +23,7 @@ from typing import Any
 
 from dataset import Wheel
 from indexapi import create_user_and_indexes, upload
-from servers import Devpi, Packyard, Server, ensure_devpi_venv, running
+from servers import Devpi, Packyard, Server, empty_trash, ensure_devpi_venv, running
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from builders import build_wheel  # type: ignore[import-not-found]
@@ -163,6 +163,7 @@ def main() -> None:
     results["packyard_import_of_devpi_export_s"] = round(
         timed(command, DUMP_WORK / "import-devpi-into-packyard.log"), 2
     )
+    empty_trash()
     document = {
         "started": started.isoformat(timespec="seconds"),
         "files": len(wheels),

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Sequence
 
+import httptools
 import httpx
 from dataset import Wheel
 
@@ -66,36 +67,72 @@ def _form(wheel: Wheel) -> dict[str, str]:
     }
 
 
-async def _upload_one(client: httpx.AsyncClient, url: str, wheel: Wheel) -> None:
+def encode_upload(index_url: str, auth: dict[str, str], wheel: Wheel) -> bytes:
+    """One legacy-upload POST as the bytes on the wire, multipart-encoded by httpx.
+
+    Encoding every request before the clock starts keeps the client's own CPU time (about
+    2 ms per request through httpx) out of a measurement made on two cores.
+    """
     files = {"content": (wheel.filename, wheel.content, "application/octet-stream")}
-    response = await client.post(url, data=_form(wheel), files=files)
-    if response.status_code != 200:
-        raise UploadFailed(
-            f"{wheel.filename}: {response.status_code} {response.reason_phrase} "
-            f"{response.text[:300]}"
-        )
+    request = httpx.Request("POST", index_url, data=_form(wheel), files=files, headers=auth)
+    body = request.read()
+    head = [f"POST {request.url.raw_path.decode()} HTTP/1.1"]
+    head += [f"{key}: {value}" for key, value in request.headers.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class _Answer:
+    """httptools callbacks: the status, and whether the answer is complete."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.complete = False
+        self.body = bytearray()
+
+    def on_body(self, data: bytes) -> None:
+        self.body += data
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+async def _post(host: str, port: int, requests: list[tuple[str, bytes]]) -> None:
+    """Send requests one after another on a kept-alive connection (reconnecting when the
+    server closes it); every answer must be exactly 200."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while requests:
+            filename, raw = requests.pop()
+            writer.write(raw)
+            answer = _Answer()
+            while not answer.complete:
+                data = await reader.read(65536)
+                if not data:
+                    raise UploadFailed(f"{filename}: connection closed before the answer")
+                answer.parser.feed_data(data)
+            status = answer.parser.get_status_code()
+            if status != 200:
+                raise UploadFailed(f"{filename}: {status} {bytes(answer.body[:300])!r}")
+            if not answer.parser.should_keep_alive():
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+    finally:
+        writer.close()
 
 
 async def _upload_all(
     index_url: str, auth: dict[str, str], wheels: Sequence[Wheel], workers: int
-) -> None:
-    queue = list(reversed(wheels))
-    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-    timeout = httpx.Timeout(120.0)
-    async with httpx.AsyncClient(headers=auth, limits=limits, timeout=timeout) as client:
-
-        async def worker() -> None:
-            while queue:
-                await _upload_one(client, index_url, queue.pop())
-
-        await asyncio.gather(*(worker() for _ in range(workers)))
+) -> float:
+    requests = [(w.filename, encode_upload(index_url, auth, w)) for w in reversed(wheels)]
+    url = httpx.URL(index_url)
+    started = time.perf_counter()
+    await asyncio.gather(*(_post(url.host, url.port or 80, requests) for _ in range(workers)))
+    return time.perf_counter() - started
 
 
 def upload(index_url: str, auth: dict[str, str], wheels: Sequence[Wheel], workers: int) -> float:
     """Upload every wheel with `workers` concurrent requests; the wall time in seconds."""
-    started = time.perf_counter()
-    asyncio.run(_upload_all(index_url, auth, wheels, workers))
-    return time.perf_counter() - started
+    return asyncio.run(_upload_all(index_url, auth, wheels, workers))
 
 
 def count_files(page_url: str) -> tuple[int, str]:

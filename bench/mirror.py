@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 from indexapi import JSON_HEADERS, PIP_ACCEPT, login
 from loads import pip_version
-from servers import Devpi, Packyard, Server, ensure_devpi_venv, running
+from servers import Devpi, Packyard, Server, empty_trash, ensure_devpi_venv, running
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -282,6 +282,7 @@ def main() -> None:
             }
     finally:
         upstream.stop()
+        empty_trash()
     document = {
         "started": started.isoformat(timespec="seconds"),
         "projects": len(projects),

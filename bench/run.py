@@ -26,6 +26,7 @@ from servers import (
     Packyard,
     Running,
     Server,
+    empty_trash,
     ensure_devpi_venv,
     ensure_packyard_venv,
     running,
@@ -201,10 +202,13 @@ def main() -> None:
     log("building wheels")
     data = build_dataset(WORK / "wheels", plan.big_files, plan.upload_files, plan.chain_length)
     results = {}
-    for server in servers:
-        if args.wait_quiet:
-            wait_for_quiet()
-        results[server.label] = measure(server, data, plan, load)
+    try:
+        for server in servers:
+            if args.wait_quiet:
+                wait_for_quiet()
+            results[server.label] = measure(server, data, plan, load)
+    finally:
+        empty_trash()
     document = {
         "started": started.isoformat(timespec="seconds"),
         "quick": args.quick,
