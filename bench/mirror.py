@@ -5,9 +5,12 @@ Run: /work/main/.venv/bin/python bench/mirror.py [--names N] [--runs N]
 A PEP 503/691 upstream (tests/upstream.py, in a thread of this process) serves 30 small wheels
 (30 projects) and a root `/simple/` list of those 30 plus N generated names. Each server gets a
 fresh server dir with a mirror index `root/mirror` of that upstream and is measured on:
-`pip download` of the 30 projects cold (first fill) and warm (median of --runs), and the full
-project list `/root/mirror/+simple/` (time until complete, then steady state). The list is
-measured on a second fresh server dir, so that neither measurement warms the other.
+`pip download` of the 30 projects cold (first fill) and warm (median of --runs), warm
+`uv pip install --target` of the same projects, and the full project list
+`/root/mirror/+simple/` (time until complete, then steady state). The list is measured on a
+second fresh server dir, so that neither measurement warms the other. `pip download` of the same
+wheels from a local directory, with no server, gives pip's own time: the floor under any
+server's warm time.
 Everything lives in bench/.work/mirror/ (git-ignored).
 """
 
@@ -122,19 +125,50 @@ def pip_download(index_url: str, projects: list[str], target: Path, log_file: Pa
         *(sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir"),
         *("-d", str(target), "--index-url", index_url, *projects),
     ]
+    elapsed = _timed(command, log_file, _pip_environment())
+    got = len(list(target.glob("*.whl")))
+    if got != len(projects):
+        raise RuntimeError(f"pip download gave {got} wheels, not {len(projects)}: {log_file}")
+    return elapsed
+
+
+def pip_floor(wheel_dir: Path, projects: list[str], runs: int) -> list[float]:
+    """`pip download` of the same projects from a local directory, no server at all: the
+    time pip itself needs, which no index server can take away."""
+    target, log_file = MIRROR_WORK / "download-floor", MIRROR_WORK / "pip-floor.log"
+    log_file.unlink(missing_ok=True)
+    times = []
+    for _ in range(runs):
+        shutil.rmtree(target, ignore_errors=True)
+        command = [
+            *(sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir"),
+            *("--no-index", "--find-links", str(wheel_dir), "-d", str(target), *projects),
+        ]
+        times.append(_timed(command, log_file, _pip_environment()))
+    return times
+
+
+def uv_install(index_url: str, projects: list[str], target: Path, log_file: Path) -> float:
+    """Wall time of `uv pip install --no-deps --no-cache --target` of every project."""
+    shutil.rmtree(target, ignore_errors=True)
+    uv = Path(sys.executable).parent / "uv"
+    command = [
+        *(str(uv), "pip", "install", "--no-deps", "--no-cache", "--python", sys.executable),
+        *("--target", str(target), "--index-url", index_url, *projects),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+    return _timed(command, log_file, env)
+
+
+def _timed(command: list[str], log_file: Path, env: dict[str, str]) -> float:
     with log_file.open("a") as output:
         output.write(f"$ {' '.join(command)}\n")
         output.flush()
         started = time.perf_counter()
-        result = subprocess.run(
-            command, stdout=output, stderr=subprocess.STDOUT, env=_pip_environment(), check=False
-        )
+        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=env)
         elapsed = time.perf_counter() - started
     if result.returncode != 0:
-        raise RuntimeError(f"pip download failed ({result.returncode}), see {log_file}")
-    got = len(list(target.glob("*.whl")))
-    if got != len(projects):
-        raise RuntimeError(f"pip download gave {got} wheels, not {len(projects)}: {log_file}")
+        raise RuntimeError(f"{command[0]} failed ({result.returncode}), see {log_file}")
     return elapsed
 
 
@@ -172,7 +206,13 @@ def measure_fill(
         log(f"{server.label}: cold fill {cold:.2f}s")
         warm = [pip_download(index_url, projects, target, pip_log) for _ in range(runs)]
         log(f"{server.label}: warm {', '.join(f'{s:.2f}' for s in warm)}s")
+        uv_log, uv_target = work / f"uv-{server.label}.log", work / f"uv-target-{server.label}"
+        uv_log.unlink(missing_ok=True)
+        uv_warm = [uv_install(index_url, projects, uv_target, uv_log) for _ in range(runs)]
+        log(f"{server.label}: warm uv {', '.join(f'{s:.3f}' for s in uv_warm)}s")
         return {
+            "warm_uv_s": round(statistics.median(uv_warm), 3),
+            "warm_uv_runs_s": [round(s, 3) for s in uv_warm],
             "server_version": live.version,
             "cold_fill_s": round(cold, 3),
             "warm_s": round(statistics.median(warm), 3),
@@ -228,6 +268,7 @@ def measure_list(server: Server, upstream: BenchUpstream, runs: int) -> dict[str
 ROWS = [
     ("cold fill: pip download, 30 projects (s)", "cold_fill_s"),
     ("warm: pip download, 30 projects (s)", "warm_s"),
+    ("warm: uv pip install --target, 30 projects (s)", "warm_uv_s"),
     ("full list: until complete (s)", "list_until_complete_s"),
     ("full list: steady GET (s)", "list_steady_s"),
 ]
@@ -238,10 +279,14 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     return {key: round(packyard[key] / devpi[key], 3) for _, key in ROWS}
 
 
-def table(results: dict[str, Any], names: int) -> str:
+def table(results: dict[str, Any], names: int, floor: float) -> str:
     devpi, packyard = results["devpi"], results["packyard"]
     header = f"{'':44} {'devpi':>9} {'packyard':>9} {'packyard/devpi':>15}"
     lines = [f"(full list: {names:,} names; times, lower is better)", header]
+    lines.append(
+        f"{'pip download with no server (--find-links)':44} {floor:>9.3f} {floor:>9.3f}"
+        f"   lowest reachable warm ratio: {floor / devpi['warm_s']:.2f}x"
+    )
     for title, key in ROWS:
         ratio = packyard[key] / devpi[key]
         target = ""
@@ -274,6 +319,8 @@ def main() -> None:
         "packyard": Packyard(packyard_prefix, workers=1),
     }
     results: dict[str, Any] = {}
+    floor = pip_floor(MIRROR_WORK / "wheels", projects, args.runs)
+    log(f"pip alone (no server): {', '.join(f'{s:.2f}' for s in floor)}s")
     try:
         for label, server in servers.items():
             results[label] = {
@@ -294,10 +341,15 @@ def main() -> None:
         "load_average_at_start": load_at_start,
         "results": results,
         "ratios_packyard_over_devpi": ratios(results),
+        "pip_floor_s": round(statistics.median(floor), 3),
+        "pip_floor_runs_s": [round(s, 3) for s in floor],
+        "lowest_reachable_warm_ratio": round(
+            statistics.median(floor) / results["devpi"]["warm_s"], 3
+        ),
         "duration_s": round((datetime.datetime.now(datetime.UTC) - started).total_seconds()),
     }
     args.output.write_text(json.dumps(document, indent=2) + "\n")
-    print(table(results, len(upstream.all_names())))
+    print(table(results, len(upstream.all_names()), document["pip_floor_s"]))
     log(f"wrote {args.output}")
 
 
