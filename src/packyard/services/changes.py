@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
@@ -13,6 +13,8 @@ from packyard.core.models import FileRecord
 from packyard.storage import store
 from packyard.storage.blobs import BlobRemoval, BlobStore
 from packyard.storage.db import Database
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -30,6 +32,13 @@ class Change:
                 self.released.add(file.metadata_sha256)
 
 
+def _remove_released(change: Change, removal: BlobRemoval) -> None:
+    if change.released:
+        still_used = store.referenced_blobs(change.conn, change.released)
+        for sha in change.released - still_used:
+            removal.remove(sha)
+
+
 @contextmanager
 def changing(db: Database, blobs: BlobStore, what: str, **detail: Any) -> Iterator[Change]:
     """A write transaction that removes the blobs no row points at any more when it ends.
@@ -42,11 +51,43 @@ def changing(db: Database, blobs: BlobStore, what: str, **detail: Any) -> Iterat
         with db.write(what, **detail) as conn:
             change = Change(conn)
             yield change
-            if change.released:
-                still_used = store.referenced_blobs(conn, change.released)
-                for sha in change.released - still_used:
-                    removal.remove(sha)
+            _remove_released(change, removal)
     except BaseException:
         removal.undo()
         raise
     removal.finish()
+
+
+def changing_each(
+    db: Database,
+    blobs: BlobStore,
+    changes: Sequence[tuple[str, Mapping[str, Any], Callable[[Change], T]]],
+) -> list[T | Exception]:
+    """Several changes `(what, detail, work)` in one transaction (group commit), each made as
+    `changing` makes one alone; a change that raises is undone alone, its exception in its
+    place. If the transaction itself fails, every change is undone and the error raised."""
+    removals: list[BlobRemoval] = []
+
+    def each(work: Callable[[Change], T]) -> Callable[[Connection], T]:
+        def run(conn: Connection) -> T:
+            change, removal = Change(conn), BlobRemoval(blobs)
+            try:
+                result = work(change)
+                _remove_released(change, removal)
+            except BaseException:
+                removal.undo()
+                raise
+            removals.append(removal)
+            return result
+
+        return run
+
+    try:
+        results = db.write_each([(what, detail, each(work)) for what, detail, work in changes])
+    except BaseException:
+        for removal in reversed(removals):
+            removal.undo()
+        raise
+    for removal in removals:
+        removal.finish()
+    return results

@@ -7,13 +7,15 @@ Nothing is stored unless every step passed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,7 +39,7 @@ from packyard.core.models import FileRecord, IndexRecord
 from packyard.core.names import check_project_name, normalize_project
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
 from packyard.services.archives import read_core_metadata
-from packyard.services.changes import changing
+from packyard.services.changes import Change, changing, changing_each
 from packyard.services.indexes import Indexes
 from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore, BlobWriter
@@ -110,6 +112,28 @@ class UploadOutcome:
         return "OK"
 
 
+@dataclasses.dataclass(frozen=True)
+class UploadRequest:
+    """One legacy-API POST, as `Uploads.upload_many` takes them."""
+
+    actor: str | None
+    user: str
+    index: str
+    form: UploadForm
+
+
+@dataclasses.dataclass(frozen=True)
+class _Received:
+    """A release file received, synced-to-be and checked, waiting for its rows."""
+
+    actor: str | None
+    record: IndexRecord
+    incoming: Incoming
+    writer: BlobWriter
+    metadata_sha: str | None
+    new_metadata: bool  # its PEP 658 file was written by this upload
+
+
 def log_entry(what: str, who: str | None, **extra: Any) -> dict[str, Any]:
     moment = time.gmtime()
     return {"what": what, "who": who, "when": list(moment[:6]), **extra}
@@ -128,25 +152,65 @@ class Uploads:
 
     def upload(self, actor: str | None, user: str, index: str, form: UploadForm) -> UploadOutcome:
         """Handle one legacy-API POST: a release file, a documentation zip or a register."""
-        record = self._authorize(actor, user, index)
+        [outcome] = self.upload_many([UploadRequest(actor, user, index, form)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def upload_many(self, requests: Sequence[UploadRequest]) -> list[UploadOutcome | Exception]:
+        """Handle concurrent POSTs together, each failing alone (its exception in its place).
+
+        Release files are received first, then made durable by one disk flush and stored in
+        one transaction (group commit): the flush and the commit cost about as much for many
+        files as for one.
+        """
+        results: dict[int, UploadOutcome | Exception] = {}
+        received: dict[int, _Received] = {}
+        with contextlib.ExitStack() as writers:
+            for position, request in enumerate(requests):
+                try:
+                    handled = self._handle(request, writers)
+                except Exception as exc:  # this request's error, answered to it alone
+                    results[position] = exc
+                    continue
+                if isinstance(handled, _Received):
+                    received[position] = handled
+                else:
+                    results[position] = handled
+            if received:
+                self._blobs.group_sync.wait()
+                stored = self._store_all(list(received.values()))
+                results.update(zip(received, stored, strict=True))
+        return [results[position] for position in range(len(requests))]
+
+    def _handle(
+        self, request: UploadRequest, writers: contextlib.ExitStack
+    ) -> UploadOutcome | _Received:
+        record = self._authorize(request.actor, request.user, request.index)
+        form = request.form
         action = form.value(":action")
         if action == "file_upload":
-            return self._upload_release(actor, record, form)
+            return self._receive_release(request.actor, record, form, writers)
         if action == "doc_upload":
-            return self._upload_docs(actor, record, form)
+            return self._receive_docs(request.actor, record, form, writers)
         if action == "submit":
             return self._register(record, form)
         raise InvalidInput(f"action {action!r} not supported")
 
-    def _upload_release(
-        self, actor: str | None, record: IndexRecord, form: UploadForm
-    ) -> UploadOutcome:
+    def _receive_release(
+        self,
+        actor: str | None,
+        record: IndexRecord,
+        form: UploadForm,
+        writers: contextlib.ExitStack,
+    ) -> _Received:
         dist = self._validate_filename(form)
         if form.content is None:
             raise InvalidInput("content file field not found")
         digests = SentDigests(form)
-        with self._blobs.writer() as writer:
-            self._receive(form.content, writer, digests.update)
+        with contextlib.ExitStack() as on_failure:
+            writer = on_failure.enter_context(self._blobs.writer())
+            self._receive(form.content, writer, digests.update, durable=False)
             digests.check()
             # Read back from the received content: usually still in memory, no file to reopen.
             metadata = read_core_metadata(form.content, dist)
@@ -160,11 +224,23 @@ class Uploads:
                 fields=parsed.fields,
                 core_metadata=metadata if dist.kind == "wheel" else None,
             )
-            return self._store(actor, record, incoming, writer)
+            writers.push(on_failure.pop_all())  # the writer now lives as long as the batch
+        # The PEP 658 file is written before the lock and without fsync: it is derived from
+        # the wheel, and rebuilt from it should it ever be lost (Packages.find_file).
+        metadata_sha, new_metadata = None, False
+        if incoming.core_metadata is not None:
+            metadata_sha = hashlib.sha256(incoming.core_metadata).hexdigest()
+            new_metadata = not self._blobs.exists(metadata_sha)
+            self._blobs.put_bytes(incoming.core_metadata, durable=False)
+        return _Received(actor, record, incoming, writer, metadata_sha, new_metadata)
 
-    def _upload_docs(
-        self, actor: str | None, record: IndexRecord, form: UploadForm
-    ) -> UploadOutcome:
+    def _receive_docs(
+        self,
+        actor: str | None,
+        record: IndexRecord,
+        form: UploadForm,
+        writers: contextlib.ExitStack,
+    ) -> _Received:
         """A documentation zip for one version (devpi: `{project}-{version}.doc.zip`)."""
         name = check_project_name(form.value("name"))
         project = normalize_project(name)
@@ -172,17 +248,19 @@ class Uploads:
             raise InvalidInput("content file field not found")
         version = form.value("version") or self._latest_version(record, project)
         parse_version(version)
-        with self._blobs.writer() as writer:
-            self._receive(form.content, writer)
+        with contextlib.ExitStack() as on_failure:
+            writer = on_failure.enter_context(self._blobs.writer())
+            self._receive(form.content, writer, durable=False)
             check_zip(writer.temp_path, form.filename)
-            incoming = Incoming(
-                project=project,
-                version=version,
-                filename=f"{project}-{version}.doc.zip",
-                kind="doczip",
-                fields={"name": name, "version": version},
-            )
-            return self._store(actor, record, incoming, writer)
+            writers.push(on_failure.pop_all())
+        incoming = Incoming(
+            project=project,
+            version=version,
+            filename=f"{project}-{version}.doc.zip",
+            kind="doczip",
+            fields={"name": name, "version": version},
+        )
+        return _Received(actor, record, incoming, writer, None, False)
 
     def _latest_version(self, record: IndexRecord, project: str) -> str:
         with self._db.read() as conn:
@@ -281,6 +359,7 @@ class Uploads:
         content: BinaryIO,
         writer: BlobWriter,
         also: Callable[[bytes], None] = lambda _chunk: None,
+        durable: bool = True,
     ) -> None:
         limit = self._settings.max_upload_size
         while chunk := content.read(CHUNK):
@@ -288,73 +367,66 @@ class Uploads:
             also(chunk)
             if writer.size > limit:
                 raise TooLarge(f"file too large: the limit is {limit} bytes")
-        writer.finish()
+        writer.finish(durable)
 
-    def _store(
-        self, actor: str | None, record: IndexRecord, incoming: Incoming, writer: BlobWriter
-    ) -> UploadOutcome:
-        # The PEP 658 file is written before the lock and without fsync: it is derived from
-        # the wheel, and rebuilt from it should it ever be lost (Packages.find_file).
-        metadata = incoming.core_metadata
-        metadata_sha = hashlib.sha256(metadata).hexdigest() if metadata is not None else None
-        new_metadata = metadata is not None and not self._blobs.exists(metadata_sha or "")
-        if metadata is not None:
-            self._blobs.put_bytes(metadata, durable=False)
+    def _store_all(self, received: Sequence[_Received]) -> list[UploadOutcome | Exception]:
+        changes = [
+            ("upload", {"index": item.record.full_name, "file": item.incoming.filename},
+             functools.partial(self._store_rows, item))
+            for item in received
+        ]  # fmt: skip
         try:
-            outcome = self._store_rows(actor, record, incoming, writer, metadata_sha)
-        except BaseException:
-            if new_metadata and metadata_sha:
-                self._blobs.delete(metadata_sha)
-            raise
-        return outcome
+            outcomes = changing_each(self._db, self._blobs, changes)
+        except Exception as exc:  # the transaction failed: no upload of the batch was stored
+            outcomes = [exc] * len(received)
+        kept = {
+            item.metadata_sha
+            for item, outcome in zip(received, outcomes, strict=True)
+            if not isinstance(outcome, Exception)
+        }
+        for item, outcome in zip(received, outcomes, strict=True):
+            sha = item.metadata_sha
+            if isinstance(outcome, Exception) and item.new_metadata and sha and sha not in kept:
+                self._blobs.delete(sha)
+        return outcomes
 
-    def _store_rows(
-        self,
-        actor: str | None,
-        record: IndexRecord,
-        incoming: Incoming,
-        writer: BlobWriter,
-        metadata_sha: str | None,
-    ) -> UploadOutcome:
+    def _store_rows(self, item: _Received, change: Change) -> UploadOutcome:
+        conn, record, incoming, writer = change.conn, item.record, item.incoming, item.writer
         filename = incoming.filename
-        with changing(
-            self._db, self._blobs, "upload", index=record.full_name, file=filename
-        ) as change:
-            conn = change.conn
-            existing = store.get_file(conn, record.id, filename)
-            if existing is not None and existing.sha256 == writer.sha256:
-                return UploadOutcome("identical", existing)
-            if existing is not None and not record.volatile:
-                raise Conflict(f"{filename} already exists in non-volatile index")
-            # The file's bytes were synced; its rename is not (recover_temp_files redoes one a
-            # power cut loses), so concurrent uploads do not queue behind the disk.
-            writer.commit(durable=False)
-            log = [log_entry("upload", actor, dst=record.full_name)]
-            if existing is not None:
-                overwrites = sum(1 for entry in existing.log if entry.get("what") == "overwrite")
-                log.insert(0, log_entry("overwrite", None, count=overwrites + 1))
-                change.release([existing])
-                store.delete_files(conn, [existing.id])
-            version = self._ensure_version(
-                conn, record, incoming.project, incoming.version, incoming.fields
-            )
-            new = FileRecord(
-                id=0,
-                index_id=record.id,
-                project=incoming.project,
-                version=version,
-                filename=filename,
-                kind=incoming.kind,
-                sha256=writer.sha256,
-                size=writer.size,
-                uploaded_at=time.time(),
-                yanked=None,
-                metadata_sha256=metadata_sha,
-                requires_python=incoming.fields.get("requires_python") or None,
-                for_file=None,
-                log=log,
-            )
-            file_id = store.insert_file(conn, new)
+        existing = store.get_file(conn, record.id, filename)
+        if existing is not None and existing.sha256 == writer.sha256:
+            return UploadOutcome("identical", existing)
+        if existing is not None and not record.volatile:
+            raise Conflict(f"{filename} already exists in non-volatile index")
+        # The file's bytes were synced; its rename is not (recover_temp_files redoes one a
+        # power cut loses), so concurrent uploads do not queue behind the disk.
+        writer.commit(durable=False)
+        log = [log_entry("upload", item.actor, dst=record.full_name)]
+        if existing is not None:
+            overwrites = sum(1 for entry in existing.log if entry.get("what") == "overwrite")
+            log.insert(0, log_entry("overwrite", None, count=overwrites + 1))
+            change.release([existing])
+            store.delete_files(conn, [existing.id])
+        version = self._ensure_version(
+            conn, record, incoming.project, incoming.version, incoming.fields
+        )
+        new = FileRecord(
+            id=0,
+            index_id=record.id,
+            project=incoming.project,
+            version=version,
+            filename=filename,
+            kind=incoming.kind,
+            sha256=writer.sha256,
+            size=writer.size,
+            uploaded_at=time.time(),
+            yanked=None,
+            metadata_sha256=item.metadata_sha,
+            requires_python=incoming.fields.get("requires_python") or None,
+            for_file=None,
+            log=log,
+        )
+        file_id = store.insert_file(conn, new)
         status = "replaced" if existing is not None else "stored"
         return UploadOutcome(status, dataclasses.replace(new, id=file_id))
 

@@ -13,10 +13,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -28,6 +28,7 @@ from packyard.storage import tables
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 SERIAL_WIDTH = 20
 _INSERT_CHANGE = insert(tables.changes)
 
@@ -137,6 +138,33 @@ class Database:
                 result = connection.execute(_INSERT_CHANGE, change)
                 serial = int(result.inserted_primary_key[0])  # type: ignore[index]
             self.serial.publish(serial, config)
+
+    def write_each(
+        self, writes: Sequence[tuple[str, Mapping[str, Any], Callable[[Connection], T]]]
+    ) -> list[T | Exception]:
+        """Several writes in one transaction (group commit), each `(what, detail, work)` as
+        `write` would make it alone: in its own savepoint, recording its own change. A write
+        that raises is rolled back alone and its exception takes its place in the results."""
+        results: list[T | Exception] = []
+        serial = 0
+        with self._write_lock, self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+            with connection.begin():
+                for what, detail, work in writes:
+                    try:
+                        with connection.begin_nested():
+                            result = work(connection)
+                            change = {"at": time.time(), "what": what, "detail": dict(detail)}
+                            inserted = connection.execute(_INSERT_CHANGE, change)
+                    except Exception as exc:  # it belongs to that write alone
+                        results.append(exc)
+                        continue
+                    serial = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+                    results.append(result)
+            if serial:
+                self.serial.publish(serial)
+        return results
 
     def _last_serial(self) -> int:
         with self.read() as connection:

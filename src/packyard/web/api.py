@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import anyio
-import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -18,18 +16,16 @@ from packyard.core.models import IndexRecord, User
 from packyard.core.names import normalize_project
 from packyard.errors import Forbidden, InvalidInput, NotFound, TooLarge
 from packyard.services import Services
-from packyard.services.uploads import UploadForm
+from packyard.services.uploads import UploadForm, UploadOutcome, UploadRequest
 from packyard.web import ui
 from packyard.web.auth import current_user
+from packyard.web.batches import Batches
 from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import REASON_HEADER, api_response
 from packyard.web.simple import refresh_mirrors
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
 MAX_FORM_FIELD = 16 * 1024 * 1024
-# Uploads are stored one at a time: they queue on the write lock anyway, and several threads
-# contending for it and the GIL cost more kernel time (thread hand-offs) than they overlap.
-UPLOADS_AT_ONCE = anyio.CapacityLimiter(1)
 
 
 def base_url(request: Request) -> str:
@@ -230,9 +226,8 @@ async def upload(request: Request, user: str, index: str) -> Response:
                     upload_form.content = value.file
             elif value:
                 fields.setdefault(key, []).append(value)
-        outcome = await anyio.to_thread.run_sync(
-            services.uploads.upload, actor, user, index, upload_form, limiter=UPLOADS_AT_ONCE
-        )
+        batches: Batches[UploadRequest, UploadOutcome] = request.app.state.upload_batches
+        outcome = await batches.submit(UploadRequest(actor, user, index, upload_form))
     return Response(b"", media_type="text/html", headers={REASON_HEADER: outcome.message})
 
 

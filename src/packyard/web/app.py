@@ -22,6 +22,7 @@ from packyard.config import Settings, load_settings
 from packyard.errors import PackyardError
 from packyard.services import Services, open_services
 from packyard.web import api, docs, files, simple, ui
+from packyard.web.batches import Batches
 from packyard.web.responses import error_response
 
 log = logging.getLogger("packyard.requests")
@@ -129,6 +130,8 @@ def create_app(services: Services) -> Starlette:
         lifespan=lifespan,
     )
     app.state.services = services
+    # Concurrent uploads are stored together: one disk flush and one transaction per batch.
+    app.state.upload_batches = Batches(services.uploads.upload_many)
     # Rendered full project lists of mirrors, per (index id, content type): (names sha, body).
     app.state.upstream_lists = {}
     app.state.jinja = Environment(
