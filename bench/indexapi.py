@@ -82,12 +82,18 @@ def encode_upload(index_url: str, auth: dict[str, str], wheel: Wheel) -> bytes:
 
 
 class _Answer:
-    """httptools callbacks: the status, and whether the answer is complete."""
+    """httptools callbacks: the status, whether the answer is complete, and whether the
+    server closes the connection after it (HTTP/1.1 keeps it open unless it says so)."""
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.complete = False
+        self.closes = False
         self.body = bytearray()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"connection" and value.strip().lower() == b"close":
+            self.closes = True
 
     def on_body(self, data: bytes) -> None:
         self.body += data
@@ -113,7 +119,7 @@ async def _post(host: str, port: int, requests: list[tuple[str, bytes]]) -> None
             status = answer.parser.get_status_code()
             if status != 200:
                 raise UploadFailed(f"{filename}: {status} {bytes(answer.body[:300])!r}")
-            if not answer.parser.should_keep_alive():
+            if answer.closes:
                 writer.close()
                 reader, writer = await asyncio.open_connection(host, port)
     finally:
