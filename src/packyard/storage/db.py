@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import mmap
 import os
 import threading
 import time
@@ -35,14 +36,19 @@ _INSERT_CHANGE = insert(tables.changes)
 
 class SerialFile:
     """Two fixed-width counters in one file: the change serial, and the serial of the last
-    change to users or index configs. Written under a lock, never backwards; each read is one
-    pread."""
+    change to users or index configs. Written under a lock, never backwards.
+
+    Reads go through a shared memory map: no system call, so checking the serial on the event
+    loop never hands the GIL to a busy worker thread (which could keep it for milliseconds).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         if not path.exists():
             self._write_raw(0)
         self._fd = os.open(path, os.O_RDWR)
+        self._pad_to(2 * SERIAL_WIDTH)  # files from before the config serial hold one number
+        self._view = mmap.mmap(self._fd, 2 * SERIAL_WIDTH, prot=mmap.PROT_READ)
 
     def read(self) -> int:
         """The serial of the newest change of any kind."""
@@ -53,8 +59,17 @@ class SerialFile:
         return self._read_at(SERIAL_WIDTH)
 
     def _read_at(self, offset: int) -> int:
-        data = os.pread(self._fd, SERIAL_WIDTH, offset)
+        data = self._view[offset : offset + SERIAL_WIDTH]
         return int(data) if data.strip() else 0
+
+    def _pad_to(self, size: int) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            current = os.fstat(self._fd).st_size
+            if current < size:
+                os.pwrite(self._fd, b" " * (size - current), current)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def publish(self, serial: int, config: bool = False) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
@@ -72,6 +87,7 @@ class SerialFile:
 
     def close(self) -> None:
         if self._fd >= 0:
+            self._view.close()
             os.close(self._fd)
             self._fd = -1
 
