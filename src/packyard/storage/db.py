@@ -102,6 +102,10 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = self._create_engine()
         self._write_lock = threading.Lock()
+        # SQLite writers of all worker processes queue on this file's flock, which wakes the
+        # next one the moment it is released; SQLite's own busy handler polls, sleeping 1, 2,
+        # 5, 10 ... ms between tries.
+        self._write_lock_fd = os.open(serial_path.parent / "write.lock", os.O_RDWR | os.O_CREAT)
         self.migrate()
         self.serial = SerialFile(serial_path)
         # Whatever changed while no server ran (an import, another host) counts as new.
@@ -145,7 +149,7 @@ class Database:
         `config`: the transaction changes users or index configurations, which workers cache
         until the next such change.
         """
-        with self._write_lock, self.engine.connect() as connection:
+        with self._writing(), self.engine.connect() as connection:
             if self.is_sqlite:
                 connection = connection.execution_options(sqlite_begin="IMMEDIATE")
             with connection.begin():
@@ -163,7 +167,7 @@ class Database:
         that raises is rolled back alone and its exception takes its place in the results."""
         results: list[T | Exception] = []
         serial = 0
-        with self._write_lock, self.engine.connect() as connection:
+        with self._writing(), self.engine.connect() as connection:
             if self.is_sqlite:
                 connection = connection.execution_options(sqlite_begin="IMMEDIATE")
             with connection.begin():
@@ -182,6 +186,19 @@ class Database:
                 self.serial.publish(serial)
         return results
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The writer's turn: one thread of this process, one process of this server dir."""
+        with self._write_lock:
+            if not self.is_sqlite:
+                yield
+                return
+            fcntl.flock(self._write_lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._write_lock_fd, fcntl.LOCK_UN)
+
     def _last_serial(self) -> int:
         with self.read() as connection:
             value = connection.execute(select(func.max(tables.changes.c.serial))).scalar()
@@ -190,6 +207,9 @@ class Database:
     def close(self) -> None:
         self.engine.dispose()
         self.serial.close()
+        if self._write_lock_fd >= 0:
+            os.close(self._write_lock_fd)
+            self._write_lock_fd = -1
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
