@@ -258,6 +258,24 @@ def test_uv_pip_installs_the_pinned_version(
     assert installed_version(python, PROJECT) == "2.0"
 
 
+def test_pip_and_uv_install_through_the_devpi_installer_shortcut(
+    server: ServerProcess, twine_uploaded: list[Path], tmp_path: Path
+) -> None:
+    """`--index-url http://host/alice/dev/`, without `+simple/` (devpi-protocol.md 7.3)."""
+    shortcut = f"{server.url}/alice/dev/"
+    download = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir"]
+    options = ["--only-binary", ":all:", "--index-url", shortcut, "-d", tmp_path / "pip"]
+    assert_succeeded(run_tool([*download, *options, f"{PROJECT}==1.0"]))
+    [wheel] = (tmp_path / "pip").iterdir()
+    assert sha256_of(wheel) == sha256_of(twine_uploaded[0])
+    install = [tool("uv"), "pip", "install", "--no-config", "--no-cache"]
+    options = ["--python", sys.executable, "--index-url", shortcut, "--target", tmp_path / "uv"]
+    assert_succeeded(run_tool([*install, *options, f"{PROJECT}==2.0"]))
+    assert (tmp_path / "uv" / MODULE / "__init__.py").read_text().startswith("__version__ = '2.0'")
+    # Everyone else still gets devpi's JSON at that URL.
+    assert PROJECT in httpx.get(shortcut, headers=JSON).json()["result"]["projects"]
+
+
 # --- inheritance ----------------------------------------------------------------------------
 
 

@@ -17,12 +17,12 @@ from packyard.core.names import normalize_project
 from packyard.errors import Forbidden, InvalidInput, NotFound, TooLarge
 from packyard.services import Services
 from packyard.services.uploads import UploadForm, UploadOutcome, UploadRequest
-from packyard.web import ui
+from packyard.web import simple, ui
 from packyard.web.auth import current_user
 from packyard.web.batches import Batches
 from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import REASON_HEADER, api_response
-from packyard.web.simple import refresh_mirrors
+from packyard.web.simple import is_installer, refresh_mirrors
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
 MAX_FORM_FIELD = 16 * 1024 * 1024
@@ -168,6 +168,8 @@ async def index_resource(request: Request) -> Response:
         return await upload(request, user, name)
     actor = await current_user(request, services)
     indexes = services.indexes
+    if method in ("GET", "HEAD") and is_installer(request):
+        return await simple.project_list(request)  # devpi's shortcut: -i http://host/u/i/
     if method in ("GET", "HEAD") and ui.prefers_html(request):
         return await ui.index_page(request)
     if method in ("GET", "HEAD"):
@@ -250,6 +252,8 @@ async def project_resource(request: Request) -> Response:
         return api_response(message=f"project {normalized} deleted from stage {record.full_name}")
     if request.method == "PATCH":
         return await _yank(request, record, normalized, None)
+    if is_installer(request):
+        return await simple.project_page(request)  # devpi's shortcut: -i http://host/u/i/
     if ui.prefers_html(request):
         return await ui.project_page(request)
     await refresh_mirrors(services, record, normalized)

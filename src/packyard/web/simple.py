@@ -110,7 +110,8 @@ async def project_page(request: Request) -> Response:
     normalized = normalize_project(project)
     if normalized != project or (not with_slash and not is_installer(request)):
         return _redirect(request, f"/{user}/{index}/+simple/{normalized}/")
-    to_root = "../../../../" if with_slash else "../../../"
+    # File links are relative: from `/u/i/+simple/p/`, or the installer shortcut `/u/i/p/`.
+    to_root = "../" * (request.url.path.count("/") - 1)
     key = ("simple-project", user, index, project, content_type, to_root)
     cached = services.pages.get(key)
     if isinstance(cached, CachedBody) and _mirrors_fresh(services, cached, project):
