@@ -231,7 +231,8 @@ class Uploads:
         if incoming.core_metadata is not None:
             metadata_sha = hashlib.sha256(incoming.core_metadata).hexdigest()
             new_metadata = not self._blobs.exists(metadata_sha)
-            self._blobs.put_bytes(incoming.core_metadata, durable=False)
+            if new_metadata:
+                self._blobs.put_bytes(incoming.core_metadata, durable=False)
         return _Received(actor, record, incoming, writer, metadata_sha, new_metadata)
 
     def _receive_docs(

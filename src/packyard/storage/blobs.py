@@ -9,11 +9,14 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class BlobWriter:
@@ -21,8 +24,8 @@ class BlobWriter:
 
     def __init__(self, store: BlobStore) -> None:
         self._store = store
-        fd, name = tempfile.mkstemp(dir=store.temp_dir, prefix="upload-")
-        self._file = os.fdopen(fd, "wb")
+        # Unbuffered: callers hand over large chunks, and a file object costs system calls.
+        self._fd, name = tempfile.mkstemp(dir=store.temp_dir, prefix="upload-")
         self.temp_path = Path(name)
         self._hash = hashlib.sha256()
         self._committed = False
@@ -30,14 +33,20 @@ class BlobWriter:
         self.sha256 = ""
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
         self._hash.update(chunk)
         self.size += len(chunk)
 
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
     def finish(self, durable: bool = True) -> str:
-        """Flush the temp file to disk; return its sha256 (the blob is not yet stored)."""
-        self._file.flush()
-        self._file.close()
+        """Close the temp file, durably unless told; return its sha256 (not yet stored)."""
+        self._close()
         if durable:
             self._store.group_sync.wait()
         self.sha256 = self._hash.hexdigest()
@@ -53,8 +62,7 @@ class BlobWriter:
         return self.sha256
 
     def abort(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        self._close()
         if not self._committed:
             self.temp_path.unlink(missing_ok=True)
 
@@ -120,7 +128,7 @@ class BlobStore:
         self.group_sync = GroupSync(self.temp_dir)
 
     def path(self, sha256: str) -> Path:
-        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+        if not _SHA256.fullmatch(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
