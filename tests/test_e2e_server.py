@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -135,6 +137,49 @@ def _wait_until_up(server: ServerProcess) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise AssertionError("server did not start")
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes `pid` spawned (not multiprocessing's resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                command = (entry / "cmdline").read_bytes()
+                if parent == pid and b"spawn_main" in command:
+                    found.append(int(entry.name))
+    return found
+
+
+def test_two_workers_replace_a_dead_one_keep_the_port_and_stop_cleanly(
+    server_factory: object, tmp_path: Path
+) -> None:
+    server: ServerProcess = server_factory()  # type: ignore[operator]
+    server.start("--workers", "2")
+    assert server.process is not None
+    workers = _workers(server.process.pid)
+    assert len(workers) == 2
+    # A second server on the same port would join the workers' sockets: it is refused.
+    rival_dir = str(tmp_path / "rival")
+    rival = packyard("serve", "--serverdir", rival_dir, "--port", str(server.port),
+                     "--workers", "2", "--no-root-pypi", "--root-passwd", "pw")  # fmt: skip
+    assert rival.returncode != 0
+    assert f"cannot serve on 127.0.0.1:{server.port}" in rival.stderr
+    victim = workers[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while "restarting" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"worker {victim} exited" in server.log()
+    make_user_and_index(server)
+    wheel = build_wheel(tmp_path / "dist", "demo", "1.0")
+    assert upload(server, wheel, "alice", "pw").status_code == 200
+    assert server.stop(signal.SIGTERM) == 0
+    assert server.log().count("packyard stopped: storage closed") == 2
+    assert "Traceback" not in server.log()
+    with socket.socket() as probe:  # nothing is left listening
+        probe.bind(("127.0.0.1", server.port))
 
 
 def test_two_workers_share_one_state(server_factory: object, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import click
 
 from packyard import __version__
 from packyard.cli import bundle, client
+from packyard.cli.workers import serve_workers
 from packyard.config import ENV_PREFIX, Settings, load_settings
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import ConfigError, PackyardError
@@ -116,19 +117,22 @@ def _run(settings: Settings) -> None:
     os.environ.update(settings_environment(settings))
     url = f"http://{settings.host}:{settings.port}"
     click.echo(f"packyard {__version__} serving {settings.serverdir} at {url}/", err=True)
-    uvicorn.run(
-        "packyard.web.app:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        http="packyard.web.server:ReasonPhraseProtocol",
-        loop="uvloop",
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=10,
-        server_header=False,
-    )
+    options: dict[str, Any] = {
+        "app": "packyard.web.app:app_from_environment",
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "http": "packyard.web.server:ReasonPhraseProtocol",
+        "loop": "uvloop",
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 10,
+        "server_header": False,
+    }
+    if settings.workers > 1:
+        serve_workers(settings.host, settings.port, settings.workers, options)
+    else:
+        uvicorn.run(**options)
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

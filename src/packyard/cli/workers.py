@@ -1,0 +1,103 @@
+"""Several server processes on one port, each with a listening socket of its own.
+
+uvicorn's workers share one listening socket, and a worker that wakes accepts every connection
+then pending: a burst of connections (four uploads starting together) often all land on one
+worker while the other idles. With one socket per worker (SO_REUSEPORT) the kernel spreads new
+connections over the workers instead.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import socket
+import threading
+import time
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import click
+
+STOP_TIMEOUT_S = 20.0
+
+
+def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -> None:
+    """Run `workers` uvicorn servers (`options`: uvicorn.Config's) until SIGINT or SIGTERM,
+    starting a new worker in place of one that dies."""
+    claims = _claim_port(host, port)
+    context = multiprocessing.get_context("spawn")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    running = [_start(context, host, port, options) for _ in range(workers)]
+    try:
+        while not stop.wait(0.5):
+            for position, (process, ready) in enumerate(running):
+                if process.is_alive():
+                    continue
+                if not ready.is_set():  # restarting it would fail the same way, forever
+                    raise click.ClickException(f"worker {process.pid} failed to start")
+                gone = f"worker {process.pid} exited ({process.exitcode}), restarting"
+                click.echo(gone, err=True)
+                running[position] = _start(context, host, port, options)
+    finally:
+        _stop_all([process for process, _ in running])
+        for claim in claims:
+            claim.close()
+
+
+def _claim_port(host: str, port: int) -> list[socket.socket]:
+    """Fail now, with a message, if the port is taken; and keep a second packyard (whose
+    sockets would join ours and take half the connections) from starting on it."""
+    guard = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe = _reuse_port_socket(host)
+    try:
+        guard.bind(f"\0packyard-port-{host}-{port}")  # Linux abstract name, gone at exit
+        probe.bind((host, port))  # bound, never listening: it takes no connections
+    except OSError as exc:
+        guard.close()
+        probe.close()
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror}") from exc
+    return [guard, probe]
+
+
+def _reuse_port_socket(host: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
+def _start(context: Any, host: str, port: int, options: dict[str, Any]) -> tuple[BaseProcess, Any]:
+    ready = context.Event()
+    process: BaseProcess = context.Process(target=_worker, args=(host, port, options, ready))
+    process.start()
+    return process, ready
+
+
+def _worker(host: str, port: int, options: dict[str, Any], ready: Any) -> None:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                ready.set()
+
+    sock = _reuse_port_socket(host)
+    sock.bind((host, port))
+    Server(uvicorn.Config(**options)).run(sockets=[sock])
+
+
+def _stop_all(processes: list[BaseProcess]) -> None:
+    """SIGTERM lets each worker finish its requests and close its storage."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
