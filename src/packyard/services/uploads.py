@@ -15,7 +15,7 @@ import hmac
 import json
 import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -197,6 +197,14 @@ class Uploads:
             return self._register(record, form)
         raise InvalidInput(f"action {action!r} not supported")
 
+    @contextlib.contextmanager
+    def _batch_writer(self, writers: contextlib.ExitStack) -> Iterator[BlobWriter]:
+        """A blob writer thrown away if the block fails, else kept until the batch ends."""
+        with contextlib.ExitStack() as on_failure:
+            writer = on_failure.enter_context(self._blobs.writer())
+            yield writer
+            writers.push(on_failure.pop_all())
+
     def _receive_release(
         self,
         actor: str | None,
@@ -208,8 +216,7 @@ class Uploads:
         if form.content is None:
             raise InvalidInput("content file field not found")
         digests = SentDigests(form)
-        with contextlib.ExitStack() as on_failure:
-            writer = on_failure.enter_context(self._blobs.writer())
+        with self._batch_writer(writers) as writer:
             self._receive(form.content, writer, digests.update, durable=False)
             digests.check()
             # Read back from the received content: usually still in memory, no file to reopen.
@@ -224,7 +231,6 @@ class Uploads:
                 fields=parsed.fields,
                 core_metadata=metadata if dist.kind == "wheel" else None,
             )
-            writers.push(on_failure.pop_all())  # the writer now lives as long as the batch
         # The PEP 658 file is written before the lock and without fsync: it is derived from
         # the wheel, and rebuilt from it should it ever be lost (Packages.find_file).
         metadata_sha, new_metadata = None, False
@@ -249,11 +255,9 @@ class Uploads:
             raise InvalidInput("content file field not found")
         version = form.value("version") or self._latest_version(record, project)
         parse_version(version)
-        with contextlib.ExitStack() as on_failure:
-            writer = on_failure.enter_context(self._blobs.writer())
+        with self._batch_writer(writers) as writer:
             self._receive(form.content, writer, durable=False)
             check_zip(writer.temp_path, form.filename)
-            writers.push(on_failure.pop_all())
         incoming = Incoming(
             project=project,
             version=version,
