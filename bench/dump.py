@@ -23,7 +23,7 @@ from typing import Any
 
 from dataset import Wheel
 from indexapi import create_user_and_indexes, upload
-from servers import Devpi, Packyard, Server, empty_trash, ensure_devpi_venv, running
+from servers import Devpi, Packyard, Server, empty_trash, ensure_devpi_venv, log, running
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from builders import build_wheel  # type: ignore[import-not-found]
@@ -33,10 +33,6 @@ WORK = BENCH / ".work"
 DUMP_WORK = WORK / "dump"
 USER, PASSWORD, INDEX = "bench", "benchpw", "dump"
 VERSIONS_PER_PROJECT = 10
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def build_wheels(directory: Path, count: int) -> list[Wheel]:

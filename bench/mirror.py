@@ -31,7 +31,16 @@ from typing import Any
 import httpx
 from indexapi import JSON_HEADERS, PIP_ACCEPT, login
 from loads import pip_version
-from servers import Devpi, Packyard, Server, empty_trash, ensure_devpi_venv, running
+from servers import (
+    Devpi,
+    Packyard,
+    Server,
+    empty_trash,
+    ensure_devpi_venv,
+    log,
+    packyard_revision,
+    running,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -48,10 +57,6 @@ EXTRA_PREFIX = "mirror-extra-"
 PROJECTS = 30
 LIST_DEADLINE = 180.0
 POLL_INTERVAL = 0.05
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 class BenchUpstream(Upstream):
@@ -336,7 +341,7 @@ def main() -> None:
         "list_names": len(upstream.all_names()),
         "runs": args.runs,
         "pip": pip_version(),
-        "packyard_revision": _revision(),
+        "packyard_revision": packyard_revision(),
         "cpus": os.cpu_count(),
         "load_average_at_start": load_at_start,
         "results": results,
@@ -351,17 +356,6 @@ def main() -> None:
     args.output.write_text(json.dumps(document, indent=2) + "\n")
     print(table(results, len(upstream.all_names()), document["pip_floor_s"]))
     log(f"wrote {args.output}")
-
-
-def _revision() -> str:
-    def git(*command: str) -> str:
-        result = subprocess.run(
-            ["git", *command], cwd=BENCH.parent, capture_output=True, text=True, check=False
-        )
-        return result.stdout.strip()
-
-    dirty = "-dirty" if git("status", "--porcelain", "--", "src") else ""
-    return git("rev-parse", "--short", "HEAD") + dirty
 
 
 if __name__ == "__main__":

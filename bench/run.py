@@ -11,8 +11,6 @@ import datetime
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ from servers import (
     empty_trash,
     ensure_devpi_venv,
     ensure_packyard_venv,
+    log,
+    packyard_revision,
     running,
 )
 
@@ -69,10 +69,6 @@ class Plan:
             warmup_seconds=1,
             pip_runs=1,
         )
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def measure_page(load: WrkLoad, page_url: str, files: int, warmup_s: int) -> dict[str, Any]:
@@ -162,18 +158,6 @@ def wait_for_quiet() -> None:
     while os.getloadavg()[0] > QUIET_LOAD and time.monotonic() < deadline:
         log(f"waiting for a quiet machine: load average {os.getloadavg()[0]:.2f}")
         time.sleep(15)
-
-
-def packyard_revision() -> str:
-    """The commit packyard was installed from, `-dirty` when src/ has uncommitted changes."""
-    git = ["git", "-C", str(REPO)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    status = subprocess.run(
-        [*git, "status", "--porcelain", "--", "src", "pyproject.toml"],
-        capture_output=True,
-        text=True,
-    )
-    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
 
 
 def machine() -> dict[str, Any]:

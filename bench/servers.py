@@ -24,6 +24,22 @@ READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 
 
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def packyard_revision() -> str:
+    """The commit packyard was installed from, `-dirty` when src/ has uncommitted changes."""
+    git = ["git", "-C", str(Path(__file__).resolve().parent.parent)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    status = subprocess.run(
+        [*git, "status", "--porcelain", "--", "src", "pyproject.toml"],
+        capture_output=True,
+        text=True,
+    )
+    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
 def discard(path: Path) -> None:
     """Move `path` into the trash beside bench/.work; `empty_trash()` deletes it later.
 

@@ -199,3 +199,40 @@ def clean_env() -> dict[str, str]:
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """A client command as a user ran it: what it printed and how it exited."""
+
+    program: str
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def __str__(self) -> str:
+        return f"$ {self.program} {' '.join(self.args)}  -> {self.returncode}\n{self.output}"
+
+
+def run_command(
+    executable: Path,
+    words: tuple[str, ...],
+    env: dict[str, str],
+    cwd: Path,
+    stdin: str,
+    timeout: float,
+) -> CommandResult:
+    """Run a client as a user would. No controlling terminal: password prompts (getpass)
+    read the piped stdin."""
+    completed = subprocess.run(
+        [str(executable), *words], env=env, cwd=cwd, input=stdin, capture_output=True,
+        text=True, timeout=timeout, check=False, start_new_session=True,
+    )  # fmt: skip
+    return CommandResult(
+        executable.name, words, completed.returncode, completed.stdout, completed.stderr
+    )

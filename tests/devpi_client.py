@@ -20,13 +20,12 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess, clean_env
+from tests.conftest import CommandResult, ServerProcess, clean_env, run_command
 
 DEVPI_CLIENT = "devpi-client==7.3.0"
 PIP_ACCEPT = (
@@ -88,21 +87,6 @@ def devpi_executable() -> Path:
     return ensure_devpi_venv()
 
 
-@dataclass(frozen=True)
-class DevpiResult:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def __str__(self) -> str:
-        return f"$ devpi {' '.join(self.args)}  -> {self.returncode}\n{self.output}"
-
-
 class Devpi:
     """Runs `devpi ARGS` as a user would, with its own HOME, config and client dir."""
 
@@ -138,21 +122,9 @@ class Devpi:
 
     def run(
         self, *args: str | Path, cwd: Path | None = None, stdin: str = "", timeout: float = 180
-    ) -> DevpiResult:
+    ) -> CommandResult:
         words = tuple(str(arg) for arg in args)
-        completed = subprocess.run(
-            [str(self.executable), *words],
-            env=self.env(),
-            cwd=cwd or self.home,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            # No controlling terminal: getpass (devpi passwd) reads the piped stdin.
-            start_new_session=True,
-        )
-        return DevpiResult(words, completed.returncode, completed.stdout, completed.stderr)
+        return run_command(self.executable, words, self.env(), cwd or self.home, stdin, timeout)
 
     def ok(self, *args: str | Path, cwd: Path | None = None, stdin: str = "") -> str:
         """Run, insist on exit code 0, return what the client printed."""

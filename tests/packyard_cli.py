@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import BIN, ROOT_PASSWORD, clean_env, free_port
+from tests.conftest import BIN, ROOT_PASSWORD, CommandResult, clean_env, free_port, run_command
 
 DEVPI_SERVER = "devpi-server<7"
 
@@ -116,21 +116,6 @@ class DevpiServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-@dataclass(frozen=True)
-class Result:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def __str__(self) -> str:
-        return f"$ packyard {' '.join(self.args)}  -> {self.returncode}\n{self.output}"
-
-
 class Packyard:
     """Runs `packyard ARGS` as a user would, with its own HOME, config and client dir."""
 
@@ -163,21 +148,9 @@ class Packyard:
 
     def run(
         self, *args: str | Path, cwd: Path | None = None, stdin: str = "", timeout: float = 240
-    ) -> Result:
+    ) -> CommandResult:
         words = tuple(str(arg) for arg in args)
-        completed = subprocess.run(
-            [str(BIN / "packyard"), *words],
-            env=self.env(),
-            cwd=cwd or self.home,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            # No controlling terminal: password prompts (getpass) read the piped stdin.
-            start_new_session=True,
-        )
-        return Result(words, completed.returncode, completed.stdout, completed.stderr)
+        return run_command(BIN / "packyard", words, self.env(), cwd or self.home, stdin, timeout)
 
     def ok(self, *args: str | Path, cwd: Path | None = None, stdin: str = "") -> str:
         """Run, insist on exit code 0 and no traceback, return what the client printed."""

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from packyard.client.api import sha256_of
 from packyard.core.targets import Target
 
 MANIFEST = "manifest.json"
@@ -282,7 +283,7 @@ def _download_all(pins: list[Pinned], output: Path, progress: Progress) -> dict[
 
 def _download(pinned: Pinned, destination: Path) -> str:
     """Fetch one file, reusing a complete earlier download (resumable bundles); its sha256."""
-    if pinned.sha256 and destination.exists() and _sha256(destination) == pinned.sha256:
+    if pinned.sha256 and destination.exists() and sha256_of(destination) == pinned.sha256:
         return pinned.sha256
     partial = destination.with_name(destination.name + ".part")
     digest = hashlib.sha256()
@@ -338,14 +339,6 @@ def _files_of(manifest_path: Path) -> dict[str, str]:
     return known
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def from_mirror_cache(
     api_result: list[dict[str, Any]],
     index_url: str,
@@ -389,7 +382,7 @@ def verified_files(bundle: Path) -> list[Path]:
         path = bundle / FILES / name
         if not path.is_file():
             raise BundleError(f"{name} is listed in the manifest but missing from the bundle")
-        if _sha256(path) != entry["sha256"]:
+        if sha256_of(path) != entry["sha256"]:
             raise BundleError(f"{name} does not match its sha256 in the manifest")
         paths.append(path)
     return paths

@@ -32,7 +32,7 @@ from packyard.errors import Conflict, InvalidInput, PackyardError
 from packyard.services.archives import read_core_metadata
 from packyard.services.uploads import index_for_search
 from packyard.storage import store
-from packyard.storage.blobs import BlobStore
+from packyard.storage.blobs import BlobStore, file_sha256
 from packyard.storage.db import Database
 
 DUMP_VERSION = "2"
@@ -259,7 +259,7 @@ class Importer:
     def _store_blob(self, item: _PlannedFile, hard_link: bool) -> list[str]:
         """Copy (or link) one file into the blob store after checking its hash."""
         expected = item.record.sha256
-        actual = _file_sha256(item.source)
+        actual = file_sha256(item.source)
         if actual != expected:
             raise InvalidInput(
                 f"{item.source.name}: its sha256 is {actual}, but the export says"
@@ -381,14 +381,6 @@ def _wheel_metadata(item: _PlannedFile) -> bytes | None:
         return None
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _has_data(conn: Connection) -> bool:
     """devpi's rule: a server with only the default root user (and root/pypi) is empty."""
     users = [user.name for user in store.list_users(conn)]
@@ -435,7 +427,7 @@ def _file_record(entry: dict[str, Any], path: Path) -> FileRecord:
     if entry.get("type") == "toxresult" and path.parent.name == f"sha256={sha256}":
         sha256 = None  # devpi 6.5 to 6.8 exported the release file's hash for toxresults
     if not sha256:  # devpi-import accepts entries without hashes (§13.4's minimal export)
-        sha256 = _file_sha256(path)
+        sha256 = file_sha256(path)
     version = entry.get("version") or mapping.get("version") or _version_from_name(path.name)
     # Versions and names become path segments of later exports: nothing that could escape.
     check_safe_filename(path.name)

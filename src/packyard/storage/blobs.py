@@ -180,7 +180,7 @@ class BlobStore:
         row needs) is deleted. Call only when no write is running.
         """
         leftovers = [path for path in self.temp_dir.iterdir() if path.is_file()]
-        by_hash = {_file_sha256(path): path for path in leftovers}
+        by_hash = {file_sha256(path): path for path in leftovers}
         needed = still_referenced(set(by_hash))
         for sha, path in by_hash.items():
             if sha in needed and not self.exists(sha):
@@ -212,12 +212,9 @@ def _syncfs(fd: int) -> None:
         raise OSError(error, os.strerror(error))
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_sha256(path: Path) -> str:
     with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:

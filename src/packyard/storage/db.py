@@ -149,14 +149,10 @@ class Database:
         `config`: the transaction changes users or index configurations, which workers cache
         until the next such change.
         """
-        with self._writing(), self.engine.connect() as connection:
-            if self.is_sqlite:
-                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+        with self._writer_connection() as connection:
             with connection.begin():
                 yield connection
-                change = {"at": time.time(), "what": what, "detail": detail}
-                result = connection.execute(_INSERT_CHANGE, change)
-                serial = int(result.inserted_primary_key[0])  # type: ignore[index]
+                serial = _record_change(connection, what, detail)
             self.serial.publish(serial, config)
 
     def write_each(
@@ -167,24 +163,29 @@ class Database:
         that raises is rolled back alone and its exception takes its place in the results."""
         results: list[T | Exception] = []
         serial = 0
-        with self._writing(), self.engine.connect() as connection:
-            if self.is_sqlite:
-                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+        with self._writer_connection() as connection:
             with connection.begin():
                 for what, detail, work in writes:
                     try:
                         with connection.begin_nested():
                             result = work(connection)
-                            change = {"at": time.time(), "what": what, "detail": dict(detail)}
-                            inserted = connection.execute(_INSERT_CHANGE, change)
+                            recorded = _record_change(connection, what, detail)
                     except Exception as exc:  # it belongs to that write alone
                         results.append(exc)
                         continue
-                    serial = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+                    serial = recorded
                     results.append(result)
             if serial:
                 self.serial.publish(serial)
         return results
+
+    @contextmanager
+    def _writer_connection(self) -> Iterator[Connection]:
+        """A connection whose transactions write (SQLite: `BEGIN IMMEDIATE`), on our turn."""
+        with self._writing(), self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+            yield connection
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -210,6 +211,13 @@ class Database:
         if self._write_lock_fd >= 0:
             os.close(self._write_lock_fd)
             self._write_lock_fd = -1
+
+
+def _record_change(connection: Connection, what: str, detail: Mapping[str, Any]) -> int:
+    """Insert the transaction's `changes` row; its serial."""
+    change = {"at": time.time(), "what": what, "detail": dict(detail)}
+    result = connection.execute(_INSERT_CHANGE, change)
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
