@@ -44,6 +44,14 @@ class Settings:
     # Principals allowed to create/modify users and indexes; empty means devpi's defaults.
     restrict_modify: tuple[str, ...] = ()
     log_requests: bool = True
+    # Untrusted archives cost bounded work: members listed in one wheel, sdist or doc zip,
+    # and bytes unpacked while looking for the metadata (also the largest doc page served).
+    max_archive_members: int = 50_000
+    max_archive_unpacked: int = 1024 * 1024 * 1024
+    # Long descriptions longer than this (characters) are shown as plain text, truncated.
+    max_description_render_size: int = 200_000
+    # Seconds a description may take to render before plain text is shown instead.
+    description_render_timeout: int = 2
 
     @property
     def database_url(self) -> str:

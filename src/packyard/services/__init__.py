@@ -15,6 +15,7 @@ from packyard.services.cache import SerialCache
 from packyard.services.indexes import Indexes
 from packyard.services.mirror import Mirrors
 from packyard.services.packages import Packages
+from packyard.services.readmes import Readmes
 from packyard.services.transfer import Transfer
 from packyard.services.uploads import Uploads
 from packyard.storage import store
@@ -33,6 +34,7 @@ class Services:
     uploads: Uploads
     mirrors: Mirrors
     transfer: Transfer
+    readmes: Readmes
     # Rendered responses (simple pages, JSON), dropped whenever anything changes.
     pages: SerialCache[object]
     # This server's identity (devpi's X-Devpi-Uuid), kept in the database.
@@ -43,6 +45,7 @@ class Services:
         return self.db.serial.read()
 
     def close(self) -> None:
+        self.readmes.close()
         self.db.close()
 
 
@@ -63,6 +66,7 @@ def open_services(settings: Settings) -> Services:
         uploads=Uploads(db, blobs, indexes, settings),
         mirrors=Mirrors(db, blobs, settings),
         transfer=Transfer(db, blobs, indexes),
+        readmes=Readmes(settings),
         pages=SerialCache(db.serial.read),
         uuid=_server_uuid(db),
     )

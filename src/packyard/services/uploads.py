@@ -14,9 +14,7 @@ import hashlib
 import hmac
 import json
 import time
-import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from packaging.utils import canonicalize_version
@@ -38,7 +36,7 @@ from packyard.core.dists import (
 from packyard.core.models import FileRecord, IndexRecord
 from packyard.core.names import check_project_name, normalize_project
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
-from packyard.services.archives import read_core_metadata
+from packyard.services.archives import check_zip, limits_from, read_core_metadata
 from packyard.services.changes import Change, changing, changing_each
 from packyard.services.indexes import Indexes
 from packyard.storage import search, store
@@ -56,6 +54,9 @@ class UploadForm:
     fields: dict[str, list[str]]
     filename: str | None = None
     content: BinaryIO | None = None
+    # What `Uploads.inspect` found in the file before the upload joined a batch: the core
+    # metadata (b"" for a doc zip), or the error to answer; None if not inspected yet.
+    inspected: bytes | Exception | None = None
 
     def value(self, key: str) -> str:
         values = self.fields.get(key) or [""]
@@ -157,6 +158,31 @@ class Uploads:
             raise outcome
         return outcome
 
+    def inspect(self, request: UploadRequest) -> None:
+        """Read the file's metadata (or check the doc zip) before the upload joins a batch:
+        a hostile archive then costs its own request's time, not every batched upload's."""
+        form = request.form
+        try:
+            self._authorize(request.actor, request.user, request.index)
+            form.inspected = self._inspect(form)
+        except Exception as exc:  # answered in order, once the batch handles this request
+            form.inspected = exc
+        finally:
+            if form.content is not None:
+                form.content.seek(0)
+
+    def _inspect(self, form: UploadForm) -> bytes | None:
+        if form.content is None or not form.filename:
+            return None
+        limits = limits_from(self._settings)
+        action = form.value(":action")
+        if action == "file_upload":
+            return read_core_metadata(form.content, self._validate_filename(form), limits)
+        if action == "doc_upload":
+            check_zip(form.content, form.filename, limits)
+            return b""
+        return None
+
     def upload_many(self, requests: Sequence[UploadRequest]) -> list[UploadOutcome | Exception]:
         """Handle concurrent POSTs together, each failing alone (its exception in its place).
 
@@ -220,7 +246,8 @@ class Uploads:
             self._receive(form.content, writer, digests.update, durable=False)
             digests.check()
             # Read back from the received content: usually still in memory, no file to reopen.
-            metadata = read_core_metadata(form.content, dist)
+            content, limits = form.content, limits_from(self._settings)
+            metadata = _inspected(form, lambda: read_core_metadata(content, dist, limits))
             parsed = parse_core_metadata(metadata, dist.filename)
             check_matches(dist, parsed.name, parsed.version)
             incoming = Incoming(
@@ -255,9 +282,15 @@ class Uploads:
             raise InvalidInput("content file field not found")
         version = form.value("version") or self._latest_version(record, project)
         parse_version(version)
+        filename, limits = form.filename, limits_from(self._settings)
         with self._batch_writer(writers) as writer:
             self._receive(form.content, writer, durable=False)
-            check_zip(writer.temp_path, form.filename)
+
+            def check_docs() -> bytes:
+                check_zip(writer.temp_path, filename, limits)
+                return b""
+
+            _inspected(form, check_docs)
         incoming = Incoming(
             project=project,
             version=version,
@@ -468,12 +501,11 @@ def index_for_search(
     search.upsert(conn, index_id, project, version, summary, description)
 
 
-def check_zip(path: Path, filename: str) -> None:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            archive.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InvalidInput(f"{filename!r} is not a readable zip file: {exc}") from exc
+def _inspected(form: UploadForm, inspect: Callable[[], bytes]) -> bytes:
+    """What `Uploads.inspect` found (its error raised here, in its turn), else inspect now."""
+    if isinstance(form.inspected, Exception):
+        raise form.inspected
+    return form.inspected if form.inspected is not None else inspect()
 
 
 def form_metadata(form: UploadForm) -> dict[str, Any]:

@@ -229,7 +229,9 @@ async def upload(request: Request, user: str, index: str) -> Response:
             elif value:
                 fields.setdefault(key, []).append(value)
         batches: Batches[UploadRequest, UploadOutcome] = request.app.state.upload_batches
-        outcome = await batches.submit(UploadRequest(actor, user, index, upload_form))
+        incoming = UploadRequest(actor, user, index, upload_form)
+        await run_in_threadpool(services.uploads.inspect, incoming)  # outside the shared batch
+        outcome = await batches.submit(incoming)
     return Response(b"", media_type="text/html", headers={REASON_HEADER: outcome.message})
 
 

@@ -11,9 +11,6 @@ import hmac
 from typing import Any
 from urllib.parse import quote
 
-import readme_renderer.markdown
-import readme_renderer.rst
-import readme_renderer.txt
 from jinja2 import Environment
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -89,21 +86,6 @@ async def page(request: Request, template: str, code: int = 200, **context: Any)
     )
     headers = {"Vary": "Accept, Cookie", **PAGE_HEADERS}
     return HTMLResponse(html, status_code=code, headers=headers)
-
-
-def render_description(metadata: dict[str, Any]) -> str:
-    """The long description as safe HTML, rendered the way PyPI renders it."""
-    text = str(metadata.get("description") or "")
-    if not text.strip():
-        return ""
-    content_type = str(metadata.get("description_content_type") or "").lower()
-    if content_type.startswith("text/markdown"):
-        rendered = readme_renderer.markdown.render(text)
-    elif content_type.startswith("text/plain"):
-        rendered = readme_renderer.txt.render(text)
-    else:
-        rendered = readme_renderer.rst.render(text) or readme_renderer.txt.render(text)
-    return rendered or ""
 
 
 # --- pages ------------------------------------------------------------------------------------
@@ -193,7 +175,7 @@ async def version_page(request: Request) -> Response:
         project=project,
         release=release,
         metadata=release.metadata,
-        description=await run_in_threadpool(render_description, release.metadata),
+        description=await run_in_threadpool(services.readmes.describe, release.metadata),
         docs=any(a.kind == "doczip" for a in release.attachments),
         toxresults=[a for a in release.attachments if a.kind == "toxresult"],
         all_yanked=bool(release.files) and all(f.yanked is not None for f in release.files),
