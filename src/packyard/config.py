@@ -44,6 +44,9 @@ class Settings:
     # Principals allowed to create/modify users and indexes; empty means devpi's defaults.
     restrict_modify: tuple[str, ...] = ()
     log_requests: bool = True
+    # Absolute base URL of a separate origin for hosted docs (e.g. http://docs.example:3141,
+    # the same server under another host name); empty serves them here, sandboxed.
+    docs_url: str = ""
     # Untrusted archives cost bounded work: members listed in one wheel, sdist or doc zip,
     # and bytes unpacked while looking for the metadata (also the largest doc page served).
     max_archive_members: int = 50_000

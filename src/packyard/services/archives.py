@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from packyard.config import Settings
 from packyard.core.dists import DistFilename
-from packyard.errors import InvalidInput
+from packyard.errors import InvalidInput, TooLarge
 
 MAX_METADATA_SIZE = 16 * 1024 * 1024
 
@@ -86,14 +86,15 @@ class ZipMember:
 
 
 def zip_member(path: Path, name: str, max_size: int) -> ZipMember | None:
-    """The member `name` of the zip at `path`, or None; over `max_size` is refused."""
-    with zipfile.ZipFile(path) as archive:
+    """The member `name` of the zip at `path`, or None; over `max_size` is refused (and so is
+    a zip stored before the member cap, whose directory is too long to load per request)."""
+    with open_zip(path, path.name, ArchiveLimits(max_unpacked=max_size)) as archive:
         try:
             info = archive.getinfo(name)
         except KeyError:
             return None
     if info.file_size > max_size:
-        raise InvalidInput(
+        raise TooLarge(
             f"{name} is {info.file_size} bytes unpacked; pages over {max_size} bytes are not served"
         )
     return ZipMember(path, name, info.file_size)
@@ -254,7 +255,7 @@ def _bounded_members(
             raise InvalidInput(
                 f"{filename!r}: archive has too many members (the limit is {limits.max_members})"
             )
-        archive.members.clear()  # tarfile keeps every member seen; we need none of them
+        archive.members.clear()  # type: ignore[attr-defined]  # tarfile keeps all it saw
         yield member
 
 

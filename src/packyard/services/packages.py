@@ -19,7 +19,7 @@ from packyard.core.mirror import MirrorLink
 from packyard.core.models import FileRecord, IndexRecord, VersionRecord
 from packyard.core.simple import FileLink, ProjectPage
 from packyard.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from packyard.services.archives import read_core_metadata
+from packyard.services.archives import ZipMember, read_core_metadata, zip_member
 from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
 from packyard.storage import search, store
@@ -57,6 +57,10 @@ def version_sort_key(text: str) -> tuple[int, Version | str]:
         return (1, Version(text))
     except InvalidVersion:
         return (0, text)
+
+
+MAX_SEARCH_LENGTH = 200  # characters in one search query
+MAX_SEARCH_WORDS = 10
 
 
 class Packages:
@@ -173,7 +177,15 @@ class Packages:
         return ordered
 
     def search(self, query: str, limit: int = 50) -> list[tuple[str, SearchHit]]:
-        """(index name, hit) pairs, best first, for words in names, summaries, descriptions."""
+        """(index name, hit) pairs, best first, for words in names, summaries, descriptions.
+
+        Every word costs a full-text lookup, so a query is bounded in length and words."""
+        if len(query) > MAX_SEARCH_LENGTH:
+            raise InvalidInput(
+                f"The search is {len(query)} characters long; the limit is {MAX_SEARCH_LENGTH}."
+            )
+        if len(search.query_words(query)) > MAX_SEARCH_WORDS:
+            raise InvalidInput(f"Search for at most {MAX_SEARCH_WORDS} words at once.")
         with self._db.read() as conn:
             hits = search.search(conn, query, limit)
         names = {record.id: name for name, record in self._indexes.all().items()}
@@ -315,8 +327,11 @@ class Packages:
         if rebuilt != file.metadata_sha256:
             raise NotFound("the core metadata of this file cannot be rebuilt")
 
-    def doc_file(self, record: IndexRecord, project: str, version: str, path: str) -> bytes:
-        """One member of a version's documentation zip (looked up through the bases too)."""
+    def doc_file(
+        self, record: IndexRecord, project: str, version: str, path: str, max_size: int
+    ) -> ZipMember:
+        """One member of a version's documentation zip (looked up through the bases too), at
+        most `max_size` bytes unpacked; `archives.stream_member` yields its bytes."""
         filename = f"{project}-{version}.doc.zip"
         with self._db.read() as conn:
             for item in self._indexes.resolution_order(record):
@@ -326,12 +341,12 @@ class Packages:
             else:
                 raise NotFound(f"no documentation for {project} {version}")
         try:
-            with zipfile.ZipFile(self._blobs.path(doczip.sha256)) as archive:
-                return archive.read(path)
-        except KeyError as exc:
-            raise NotFound(f"{path} is not in the documentation of {project} {version}") from exc
+            member = zip_member(self._blobs.path(doczip.sha256), path, max_size)
         except zipfile.BadZipFile as exc:
             raise NotFound(f"the documentation of {project} {version} is unreadable") from exc
+        if member is None:
+            raise NotFound(f"{path} is not in the documentation of {project} {version}")
+        return member
 
     # --- deleting ---------------------------------------------------------------------------
 

@@ -97,9 +97,14 @@ def remove(conn: Connection, index_id: int, project: str | None = None) -> None:
     conn.execute(text(f"DELETE FROM search_keys WHERE {where}"), params)
 
 
+def query_words(query: str) -> list[str]:
+    """The words a query searches for."""
+    return _WORD.findall(query)
+
+
 def search(conn: Connection, query: str, limit: int = 50) -> list[SearchHit]:
     """Best matches first; every word must match (a prefix, on SQLite)."""
-    words = _WORD.findall(query)
+    words = query_words(query)
     if not words:
         return []
     if _is_sqlite(conn):

@@ -24,6 +24,26 @@ PAGE_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
 }
+# What uploaders wrote (hosted docs, their HTML and SVG): sandboxed, so the page runs no
+# script, gets an opaque origin (it can neither read this server's responses nor post its
+# forms with the viewer's cookies), and cannot be sniffed into another type. Images, styles
+# and fonts from the same docs still load, so a Sphinx site looks right.
+UNTRUSTED_CONTENT_HEADERS = {
+    "Content-Security-Policy": (
+        "sandbox; default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline';"
+        " font-src 'self' data:; media-src 'self'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
+# The same on a separate docs origin (setting docs_url), where the UI and its session are
+# not: scripts may run (search in Sphinx docs), still in an opaque origin.
+UNTRUSTED_SCRIPTED_HEADERS = {
+    "Content-Security-Policy": (
+        "sandbox allow-scripts allow-popups; default-src 'self' 'unsafe-inline' data:;"
+        " base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
 
 STATUS = {
     errors.InvalidInput: 400,
