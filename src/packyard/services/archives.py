@@ -211,12 +211,15 @@ class _BoundedGzip(gzip.GzipFile):
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0 or size > MAX_METADATA_SIZE:
             raise InvalidInput(f"{self.filename!r}: metadata too large (a tar header or member)")
-        self._check_reach(self.tell() + size)
+        self._check_reach(self._position() + size)
         return super().read(size)
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        self._check_reach(offset if whence == 0 else self.tell() + offset)
+        self._check_reach(offset if whence == 0 else self._position() + offset)
         return super().seek(offset, whence)
+
+    def _position(self) -> int:
+        return super().seek(0, 1)  # GzipFile.tell would call our seek
 
     def _check_reach(self, position: int) -> None:
         if position > self.limit:
