@@ -218,6 +218,9 @@ class _BoundedGzip(gzip.GzipFile):
         self._check_reach(offset if whence == 0 else self._position() + offset)
         return super().seek(offset, whence)
 
+    def tell(self) -> int:
+        return self._position()
+
     def _position(self) -> int:
         return super().seek(0, 1)  # GzipFile.tell would call our seek
 
@@ -263,4 +266,6 @@ def _bounded_members(
 
 
 def _depth(name: str) -> int:
+    if "//" not in name and "/./" not in name and not name.startswith(("/", "./")):
+        return name.rstrip("/").count("/") + 1  # the usual case, without building a path
     return len(PurePosixPath(name).parts)
