@@ -333,7 +333,8 @@ def test_server_stops_promptly_on_sigterm_during_a_render(tmp_path: Path) -> Non
         workers = _children_named(server.process.pid, b"readme_worker")
         assert workers
         started = time.monotonic()
-        assert server.stop(signal.SIGTERM) == 0
+        # uvicorn shuts down gracefully, then re-raises the signal it caught.
+        assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
         assert time.monotonic() - started < 10
         viewer.join(30)
         assert not [pid for pid in workers if _running(pid)]
@@ -367,13 +368,14 @@ def _running(pid: int) -> bool:
 
 
 def test_a_20000_term_search_is_refused_quickly(api: httpx.Client) -> None:
-    query = " ".join(f"w{number}" for number in range(20_000))
+    browser = {"Accept": BROWSER_ACCEPT}
     started = time.monotonic()
-    response = api.get("/+search", params={"q": query}, headers={"Accept": BROWSER_ACCEPT})
-    assert response.status_code == 400
-    assert "the limit is 200" in response.text
+    response = api.get("/+search", params={"q": " ".join("a" * 20_000)}, headers=browser)
+    # 400 from the search cap; a request-line cap in front of the app may answer first.
+    assert response.status_code in (400, 414), response.status_code
     assert time.monotonic() - started < 2
-    many_words = " ".join("ab" for _ in range(11))
-    response = api.get("/+search", params={"q": many_words})
+    response = api.get("/+search", params={"q": "x" * 201}, headers=browser)
+    assert response.status_code == 400 and "the limit is 200" in response.text
+    response = api.get("/+search", params={"q": " ".join("ab" for _ in range(11))})
     assert response.status_code == 400 and "at most 10 words" in response.text
     assert api.get("/+search", params={"q": "slowdoc evil"}).status_code == 200
