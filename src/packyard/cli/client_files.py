@@ -107,6 +107,10 @@ def _upload_with_progress(api: Api, where: str, todo: list[Path]) -> list[Outcom
                 progress.console.print(
                     f"  FAILED {outcome.path.name}: {outcome.error}", markup=False, soft_wrap=True
                 )
+            elif outcome.note:
+                progress.console.print(
+                    f"  uploaded {outcome.path.name}: {outcome.note}", markup=False, soft_wrap=True
+                )
             progress.advance(task)
 
         return uploads.upload_all(api, where, todo, advance)
@@ -114,7 +118,8 @@ def _upload_with_progress(api: Api, where: str, todo: list[Path]) -> list[Outcom
 
 def _print_outcome(outcome: Outcome) -> None:
     if outcome.ok:
-        click.echo(f"  uploaded {outcome.path.name}")
+        note = f": {outcome.note}" if outcome.note else ""
+        click.echo(f"  uploaded {outcome.path.name}{note}")
     else:
         click.echo(f"  FAILED   {outcome.path.name}: {outcome.error}")
 

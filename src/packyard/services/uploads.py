@@ -115,7 +115,7 @@ class UploadOutcome:
             return "Upload of identical file to non volatile index."
         if self.replaced:
             old = ", ".join(f"{f.filename} (sha256 {f.sha256[:16]})" for f in self.replaced)
-            return f"OK, replaced {old} on volatile index {self.index}"
+            return f"replaced {old} on volatile index {self.index}"
         return "OK"
 
 
@@ -301,16 +301,29 @@ class Uploads:
             index_for_search(conn, record.id, project, version, full)
         return UploadOutcome("registered", None)
 
-    def attach_toxresult(
-        self, actor: str | None, record: IndexRecord, release: FileRecord, body: bytes
-    ) -> str:
-        """Store a tox result (JSON) beside a release file; returns its path with hash."""
-        allowed = record.config.get("acl_toxresult_upload", [acl.ANONYMOUS])
-        if not acl.acl_allows(allowed, actor):
+    def check_toxresult_upload(self, actor: str | None, record: IndexRecord) -> None:
+        """Who may attach tox results (asked before their body is read)."""
+        if actor is None:
+            raise Unauthenticated(
+                "authentication required to upload tox results; log in, or use the devpi"
+                " test --no-upload option to skip the upload."
+            )
+        config = record.config
+        allowed = config.get("acl_toxresult_upload", [acl.ANONYMOUS])
+        if not acl.may_upload_toxresult(actor, allowed, config.get("acl_upload", ())):
             raise Forbidden(
                 "No permission to upload tox results. You can use the devpi test --no-upload"
                 " option to skip the upload."
             )
+
+    def attach_toxresult(
+        self, actor: str | None, record: IndexRecord, release: FileRecord, body: bytes
+    ) -> str:
+        """Store a tox result (JSON) beside a release file; returns its path with hash."""
+        self.check_toxresult_upload(actor, record)
+        limit = self._settings.max_toxresult_size
+        if len(body) > limit:
+            raise TooLarge(f"tox result too large: the limit is {limit} bytes")
         if release.kind != "releasefile":
             raise NotFound(f"no release file found at {release.relpath}")
         try:
@@ -361,6 +374,8 @@ class Uploads:
         name, version = form.value("name"), form.value("version")
         if not form.filename:
             raise InvalidInput("content file field not found")
+        if not form.filename.isascii():  # PyPI's rule too; the name goes into reason phrases
+            raise InvalidInput(f"file name {form.filename!a} is not ASCII")
         dist = parse_dist_filename(form.filename)
         check_project_name(dist.raw_name)
         if name:
