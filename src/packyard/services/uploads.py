@@ -374,10 +374,10 @@ class Uploads:
         name, version = form.value("name"), form.value("version")
         if not form.filename:
             raise InvalidInput("content file field not found")
-        if not form.filename.isascii():  # PyPI's rule too; the name goes into reason phrases
-            raise InvalidInput(f"file name {form.filename!a} is not ASCII")
         dist = parse_dist_filename(form.filename)
         check_project_name(dist.raw_name)
+        if not form.filename.isascii():  # PyPI's rule too; the name goes into reason phrases
+            raise InvalidInput(f"file name {form.filename!a} is not ASCII")
         if name:
             check_project_name(name)
         if version:
