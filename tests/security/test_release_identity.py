@@ -21,6 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
+from packyard.core.dists import parse_dist_filename
+from packyard.core.models import FileRecord
+from packyard.core.releases import Admission, Upload, admit
+from packyard.errors import Conflict
+from tests import inprocess
 from tests.builders import build_sdist, build_wheel, core_metadata
 from tests.conftest import JSON, ROOT_PASSWORD, ServerProcess, basic_auth, free_port
 from tests.e2e_support import (
@@ -227,24 +232,51 @@ def test_registering_other_metadata_for_a_released_version_is_409(
     assert version_data(client, PROD, "foo", "7.0")["requires_dist"] == ["baz"]
 
 
-def test_the_release_window_lets_the_first_uploader_finish_the_release(
-    live_server: ServerProcess, tmp_path: Path
-) -> None:
-    """Default settings: within `release_window` of the first file, its uploader may add the
-    release's other files (`twine upload dist/*` sends them one at a time); nobody else may."""
-    with httpx.Client(base_url=live_server.url, timeout=30) as http:
-        create_user(http, "alice")
-        create_user(http, "bob")
-        create_index(http, "alice", "prod", volatile=False, acl_upload=["alice", "bob"])
+def test_the_release_window_lets_the_first_uploader_finish_the_release(tmp_path: Path) -> None:
+    """Default settings (in-process): within `release_window` of the first file, its uploader
+    may add the release's other files (`twine upload dist/*` sends them one at a time);
+    nobody else may, and a look-alike never."""
+    with inprocess.running_client(tmp_path / "server", "") as http:
+        alice = inprocess.create_user(http, "alice")
+        bob = inprocess.create_user(http, "bob")
+        config = {"volatile": False, "acl_upload": ["alice", "bob"]}
+        inprocess.create_index(http, "alice", "prod", alice, **config)
         sdist = build_sdist(tmp_path, "foo", "1.0")
         wheel = build_wheel(tmp_path, "foo", "1.0")
-        ok(upload(http, PROD, sdist.name, sdist.read_bytes(), ALICE, {}))
-        refused = upload(http, PROD, wheel.name, wheel.read_bytes(), BOB, {})
-        assert refused.status_code == 409, refused.text
-        ok(upload(http, PROD, wheel.name, wheel.read_bytes(), ALICE, {}))
-        twin = upload(http, PROD, "FOO-1.0.tar.gz", evil_sdist(tmp_path), ALICE, {})
-        assert twin.status_code == 409, "a look-alike is refused even inside the window"
-        assert sorted(simple_files(http, PROD, "foo")) == sorted([sdist.name, wheel.name])
+        inprocess.upload_ok(http, "alice/prod", sdist, alice)
+        assert inprocess.upload(http, "alice/prod", wheel, bob).status_code == 409
+        inprocess.upload_ok(http, "alice/prod", wheel, alice)
+        twin = tmp_path / "twin" / "FOO-1.0.tar.gz"
+        twin.parent.mkdir()
+        twin.write_bytes(evil_sdist(tmp_path))
+        assert inprocess.upload(http, "alice/prod", twin, alice).status_code == 409
+        files = inprocess.simple_json(http, "alice/prod", "foo")["files"]
+        assert sorted(entry["filename"] for entry in files) == sorted([sdist.name, wheel.name])
+
+
+def stored(filename: str, uploaded_at: float, who: str) -> FileRecord:
+    return FileRecord(
+        id=1, index_id=1, project="foo", version="1.0", filename=filename, kind="releasefile",
+        sha256="a" * 64, size=1, uploaded_at=uploaded_at, yanked=None, metadata_sha256=None,
+        requires_python=None, for_file=None, log=[{"what": "upload", "who": who}],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("actor", "seconds_later", "admitted"),
+    [("alice", 599, True), ("alice", 601, False), ("bob", 1, False), (None, 1, False)],
+)
+def test_a_release_closes_when_its_window_ends(
+    actor: str | None, seconds_later: float, admitted: bool
+) -> None:
+    released = [stored("foo-1.0.tar.gz", 1000.0, "alice")]
+    dist = parse_dist_filename("foo-1.0-py3-none-any.whl")
+    new = Upload(dist, "b" * 64, actor, 1000.0 + seconds_later)
+    if admitted:
+        assert admit(new, released, volatile=False, window=600) == Admission()
+    else:
+        with pytest.raises(Conflict, match="is released on this non-volatile index"):
+            admit(new, released, volatile=False, window=600)
 
 
 # --- project names ---------------------------------------------------------------------------
