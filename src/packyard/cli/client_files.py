@@ -208,7 +208,9 @@ def _parse_spec(spec: str) -> tuple[str, str | None]:
 def remove(spec: str, index: str | None, yes: bool, force: bool) -> None:
     """Remove NAME (all versions) or NAME==VERSION from the index."""
     project, version = _parse_spec(spec)
-    hints = NOT_THERE | {403: "on a non-volatile index, only --force (as root) removes releases"}
+    hints = NOT_THERE | {
+        403: "on a non-volatile index, only --force by its owner or root removes releases"
+    }
     with session(hints=hints) as api:
         where = api.index_path(index)
         path = f"{where}/{project}" + (f"/{version}" if version else "")
