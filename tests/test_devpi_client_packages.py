@@ -233,9 +233,10 @@ def test_tox_results_posted_like_devpi_test(
     assert http.get(result["href"]).json() == TOX_RESULT
 
     anonymous = http.post(wheel_href, json=TOX_RESULT, headers=DEVPI_HEADERS)
-    assert anonymous.status_code == 200, "acl_toxresult_upload is :ANONYMOUS: by default"
-    devpi.ok("index", "dev", "acl_toxresult_upload=alice")
-    refused = http.post(wheel_href, json=TOX_RESULT, headers=DEVPI_HEADERS)
+    assert anonymous.status_code == 401, "the :ANONYMOUS: default means: who may upload"
+    devpi.ok("index", "dev", "acl_toxresult_upload=bob")
+    alice = DEVPI_HEADERS | devpi_auth("alice", devpi.token("alice"))
+    refused = http.post(wheel_href, json=TOX_RESULT, headers=alice)
     assert refused.status_code == 403
     assert refused.json()["message"].startswith("No permission to upload tox results.")
 

@@ -34,6 +34,12 @@ class Settings:
     # Seconds a login token stays valid (devpi: 10 hours).
     token_expiry: int = 36000
     max_upload_size: int = 200 * 1024 * 1024
+    # Seconds after a version's first file on a non-volatile index during which its uploader
+    # may add the release's other files (sdist, wheels); then the release is closed. 0: the
+    # first file closes it.
+    release_window: int = 600
+    # Largest tox result (JSON) a client may attach to a release file, in bytes.
+    max_toxresult_size: int = 1024 * 1024
     # Absolute base URL to build links from instead of the request's Host header.
     outside_url: str = ""
     # Never contact a mirror's upstream.

@@ -107,6 +107,10 @@ def _upload_with_progress(api: Api, where: str, todo: list[Path]) -> list[Outcom
                 progress.console.print(
                     f"  FAILED {outcome.path.name}: {outcome.error}", markup=False, soft_wrap=True
                 )
+            elif outcome.note:
+                progress.console.print(
+                    f"  uploaded {outcome.path.name}: {outcome.note}", markup=False, soft_wrap=True
+                )
             progress.advance(task)
 
         return uploads.upload_all(api, where, todo, advance)
@@ -114,7 +118,8 @@ def _upload_with_progress(api: Api, where: str, todo: list[Path]) -> list[Outcom
 
 def _print_outcome(outcome: Outcome) -> None:
     if outcome.ok:
-        click.echo(f"  uploaded {outcome.path.name}")
+        note = f": {outcome.note}" if outcome.note else ""
+        click.echo(f"  uploaded {outcome.path.name}{note}")
     else:
         click.echo(f"  FAILED   {outcome.path.name}: {outcome.error}")
 
@@ -203,7 +208,9 @@ def _parse_spec(spec: str) -> tuple[str, str | None]:
 def remove(spec: str, index: str | None, yes: bool, force: bool) -> None:
     """Remove NAME (all versions) or NAME==VERSION from the index."""
     project, version = _parse_spec(spec)
-    hints = NOT_THERE | {403: "on a non-volatile index, only --force (as root) removes releases"}
+    hints = NOT_THERE | {
+        403: "on a non-volatile index, only --force by its owner or root removes releases"
+    }
     with session(hints=hints) as api:
         where = api.index_path(index)
         path = f"{where}/{project}" + (f"/{version}" if version else "")

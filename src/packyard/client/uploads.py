@@ -19,6 +19,7 @@ class Outcome:
 
     path: Path
     error: str = ""
+    note: str = ""  # what the server said about a success, e.g. which file it replaced
 
     @property
     def ok(self) -> bool:
@@ -64,10 +65,15 @@ def _upload_one(api: Api, where: str, path: Path) -> Outcome:
     except ClientError as exc:
         return Outcome(path, f"unreachable: {exc.message}")
     if response.status_code == 200:
-        return Outcome(path)
+        return Outcome(path, note=_server_note(response.reason_phrase))
     return Outcome(path, error_message(response))
 
 
 def _is_fatal(error: str) -> bool:
     status = error.split(" ", 1)[0]
     return error.startswith("unreachable") or (status.isdigit() and int(status) in _FATAL_STATUSES)
+
+
+def _server_note(reason: str) -> str:
+    """A success's reason phrase, when it says more than "OK" (a replaced file, say)."""
+    return "" if reason.strip().upper() in ("", "OK") else reason.strip()

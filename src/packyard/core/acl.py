@@ -73,3 +73,23 @@ def may_upload(user: str | None, acl_upload: Iterable[str]) -> bool:
 def may_delete_entries(user: str | None, owner: str, acl_upload: Iterable[str]) -> bool:
     """Delete files, versions or projects: uploaders, root and the owner."""
     return user is not None and (user in (ROOT, owner) or acl_allows(acl_upload, user))
+
+
+def may_force_delete(user: str | None, owner: str) -> bool:
+    """Removing released files from a non-volatile index (`?force`): its owner and root only,
+    not every uploader (an uploader could otherwise delete a release and upload another)."""
+    return user in (ROOT, owner)
+
+
+def may_upload_toxresult(
+    user: str | None, acl_toxresult_upload: Iterable[str], acl_upload: Iterable[str]
+) -> bool:
+    """Attach tox results: never anonymously. devpi's default `:ANONYMOUS:` entry stands for
+    those who may upload to the index; other entries (users, `:AUTHENTICATED:`) mean what they
+    say."""
+    if user is None:
+        return False
+    allowed = set(acl_toxresult_upload)
+    if ANONYMOUS in allowed and may_upload(user, acl_upload):
+        return True
+    return acl_allows(allowed - {ANONYMOUS}, user)

@@ -25,6 +25,21 @@ MAX_FILENAME_LENGTH = 255
 
 
 @dataclasses.dataclass(frozen=True)
+class ReleaseIdentity:
+    """What makes two release files the same file to an installer; not the raw filename.
+
+    `Foo-1.0.tar.gz`, `foo-1.0.0.tar.gz` and `foo-1.0.zip` are one identity (a project's sdist
+    of release 1); a wheel is its build tag and its set of compatibility tags (PEP 427).
+    """
+
+    project: str  # PEP 503 normalised
+    version: str  # canonical (PEP 440): 1.0 == 1.0.0
+    kind: str  # "sdist" (.tar.gz and .zip alike) | "wheel"
+    build: str = ""  # a wheel's build tag
+    tags: frozenset[str] = frozenset()  # a wheel's expanded tags, e.g. {"py3-none-any"}
+
+
+@dataclasses.dataclass(frozen=True)
 class DistFilename:
     """What a distribution's filename says about it."""
 
@@ -32,6 +47,20 @@ class DistFilename:
     project: str  # normalised
     version: Version
     kind: str  # "wheel" | "sdist"
+    build: str = ""
+    tags: frozenset[str] = frozenset()
+
+    @property
+    def raw_name(self) -> str:
+        """The project name as the filename spells it (before normalisation)."""
+        if self.kind == "wheel":
+            return self.filename.split("-", 1)[0]
+        return self.filename.rsplit("-", 1)[0]  # an sdist's version has no '-' (PEP 625)
+
+    @property
+    def identity(self) -> ReleaseIdentity:
+        version = canonicalize_version(self.version)
+        return ReleaseIdentity(self.project, version, self.kind, self.build, self.tags)
 
 
 def check_safe_filename(filename: str) -> str:
@@ -54,8 +83,10 @@ def parse_dist_filename(filename: str) -> DistFilename:
     lower = filename.lower()
     try:
         if lower.endswith(".whl"):
-            name, version, _build, _tags = parse_wheel_filename(filename)
-            return DistFilename(filename, str(name), version, "wheel")
+            name, version, build, tags = parse_wheel_filename(filename)
+            build_tag = "".join(str(part) for part in build)
+            expanded = frozenset(str(tag) for tag in tags)
+            return DistFilename(filename, str(name), version, "wheel", build_tag, expanded)
         if lower.endswith(SDIST_SUFFIXES):
             name, version = parse_sdist_filename(filename)
             return DistFilename(filename, str(name), version, "sdist")

@@ -11,7 +11,9 @@ from packyard.errors import InvalidInput
 
 # devpi: control characters, space and ASCII punctuation other than -.@_ are not allowed.
 _FORBIDDEN = set(string.punctuation) - set("-.@_") | {" "} | {chr(i) for i in range(32)} | {"\x7f"}
-_PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# PEP 508 names, ASCII only as PyPI allows: re.ASCII, or IGNORECASE would let the Kelvin sign
+# and the dotless i pass as K and i; fullmatch, or "$" would accept a trailing newline.
+_PROJECT_NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE | re.ASCII)
 
 
 def normalize_project(name: str) -> str:
@@ -24,11 +26,16 @@ def is_normalized(name: str) -> bool:
 
 
 def check_project_name(name: str) -> str:
-    """Return `name` if it is a valid distribution name, else raise InvalidInput."""
-    if not _PROJECT_NAME.match(name):
+    """Return `name` if it is a valid PEP 508 distribution name, else raise InvalidInput.
+
+    Only ASCII: a look-alike such as 'f\u03bf\u03bf' (Greek omicrons) beside 'foo' is refused.
+    """
+    if not _PROJECT_NAME.fullmatch(name):
+        foreign = next((char for char in name if not char.isascii()), None)
+        why = f" ({foreign!a} is not ASCII)" if foreign else ""
         raise InvalidInput(
-            f"invalid project name {name!r}: use ASCII letters, digits, '.', '-' and '_',"
-            " starting and ending with a letter or digit"
+            f"invalid project name {name!a}{why}: use ASCII letters, digits, '.', '-'"
+            " and '_', starting and ending with a letter or digit"
         )
     return name
 

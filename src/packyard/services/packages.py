@@ -401,8 +401,15 @@ class Packages:
             raise Unauthenticated("authentication required to delete")
         if not acl.may_delete_entries(actor, record.user, record.config.get("acl_upload", ())):
             raise Forbidden(f"no permission to delete from {record.full_name}")
-        if not record.volatile and not force:
+        if record.volatile:
+            return
+        if not force:
             raise Forbidden(message)
+        if not acl.may_force_delete(actor, record.user):
+            raise Forbidden(
+                f"only {record.user} (the owner of non-volatile index {record.full_name}) or"
+                " root may force a deletion from it"
+            )
 
     def _changing(self, what: str, record: IndexRecord, **detail: Any) -> Any:
         return changing(self._db, self._blobs, what, index=record.full_name, **detail)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,12 +12,14 @@ import httpx
 from packaging.utils import canonicalize_version
 
 from packyard.core import acl
+from packyard.core.dists import parse_dist_filename
 from packyard.core.models import FileRecord, IndexRecord, VersionRecord
 from packyard.core.names import normalize_project, split_index_name
+from packyard.core.releases import EXISTS, Admission, Upload, admit, check_metadata_change
 from packyard.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
-from packyard.services.uploads import index_for_search, log_entry
+from packyard.services.uploads import index_for_search, log_entry, version_files
 from packyard.storage import store
 from packyard.storage.blobs import BlobStore
 from packyard.storage.db import Database
@@ -101,21 +104,27 @@ class Transfer:
             [200, "register", release.project, release.version, "->", user + "/" + name]
         ]
         with changing(self._db, self._blobs, "push", index=target.full_name) as change:
-            self._register(change.conn, target, release)
+            released = version_files(change.conn, target.id, release.project, release.version)
+            self._register(change.conn, target, release, released)
             for file in files:
                 existing = store.get_file(change.conn, target.id, file.filename)
-                if existing is not None:
-                    if not target.volatile:
-                        raise Conflict(f"{file.filename} already exists in non-volatile index")
-                    change.release([existing])
-                    store.delete_files(change.conn, [existing.id])
+                if existing is not None and not target.volatile:
+                    raise Conflict(f"{file.filename} {EXISTS}")
+                replaced = [existing] if existing is not None else []
+                if file.kind == "releasefile":  # on a volatile target, the copy replaces twins
+                    admission = _admitted(file, actor, target, released)
+                    replaced = [*admission.replaces, *filter(None, [admission.identical])]
+                change.release(replaced)
+                store.delete_files(change.conn, [old.id for old in replaced])
                 copy = _copied(file, target, source, actor)
                 store.insert_file(change.conn, copy)
                 rows.append(_push_row(file, copy, target))
         return PushResult(200, rows)
 
     @staticmethod
-    def _register(conn: Any, target: IndexRecord, release: VersionRecord) -> None:
+    def _register(
+        conn: Any, target: IndexRecord, release: VersionRecord, released: list[FileRecord]
+    ) -> None:
         key = canonicalize_version(release.version)
         current = store.get_version(conn, target.id, release.project, key)
         if current is None:
@@ -123,7 +132,8 @@ class Transfer:
                 conn, target.id, release.project, release.version, key,
                 dict(release.metadata), release.created,
             )  # fmt: skip
-        else:
+        elif current.metadata != release.metadata:
+            check_metadata_change(target.full_name, current, released, target.volatile)
             store.update_version_metadata(conn, current.id, dict(release.metadata))
         index_for_search(conn, target.id, release.project, release.version, release.metadata)
 
@@ -186,6 +196,15 @@ class Transfer:
             return [-1, f"exception on {what}", f"{label}: {exc}"]
         text = "" if response.is_success else response.text[:500]
         return [response.status_code, what, label, text]
+
+
+def _admitted(
+    file: FileRecord, actor: str | None, target: IndexRecord, released: list[FileRecord]
+) -> Admission:
+    """The release rule (core/releases.py) for a pushed file: a push brings a whole release
+    at once, so a version the target already holds gets no new files (no release window)."""
+    upload = Upload(parse_dist_filename(file.filename), file.sha256, actor, time.time())
+    return admit(upload, released, target.volatile, window=0)
 
 
 def _select(files: list[FileRecord], no_docs: bool, only_docs: bool) -> list[FileRecord]:

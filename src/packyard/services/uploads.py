@@ -35,6 +35,7 @@ from packyard.core.dists import (
 )
 from packyard.core.models import FileRecord, IndexRecord
 from packyard.core.names import check_project_name, normalize_project
+from packyard.core.releases import EXISTS, Admission, Upload, admit, check_metadata_change
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
 from packyard.services.archives import check_zip, limits_from, read_core_metadata
 from packyard.services.changes import Change, changing, changing_each
@@ -105,11 +106,17 @@ class UploadOutcome:
 
     status: str
     file: FileRecord | None
+    replaced: tuple[FileRecord, ...] = ()  # the files a volatile index let this one replace
+    index: str = ""
 
     @property
     def message(self) -> str:
+        """One line for the reason phrase: clients show it, so a replacement is never silent."""
         if self.status == "identical":
             return "Upload of identical file to non volatile index."
+        if self.replaced:
+            old = ", ".join(f"{f.filename} (sha256 {f.sha256[:16]})" for f in self.replaced)
+            return f"replaced {old} on volatile index {self.index}"
         return "OK"
 
 
@@ -249,6 +256,7 @@ class Uploads:
             content, limits = form.content, limits_from(self._settings)
             metadata = _inspected(form, lambda: read_core_metadata(content, dist, limits))
             parsed = parse_core_metadata(metadata, dist.filename)
+            check_project_name(parsed.name)
             check_matches(dist, parsed.name, parsed.version)
             incoming = Incoming(
                 project=dist.project,
@@ -319,21 +327,36 @@ class Uploads:
             current = store.get_version(conn, record.id, project, key)
             if current is None:
                 store.insert_version(conn, record.id, project, version, key, full, time.time())
-            else:
+            elif current.metadata != full:
+                released = version_files(conn, record.id, project, version)
+                check_metadata_change(record.full_name, current, released, record.volatile)
                 store.update_version_metadata(conn, current.id, full)
             index_for_search(conn, record.id, project, version, full)
         return UploadOutcome("registered", None)
+
+    def check_toxresult_upload(self, actor: str | None, record: IndexRecord) -> None:
+        """Who may attach tox results (asked before their body is read)."""
+        if actor is None:
+            raise Unauthenticated(
+                "authentication required to upload tox results; log in, or use the devpi"
+                " test --no-upload option to skip the upload."
+            )
+        config = record.config
+        allowed = config.get("acl_toxresult_upload", [acl.ANONYMOUS])
+        if not acl.may_upload_toxresult(actor, allowed, config.get("acl_upload", ())):
+            raise Forbidden(
+                "No permission to upload tox results. You can use the devpi test --no-upload"
+                " option to skip the upload."
+            )
 
     def attach_toxresult(
         self, actor: str | None, record: IndexRecord, release: FileRecord, body: bytes
     ) -> str:
         """Store a tox result (JSON) beside a release file; returns its path with hash."""
-        allowed = record.config.get("acl_toxresult_upload", [acl.ANONYMOUS])
-        if not acl.acl_allows(allowed, actor):
-            raise Forbidden(
-                "No permission to upload tox results. You can use the devpi test --no-upload"
-                " option to skip the upload."
-            )
+        self.check_toxresult_upload(actor, record)
+        limit = self._settings.max_toxresult_size
+        if len(body) > limit:
+            raise TooLarge(f"tox result too large: the limit is {limit} bytes")
         if release.kind != "releasefile":
             raise NotFound(f"no release file found at {release.relpath}")
         try:
@@ -385,6 +408,9 @@ class Uploads:
         if not form.filename:
             raise InvalidInput("content file field not found")
         dist = parse_dist_filename(form.filename)
+        check_project_name(dist.raw_name)
+        if not form.filename.isascii():  # PyPI's rule too; the name goes into reason phrases
+            raise InvalidInput(f"file name {form.filename!a} is not ASCII")
         if name:
             check_project_name(name)
         if version:
@@ -431,23 +457,20 @@ class Uploads:
     def _store_rows(self, item: _Received, change: Change) -> UploadOutcome:
         conn, record, incoming, writer = change.conn, item.record, item.incoming, item.writer
         filename = incoming.filename
-        existing = store.get_file(conn, record.id, filename)
-        if existing is not None and existing.sha256 == writer.sha256:
-            return UploadOutcome("identical", existing)
-        if existing is not None and not record.volatile:
-            raise Conflict(f"{filename} already exists in non-volatile index")
+        admission = self._admit(conn, item)
+        if admission.identical is not None:
+            return UploadOutcome("identical", admission.identical)
         # The file's bytes were synced; its rename is not (recover_temp_files redoes one a
         # power cut loses), so concurrent uploads do not queue behind the disk.
         writer.commit(durable=False)
         log = [log_entry("upload", item.actor, dst=record.full_name)]
-        if existing is not None:
-            overwrites = sum(1 for entry in existing.log if entry.get("what") == "overwrite")
+        if admission.replaces:
+            entries = [entry for old in admission.replaces for entry in old.log]
+            overwrites = sum(1 for entry in entries if entry.get("what") == "overwrite")
             log.insert(0, log_entry("overwrite", None, count=overwrites + 1))
-            change.release([existing])
-            store.delete_files(conn, [existing.id])
-        version = self._ensure_version(
-            conn, record, incoming.project, incoming.version, incoming.fields
-        )
+            change.release(admission.replaces)
+            store.delete_files(conn, [old.id for old in admission.replaces])
+        version = self._ensure_version(conn, record, incoming)
         new = FileRecord(
             id=0,
             index_id=record.id,
@@ -465,18 +488,32 @@ class Uploads:
             log=log,
         )
         file_id = store.insert_file(conn, new)
-        status = "replaced" if existing is not None else "stored"
-        return UploadOutcome(status, dataclasses.replace(new, id=file_id))
+        status = "replaced" if admission.replaces else "stored"
+        stored = dataclasses.replace(new, id=file_id)
+        return UploadOutcome(status, stored, admission.replaces, record.full_name)
+
+    def _admit(self, conn: Connection, item: _Received) -> Admission:
+        """The release rule (core/releases.py); doc zips keep devpi's rule by filename."""
+        record, incoming, writer = item.record, item.incoming, item.writer
+        if incoming.kind == "releasefile":
+            dist = parse_dist_filename(incoming.filename)
+            upload = Upload(dist, writer.sha256, item.actor, time.time())
+            found = version_files(conn, record.id, upload.dist.project, incoming.version)
+            return admit(upload, found, record.volatile, self._settings.release_window)
+        existing = store.get_file(conn, record.id, incoming.filename)
+        if existing is None:
+            return Admission()
+        if existing.sha256 == writer.sha256:
+            return Admission(identical=existing)
+        if not record.volatile:
+            raise Conflict(f"{incoming.filename} {EXISTS}")
+        return Admission(replaces=(existing,))
 
     @staticmethod
-    def _ensure_version(
-        conn: Connection,
-        record: IndexRecord,
-        project: str,
-        version: str,
-        fields: Mapping[str, Any],
-    ) -> str:
-        """Create the version's metadata record, or update the keys this upload carries."""
+    def _ensure_version(conn: Connection, record: IndexRecord, incoming: Incoming) -> str:
+        """Create the version's metadata record, or update the keys a release file carries
+        (a doc zip names its version but brings no metadata to change)."""
+        project, version, fields = incoming.project, incoming.version, incoming.fields
         key = canonicalize_version(version)
         current = store.get_version(conn, record.id, project, key)
         if current is None:
@@ -484,12 +521,24 @@ class Uploads:
             store.insert_version(conn, record.id, project, version, key, full, time.time())
             index_for_search(conn, record.id, project, version, full)
             return version
+        if incoming.kind != "releasefile":
+            return current.version
         merged = dict(current.metadata)
         merged.update({k: v for k, v in complete_metadata(fields).items() if k in fields})
         if merged != current.metadata:  # the wheel and sdist of a release usually agree
             store.update_version_metadata(conn, current.id, merged)
             index_for_search(conn, record.id, project, current.version, merged)
         return current.version
+
+
+def version_files(conn: Connection, index_id: int, project: str, version: str) -> list[FileRecord]:
+    """The release files of one version of a project on an index (1.0 and 1.0.0 alike)."""
+    key = canonicalize_version(version)
+    return [
+        file
+        for file in store.project_files(conn, index_id, project)
+        if file.kind == "releasefile" and canonicalize_version(file.version) == key
+    ]
 
 
 def index_for_search(

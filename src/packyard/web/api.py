@@ -44,6 +44,22 @@ async def json_body(request: Request) -> Any:
         raise InvalidInput("Bad request: could not decode json") from exc
 
 
+async def capped_body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refused with 413 as soon as it grows past `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    too_large = TooLarge(f"{what} too large: the limit is {limit} bytes")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _flag(request: Request, name: str) -> bool:
     return name in request.query_params
 
@@ -313,8 +329,10 @@ async def file_resource(request: Request) -> Response:
     relpath = request.path_params["relpath"]
     actor = await current_user(request, services)
     if request.method == "POST":
+        services.uploads.check_toxresult_upload(actor, record)  # before the body is read
         found = await run_in_threadpool(services.packages.find_file, record, relpath)
-        body = await request.body()
+        limit = services.settings.max_toxresult_size
+        body = await capped_body(request, limit, "tox result")
         path = await run_in_threadpool(
             services.uploads.attach_toxresult, actor, record, found.record, body
         )
