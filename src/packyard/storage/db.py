@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, pool, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 
 from packyard.storage import tables
+from packyard.storage.blobs import storage_full
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -113,7 +114,9 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            event.listen(engine, "handle_error", _disk_full)
+            return engine
         engine = create_engine(
             self.url,
             poolclass=pool.QueuePool,
@@ -123,6 +126,7 @@ class Database:
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+        event.listen(engine, "handle_error", _disk_full)
         return engine
 
     def migrate(self) -> None:
@@ -218,6 +222,19 @@ def _record_change(connection: Connection, what: str, detail: Mapping[str, Any])
     change = {"at": time.time(), "what": what, "detail": dict(detail)}
     result = connection.execute(_INSERT_CHANGE, change)
     return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+_SQLITE_FULL = 13
+_POSTGRESQL_DISK_FULL = "53100"
+
+
+def _disk_full(context: ExceptionContext) -> None:
+    """A database that ran out of space raises `StorageFull` (507), not a database error."""
+    original = context.original_exception
+    sqlite_code = getattr(original, "sqlite_errorcode", None)
+    full = isinstance(sqlite_code, int) and sqlite_code & 0xFF == _SQLITE_FULL
+    if full or getattr(original, "sqlstate", None) == _POSTGRESQL_DISK_FULL:
+        raise storage_full() from original
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
