@@ -205,10 +205,11 @@ class BlobStore:
             _fsync_dir(final.parent)
         return final.stat()
 
-    def verify(self, sha256: str, size: int | None = None) -> os.stat_result:
+    def verify(self, sha256: str, size: int | None = None, rehash: bool = False) -> os.stat_result:
         """The blob's stat once it is checked: present, `size` bytes long (every call: one
         stat), and hashing to its name (once per file identity and process: a file changed
-        in place gets a new ctime, so it is hashed again). Raises `BlobProblem`."""
+        in place gets a new ctime, so it is hashed again; `rehash`: every call). Raises
+        `BlobProblem`."""
         path = self.path(sha256)
         try:
             stat = path.stat()
@@ -216,7 +217,7 @@ class BlobStore:
             raise BlobProblem(path, "is missing") from None
         if size is not None and stat.st_size != size:
             raise BlobProblem(path, f"holds {stat.st_size} bytes, not the {size} stored")
-        if self._verified.get(sha256) != _identity(stat):
+        if rehash or self._verified.get(sha256) != _identity(stat):
             actual = file_sha256(path)
             if actual != sha256:
                 raise BlobProblem(path, f"has the sha256 {actual}: its bytes were changed")
@@ -239,6 +240,15 @@ class BlobStore:
 
     def delete(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
+
+    def stored(self) -> Iterator[Path]:
+        """Every file under the blob directories (the temp dir aside), whatever its name."""
+        for first in sorted(self.root.iterdir()):
+            if first == self.temp_dir or not first.is_dir():
+                continue
+            for second in sorted(first.iterdir()):
+                if second.is_dir():
+                    yield from sorted(path for path in second.iterdir() if path.is_file())
 
     def recover_temp_files(self, still_referenced: Callable[[set[str]], set[str]]) -> int:
         """Settle what interrupted writes left in the temp dir; returns how many files.

@@ -324,12 +324,22 @@ def referenced_blobs(conn: Connection, candidates: set[str]) -> set[str]:
     return used
 
 
-def all_referenced_blobs(conn: Connection) -> dict[str, list[str]]:
-    """Every blob some row points at, with what points at it (for `packyard fsck`)."""
-    found: dict[str, list[str]] = {}
+def all_referenced_blobs(conn: Connection) -> set[str]:
+    """Every blob some row points at."""
+    found: set[str] = set()
     for column in BLOB_COLUMNS:
-        for sha in conn.execute(select(column).where(column.is_not(None)).distinct()).scalars():
-            found.setdefault(sha, []).append(f"{column.table.name}.{column.name}")
+        found.update(conn.execute(select(column).where(column.is_not(None)).distinct()).scalars())
+    return found
+
+
+def mirror_metadata_blobs(conn: Connection) -> set[str]:
+    """The PEP 658 files stored mirror pages name: mirrors keep them by hash alone, also for
+    wheels not cached (yet)."""
+    found: set[str] = set()
+    for links in conn.execute(select(mirror_pages.c.links)).scalars():
+        found.update(
+            link["core_metadata_sha256"] for link in links if link.get("core_metadata_sha256")
+        )
     return found
 
 
