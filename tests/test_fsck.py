@@ -115,7 +115,7 @@ def damaged_server_dir(server: ServerProcess, tmp_path: Path) -> dict[str, Path]
         create_user(client, "fay")
         create_index(client, "fay", "dev", volatile=True)
         names = ["intact", "nosidecar", "badsidecar", "flipped", "gone"]
-        contents = dict(zip(names, upload_wheels(client, "fay/dev", tmp_path, names)))
+        contents = dict(zip(names, upload_wheels(client, "fay/dev", tmp_path, names), strict=True))
         sidecars = {}
         for name in ("nosidecar", "badsidecar"):
             page = client.get(f"/fay/dev/+simple/{name}/", headers={"Accept": SIMPLE_JSON})
@@ -166,7 +166,7 @@ def test_fsck_names_every_problem_and_repair_fixes_what_can_be_fixed(
     assert repaired.returncode != 0, "uploaded files that are damaged cannot be repaired"
     assert not paths["orphan"].exists() and paths["young"].exists()
     for name in ("nosidecar", "badsidecar"):
-        assert f"rebuilt fay/dev/+f/" in report
+        assert "rebuilt fay/dev/+f/" in report
         assert paths[name].exists()
         assert hashlib.sha256(paths[name].read_bytes()).hexdigest() == paths[name].name
     assert paths["flipped"].exists(), "a damaged upload is reported, never deleted"
