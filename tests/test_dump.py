@@ -810,3 +810,57 @@ def test_legacy_salted_sha256_user_logs_in_and_is_upgraded(tmp_path: Path) -> No
     assert upgraded["pwhash"].startswith("$argon2")
     assert "pwsalt" not in upgraded
     assert upgraded["email"] == "c@example.invalid"
+
+
+# --- state users set survives a round trip ----------------------------------------------------
+
+
+def test_yanks_survive_export_import_byte_for_byte_and_pip_skips_the_yanked_release(
+    tmp_path: Path,
+) -> None:
+    """Yank with a reason -> export -> import -> export: the same bytes; pip on the restored
+    server installs the newest release that is not yanked."""
+    alice = basic_auth("alice", "alicepw")
+    with serving(tmp_path / "server") as server, client_for(server.url) as client:
+        response = client.put("/alice", json={"password": "alicepw"}, headers=JSON)
+        assert response.status_code == 201, response.text
+        response = client.put(f"/{DEV}", json={"volatile": True}, headers=JSON | alice)
+        assert response.status_code == 200, response.text
+        for version in ("1.0", "2.0"):
+            wheel = build_wheel(tmp_path / "dists", "yankee", version, requires_python=">=3.8")
+            fields = {"name": "yankee", "version": version, "requires_python": ">=3.8"}
+            response = upload(client, f"/{DEV}", wheel.name, wheel.read_bytes(), alice, fields)
+            assert response.status_code == 200, response.text
+        response = client.patch(
+            f"/{DEV}/yankee/2.0", json={"yanked": "broken build"}, headers=JSON | alice
+        )
+        assert response.status_code == 200, response.text
+        first = export_ok(server.serverdir, tmp_path / "first")
+    [yanked] = [e for e in first["indexes"][DEV]["files"] if e["version"] == "2.0"]
+    assert yanked["yanked"] == "broken build"
+
+    import_ok(tmp_path / "restored", tmp_path / "first", "--no-root-pypi")
+    export_ok(tmp_path / "restored", tmp_path / "second")
+
+    dataindex = "dataindex.json"
+    assert (tmp_path / "second" / dataindex).read_bytes() == (
+        tmp_path / "first" / dataindex
+    ).read_bytes()
+    assert file_contents(tmp_path / "second") == file_contents(tmp_path / "first")
+
+    with serving(tmp_path / "restored") as server, client_for(server.url) as client:
+        page = client.get(f"/{DEV}/+simple/yankee/", headers={"Accept": SIMPLE_JSON_TYPE})
+        files = {entry["filename"]: entry for entry in page.json()["files"]}
+        assert files["yankee-2.0-py3-none-any.whl"]["yanked"] == "broken build"
+        assert files["yankee-1.0-py3-none-any.whl"].get("yanked", False) is False
+        assert {entry["requires-python"] for entry in files.values()} == {">=3.8"}
+        download = run_tool(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
+             "--index-url", f"{server.url}/{DEV}/+simple/", "-d", tmp_path / "got", "yankee"],
+            timeout=240,
+        )  # fmt: skip
+        assert_succeeded(download)
+    assert [path.name for path in (tmp_path / "got").iterdir()] == ["yankee-1.0-py3-none-any.whl"]
+
+
+SIMPLE_JSON_TYPE = "application/vnd.pypi.simple.v1+json"

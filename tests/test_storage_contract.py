@@ -3,6 +3,7 @@ constraints; and the content-addressed blob store."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
@@ -269,6 +270,53 @@ def test_deleting_an_index_deletes_its_rows(db: Database) -> None:
         store.delete_index(conn, index_id)
     assert _count(db, tables.files) == 0
     assert _count(db, tables.versions) == 0
+
+
+def _blob_db(database_url: str, tmp_path: Path) -> tuple[Database, BlobStore]:
+    blobs = BlobStore(tmp_path / "blobs")
+    return Database(database_url, tmp_path / "blob-serial", blobs), blobs
+
+
+@pytest.mark.parametrize("deleted", ["files", "index", "user"])
+def test_every_write_removes_the_blobs_its_rows_let_go_of(
+    database_url: str, tmp_path: Path, deleted: str
+) -> None:
+    """Whatever the statement (a cascade too), a blob no row points at is gone at commit;
+    one another index still uses stays."""
+    db, blobs = _blob_db(database_url, tmp_path)
+    shared, own, sidecar = (blobs.put_bytes(data) for data in (b"shared", b"own", b"meta"))
+    doomed, kept = _index(db, "alice", "dev"), _index(db, "bob", "dev")
+    with db.write("upload") as conn:
+        store.insert_file(conn, _file(doomed, "a-1.0.tar.gz", shared))
+        own_file = dataclasses.replace(_file(doomed, "b-1.0.whl", own), metadata_sha256=sidecar)
+        store.insert_file(conn, own_file)
+        store.insert_file(conn, _file(kept, "a-1.0.tar.gz", shared))
+    with db.write("delete") as conn:
+        if deleted == "files":
+            store.delete_files(conn, [f.id for f in store.index_files(conn, doomed)])
+        elif deleted == "index":
+            store.delete_index(conn, doomed)
+        else:  # the rows go by ON DELETE CASCADE alone
+            conn.execute(tables.users.delete().where(tables.users.c.name == "alice"))
+    assert _visible_files(blobs) == [blobs.path(shared)]
+    with db.read() as conn:
+        assert store.take_released_blobs(conn) == set()
+    db.close()
+
+
+def test_a_write_that_fails_keeps_the_blobs_its_rows_pointed_at(
+    database_url: str, tmp_path: Path
+) -> None:
+    db, blobs = _blob_db(database_url, tmp_path)
+    sha = blobs.put_bytes(b"precious")
+    index_id = _index(db)
+    with db.write("upload") as conn:
+        store.insert_file(conn, _file(index_id, "a-1.0.tar.gz", sha))
+    with pytest.raises(Boom), db.write("delete") as conn:
+        store.delete_index(conn, index_id)
+        raise Boom
+    assert _visible_files(blobs) == [blobs.path(sha)]
+    db.close()
 
 
 # --- search ----------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ PackyardError
  ├── Gone                 was there, is deleted (410)
  ├── TooLarge             over a configured size limit (413)
  ├── UpstreamUnavailable  a mirror's upstream failed and nothing cached helps (502)
+ ├── Damaged              stored data is missing or not what its row says (500)
+ ├── StorageFull          the disk (or the database's) has no room left (507)
  └── ConfigError          bad settings at start-up (not an HTTP error)
 """
 
@@ -51,6 +53,14 @@ class TooLarge(PackyardError):
 
 class UpstreamUnavailable(PackyardError):
     """A mirror's upstream failed and nothing cached can answer."""
+
+
+class Damaged(PackyardError):
+    """Stored data is missing or does not match its row: the server's fault, never served."""
+
+
+class StorageFull(PackyardError):
+    """Nothing could be written: the file system or the database ran out of space."""
 
 
 class ConfigError(PackyardError):

@@ -175,6 +175,32 @@ def drop_cache(
     click.echo(f"dropped {count} cached file(s), {size} bytes, from {index}")
 
 
+@main.command()
+@server_options
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Remove orphaned blobs, rebuild PEP 658 files, drop damaged cached mirror files.",
+)
+def fsck(serverdir: Path | None, storage: str | None, repair: bool) -> None:
+    """Check that every file's blob exists with the right sha256 and every blob is used.
+
+    Exits non-zero while problems remain (damaged or missing files, orphaned blobs).
+    """
+    from packyard.services import open_services
+    from packyard.services.fsck import Fsck
+
+    services = open_services(_settings(serverdir=serverdir, storage=storage))
+    try:
+        result = Fsck(services.db, services.blobs, click.echo).run(repair)
+    finally:
+        services.close()
+    click.echo(str(result))
+    if not result.clean:
+        hint = "" if repair else "; `packyard fsck --repair` removes orphans"
+        raise click.ClickException(f"the server dir has problems{hint}")
+
+
 def _progress_bar() -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -186,14 +212,20 @@ def _progress_bar() -> Any:
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--include-mirrored-files", is_flag=True, help="Also export cached mirror files.")
 @click.option("--hard-links", is_flag=True, help="Hard-link files instead of copying them.")
+@click.option("--skip-damaged", is_flag=True, help="Leave out (and list) damaged or missing files.")
 def export_command(
     serverdir: Path | None,
     storage: str | None,
     directory: Path,
     include_mirrored_files: bool,
     hard_links: bool,
+    skip_damaged: bool,
 ) -> None:
-    """Write the whole server to DIRECTORY in devpi's export format (the server may run)."""
+    """Write the whole server to DIRECTORY in devpi's export format (the server may run).
+
+    Every file is checked against its sha256 as it is written; a damaged or missing one
+    fails the export (all are named) unless --skip-damaged.
+    """
     from packyard.services import open_services
     from packyard.services.dump import Exporter
 
@@ -206,13 +238,19 @@ def export_command(
                 bar.update(task, completed=done, total=total)
 
             summary = Exporter(services.db, services.blobs).export(
-                directory, include_mirrored_files, hard_links, progress
+                directory, include_mirrored_files, hard_links, progress, skip_damaged
             )
     except PackyardError as exc:
         raise click.ClickException(exc.message) from exc
     finally:
         services.close()
+    _echo_skipped(summary.skipped)
     click.echo(f"exported {summary} to {directory}")
+
+
+def _echo_skipped(skipped: list[str]) -> None:
+    for name in skipped:
+        click.echo(f"skipped damaged file: {name}", err=True)
 
 
 @main.command("import")
@@ -227,6 +265,7 @@ def export_command(
 @click.option("--hard-links", is_flag=True, help="Hard-link files instead of copying them.")
 @click.option("--no-events", is_flag=True, help="Accepted for devpi compatibility; no effect.")
 @click.option("--force", is_flag=True, help="Import although the server already has users.")
+@click.option("--skip-damaged", is_flag=True, help="Leave out (and list) damaged or missing files.")
 def import_command(
     serverdir: Path | None,
     storage: str | None,
@@ -238,8 +277,13 @@ def import_command(
     hard_links: bool,
     no_events: bool,
     force: bool,
+    skip_damaged: bool,
 ) -> None:
-    """Load a packyard or devpi-server export from DIRECTORY (all or nothing)."""
+    """Load a packyard or devpi-server export from DIRECTORY (all or nothing).
+
+    Every file is checked against its sha256 first; a damaged or missing one fails the
+    import (all are named) unless --skip-damaged, which imports the rest.
+    """
     from packyard.services import initialize, initialize_root_pypi, is_initialized, open_services
     from packyard.services.dump import Importer, ImportOptions
 
@@ -253,6 +297,7 @@ def import_command(
         skip_indexes=("root/pypi",) if no_root_pypi else (),
         hard_links=hard_links,
         allow_nonempty=force,
+        skip_damaged=skip_damaged,
     )
     try:
         with _progress_bar() as bar:
@@ -274,4 +319,5 @@ def import_command(
         raise click.ClickException(exc.message) from exc
     finally:
         services.close()
+    _echo_skipped(summary.skipped)
     click.echo(f"imported {summary} from {directory}")

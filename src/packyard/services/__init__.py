@@ -52,8 +52,8 @@ class Services:
 def open_services(settings: Settings) -> Services:
     """Open (creating if needed) the server dir's storage and wire up every service."""
     settings.serverdir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.database_url, settings.serverdir / "serial")
     blobs = BlobStore(settings.serverdir / "blobs")
+    db = Database(settings.database_url, settings.serverdir / "serial", blobs)
     secret = load_or_create_secret(settings.serverdir / "secret")
     indexes = Indexes(db, settings)
     return Services(

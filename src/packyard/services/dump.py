@@ -28,7 +28,7 @@ from packyard import __version__
 from packyard.core.dists import check_safe_filename, http_date, parse_dist_filename
 from packyard.core.models import FileRecord, IndexRecord, User
 from packyard.core.names import normalize_project
-from packyard.errors import Conflict, InvalidInput, PackyardError
+from packyard.errors import Conflict, Damaged, InvalidInput, PackyardError
 from packyard.services.archives import read_core_metadata
 from packyard.services.uploads import index_for_search
 from packyard.storage import store
@@ -47,12 +47,22 @@ class Summary:
     projects: int = 0
     files: int = 0
     bytes: int = 0
+    skipped: list[str] = dataclasses.field(default_factory=list)  # damaged, left out
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.users} users, {self.indexes} indexes, {self.projects} projects,"
             f" {self.files} files, {self.bytes} bytes"
         )
+        return text + (f" ({len(self.skipped)} damaged files skipped)" if self.skipped else "")
+
+
+def _damaged_error(names: list[str], what: str) -> Damaged:
+    listing = "".join(f"\n  {name}" for name in names)
+    return Damaged(
+        f"{len(names)} damaged or missing file(s), so nothing was {what}:{listing}\n"
+        f"Pass --skip-damaged to go on without them."
+    )
 
 
 def _no_progress(_what: str, _done: int, _total: int) -> None:
@@ -75,12 +85,30 @@ class Exporter:
         include_mirrored_files: bool = False,
         hard_links: bool = False,
         progress: Progress = _no_progress,
+        skip_damaged: bool = False,
     ) -> Summary:
+        """Write the export; every file is checked against its row's sha256 and size as it
+        is copied. A damaged or missing one fails the export (naming them all, leaving
+        nothing behind) unless `skip_damaged`, which leaves them out and lists them."""
         if target.exists() and any(target.iterdir()):
             raise Conflict(f"export directory {target} is not empty")
         target.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._export(target, include_mirrored_files, hard_links, progress, skip_damaged)
+        except BaseException:
+            _empty(target)
+            raise
+
+    def _export(
+        self,
+        target: Path,
+        include_mirrored_files: bool,
+        hard_links: bool,
+        progress: Progress,
+        skip_damaged: bool,
+    ) -> Summary:
         summary = Summary()
-        copies: list[tuple[str, Path]] = []
+        copies: list[_Copy] = []
         with self._db.read() as conn:
             if self._db.url.get_backend_name() != "sqlite":
                 conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -96,15 +124,20 @@ class Exporter:
                 summary.projects += len(entry["projects"])
         summary.users, summary.indexes = len(users), len(indexes)
         made: set[Path] = set()
-        for done, (sha, relative) in enumerate(copies, 1):
-            destination = target / relative
+        for done, copy in enumerate(copies, 1):
+            destination = target / copy.relative
             if destination.parent not in made:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 made.add(destination.parent)
-            _place(self._blobs.path(sha), destination, hard_links)
-            summary.files += 1
-            summary.bytes += destination.stat().st_size
+            if self._copy_checked(copy, destination, hard_links):
+                summary.files += 1
+                summary.bytes += copy.size
+            else:
+                summary.skipped.append(copy.name)
             progress("files", done, len(copies))
+        if summary.skipped and not skip_damaged:
+            raise _damaged_error(summary.skipped, "exported")
+        _leave_out(indexes, copies, set(summary.skipped))
         dataindex = {
             "dumpversion": DUMP_VERSION,
             "pythonversion": list(sys.version_info),
@@ -114,6 +147,54 @@ class Exporter:
         }
         (target / "dataindex.json").write_text(json.dumps(dataindex, indent=2))
         return summary
+
+    def _copy_checked(self, copy: _Copy, destination: Path, hard_link: bool) -> bool:
+        """Copy one blob, hashing what is written; False (nothing left) when it is damaged."""
+        try:
+            sha, size = _place_hashed(self._blobs.path(copy.sha256), destination, hard_link)
+        except FileNotFoundError:
+            return False
+        if sha == copy.sha256 and size == copy.size:
+            return True
+        destination.unlink()
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Copy:
+    """A file to export: its blob, where it goes, and its entry in the dataindex."""
+
+    index: str
+    sha256: str
+    size: int
+    relative: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}/{self.relative.name} (sha256 {self.sha256})"
+
+
+def _leave_out(indexes: dict[str, Any], copies: list[_Copy], skipped: set[str]) -> None:
+    """Drop the entries of skipped files, and of toxresults about a skipped release file."""
+    gone = {(copy.index, copy.relative.name) for copy in copies if copy.name in skipped}
+    if not gone:
+        return
+    for name, data in indexes.items():
+        data["files"] = [
+            entry
+            for entry in data.get("files", [])
+            if (name, entry["relpath"].rsplit("/", 1)[-1]) not in gone
+            and (name, str(entry.get("for_entrypath", "")).rsplit("/", 1)[-1]) not in gone
+        ]
+
+
+def _empty(target: Path) -> None:
+    """Remove what a failed export wrote (the directory was empty before)."""
+    for child in target.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _user_record(user: User) -> dict[str, Any]:
@@ -127,13 +208,13 @@ def _user_record(user: User) -> dict[str, Any]:
     return record
 
 
-def _index_record(
-    conn: Connection, record: IndexRecord
-) -> tuple[dict[str, Any], list[tuple[str, Path]]]:
-    files = store.index_files(conn, record.id)
+def _index_record(conn: Connection, record: IndexRecord) -> tuple[dict[str, Any], list[_Copy]]:
+    # Toxresults last, as import stores them: export -> import -> export is byte-identical.
+    files = sorted(store.index_files(conn, record.id), key=lambda f: f.kind == "toxresult")
     by_name = {file.filename: file for file in files}
     projects: dict[str, dict[str, Any]] = {}
-    for project in {file.project for file in files} | set(store.project_names(conn, record.id)):
+    names = {file.project for file in files} | set(store.project_names(conn, record.id))
+    for project in sorted(names):
         versions = store.list_versions(conn, record.id, project)
         projects[project] = {v.version: v.metadata for v in versions}
         if record.is_mirror:
@@ -158,12 +239,24 @@ def _index_record(
                 "version": file.version,
             },
             "log": file.log,
+            **_packyard_state(file, projects.get(file.project, {}).get(file.version, {})),
         }
         if file.kind == "toxresult" and file.for_file in by_name:
             entry["for_entrypath"] = f"{record.full_name}/{by_name[file.for_file].relpath}"
         entries.append(entry)
-        copies.append((file.sha256, relative))
+        copies.append(_Copy(record.full_name, file.sha256, file.size, relative))
     return {"indexconfig": record.config, "projects": projects, "files": entries}, copies
+
+
+def _packyard_state(file: FileRecord, version_metadata: dict[str, Any]) -> dict[str, Any]:
+    """What users set on a file beyond devpi's format, as keys devpi-import ignores: the
+    yank (PEP 592) and the file's own Requires-Python where the version's does not say it."""
+    state: dict[str, Any] = {}
+    if file.yanked is not None:
+        state["yanked"] = file.yanked
+    if (file.requires_python or None) != (version_metadata.get("requires_python") or None):
+        state["requires_python"] = file.requires_python
+    return state
 
 
 def _export_path(record: IndexRecord, file: FileRecord, by_name: dict[str, FileRecord]) -> Path:
@@ -174,6 +267,25 @@ def _export_path(record: IndexRecord, file: FileRecord, by_name: dict[str, FileR
         release_sha = file.dir_sha256 or file.sha256
         return base / file.project / f"sha256={release_sha}" / file.filename
     return base / file.project / file.version / file.filename
+
+
+def _place_hashed(source: Path, destination: Path, hard_link: bool) -> tuple[str, int]:
+    """Copy (or link) `source` to `destination`; the sha256 and size of what was placed."""
+    if hard_link:
+        try:
+            os.link(source, destination)
+            return file_sha256(destination), destination.stat().st_size
+        except FileNotFoundError:
+            raise
+        except OSError:
+            pass  # another file system: copy instead
+    digest, size = hashlib.sha256(), 0
+    with source.open("rb") as reader, destination.open("wb") as writer:
+        while chunk := reader.read(1 << 20):
+            digest.update(chunk)
+            writer.write(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def _place(source: Path, destination: Path, hard_link: bool) -> None:
@@ -197,6 +309,7 @@ class ImportOptions:
     skip_indexes: tuple[str, ...] = ()  # e.g. root/pypi with --no-root-pypi, as devpi-import
     hard_links: bool = False
     allow_nonempty: bool = False
+    skip_damaged: bool = False  # leave out (and report) files missing or not matching
 
 
 @dataclasses.dataclass
@@ -205,6 +318,7 @@ class _PlannedFile:
     record: FileRecord
     source: Path
     for_entrypath: str | None
+    problem: str = ""  # why the file cannot be imported, if it cannot
 
 
 class Importer:
@@ -231,40 +345,59 @@ class Importer:
             and name not in options.skip_indexes
         }
         planned = list(self._plan_files(source, indexes))
+        damaged = self._leave_out_damaged(planned, options.skip_damaged)
         stored: list[str] = []
         try:
             for done, item in enumerate(planned, 1):
                 stored.extend(self._store_blob(item, options.hard_links))
                 progress("files", done, len(planned))
             self._blobs.sync()
-            return self._write_rows(dataindex.get("users", {}), indexes, planned, options)
+            summary = self._write_rows(dataindex.get("users", {}), indexes, planned, options)
         except BaseException:
             self._forget_blobs(stored)
             raise
+        summary.skipped = damaged
+        return summary
+
+    @staticmethod
+    def _leave_out_damaged(planned: list[_PlannedFile], skip: bool) -> list[str]:
+        """Check every file before anything is stored; the damaged ones (and toxresults about
+        them) are left out when `skip`, else the import fails naming them all."""
+        damaged = [item for item in planned if item.problem]
+        if not damaged:
+            return []
+        names = [f"{item.source.name}: {item.problem}" for item in damaged]
+        if not skip:
+            raise _damaged_error(names, "imported")
+        gone = {(item.index, item.record.filename) for item in damaged}
+        planned[:] = [
+            item
+            for item in planned
+            if not item.problem
+            and (item.index, (item.for_entrypath or "").rsplit("/", 1)[-1]) not in gone
+        ]
+        return names
 
     def _plan_files(self, source: Path, indexes: dict[str, Any]) -> Iterator[_PlannedFile]:
         root = source.resolve()
         for index_name, data in indexes.items():
+            versions = data.get("projects") or {}
             for entry in data.get("files", ()):
                 path = (root / entry["relpath"]).resolve()
-                if not path.is_relative_to(root) or not path.is_file():
-                    raise InvalidInput(f"{entry['relpath']}: missing from the export")
+                if not path.is_relative_to(root):
+                    raise InvalidInput(f"{entry['relpath']}: outside the export")
+                record = _file_record(entry, path, versions)
                 yield _PlannedFile(
                     index=index_name,
-                    record=_file_record(entry, path),
+                    record=record,
                     source=path,
                     for_entrypath=entry.get("for_entrypath"),
+                    problem=_source_problem(path, record.sha256),
                 )
 
     def _store_blob(self, item: _PlannedFile, hard_link: bool) -> list[str]:
-        """Copy (or link) one file into the blob store after checking its hash."""
+        """Copy (or link) one checked file into the blob store."""
         expected = item.record.sha256
-        actual = file_sha256(item.source)
-        if actual != expected:
-            raise InvalidInput(
-                f"{item.source.name}: its sha256 is {actual}, but the export says"
-                f" {expected}; the export is damaged or was changed"
-            )
         new: list[str] = []
         if not self._blobs.exists(expected):
             with self._blobs.writer() as writer:
@@ -418,7 +551,22 @@ def _user(name: str, data: dict[str, Any], options: ImportOptions) -> User:
     )
 
 
-def _file_record(entry: dict[str, Any], path: Path) -> FileRecord:
+def _source_problem(path: Path, expected: str) -> str:
+    """Why an exported file cannot be imported ('' when it can)."""
+    if not path.is_file():
+        return "missing from the export"
+    actual = file_sha256(path)
+    if actual != expected:
+        return (
+            f"its sha256 is {actual}, but the export says {expected};"
+            " the export is damaged or was changed"
+        )
+    return ""
+
+
+def _file_record(
+    entry: dict[str, Any], path: Path, versions: dict[str, dict[str, Any]]
+) -> FileRecord:
     mapping = entry.get("entrymapping", {})
     sha256 = (mapping.get("hashes") or {}).get("sha256")
     if not sha256:
@@ -426,7 +574,7 @@ def _file_record(entry: dict[str, Any], path: Path) -> FileRecord:
         sha256 = spec.removeprefix("sha256=") if spec.startswith("sha256=") else None
     if entry.get("type") == "toxresult" and path.parent.name == f"sha256={sha256}":
         sha256 = None  # devpi 6.5 to 6.8 exported the release file's hash for toxresults
-    if not sha256:  # devpi-import accepts entries without hashes (§13.4's minimal export)
+    if not sha256 and path.is_file():  # devpi-import accepts entries without hashes (§13.4)
         sha256 = file_sha256(path)
     version = entry.get("version") or mapping.get("version") or _version_from_name(path.name)
     # Versions and names become path segments of later exports: nothing that could escape.
@@ -438,22 +586,35 @@ def _file_record(entry: dict[str, Any], path: Path) -> FileRecord:
         if (mapping.get("last_modified"))
         else time.time()
     )
+    project = normalize_project(entry.get("projectname") or mapping.get("project", ""))
+    metadata = (versions.get(project) or {}).get(str(version)) or {}
     return FileRecord(
         id=0,
         index_id=0,
-        project=normalize_project(entry.get("projectname") or mapping.get("project", "")),
+        project=project,
         version=str(version),
         filename=path.name,
         kind=entry.get("type", "releasefile"),
-        sha256=sha256.lower(),
-        size=path.stat().st_size,
+        sha256=(sha256 or "").lower(),
+        size=path.stat().st_size if path.is_file() else 0,
         uploaded_at=modified,
-        yanked=None,
+        # packyard's own keys (see _packyard_state); devpi's exports have none.
+        yanked=_text_or_none(entry.get("yanked")),
         metadata_sha256=None,
-        requires_python=None,
+        requires_python=_text_or_none(
+            entry["requires_python"]
+            if "requires_python" in entry
+            else metadata.get("requires_python") or None
+        ),
         for_file=None,
         log=list(entry.get("log") or []),
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"{value!r} is not text")
+    return value
 
 
 def _version_from_name(filename: str) -> str:

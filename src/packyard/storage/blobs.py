@@ -6,17 +6,51 @@ which `recover_temp_files` settles at start-up. Identical content is stored once
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
 import hashlib
 import os
 import re
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
+from packyard.errors import StorageFull
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# Blobs whose hash was checked, remembered per process (see BlobStore.verify).
+VERIFIED_MEMORY = 65536
+
+
+def storage_full() -> StorageFull:
+    return StorageFull(
+        "the server has no disk space left to store this; nothing was stored."
+        " Ask the server's administrator to free space, then try again."
+    )
+
+
+@contextlib.contextmanager
+def disk_full_as_error() -> Iterator[None]:
+    """A write that found no space is a `StorageFull` (507), not an OSError (500)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise storage_full() from exc
+        raise
+
+
+class BlobProblem(Exception):
+    """A stored blob is missing, or its bytes are not what its name (their sha256) says."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path} {problem}")
+        self.path = path
+        self.problem = problem
 
 
 class BlobWriter:
@@ -25,7 +59,8 @@ class BlobWriter:
     def __init__(self, store: BlobStore) -> None:
         self._store = store
         # Unbuffered: callers hand over large chunks, and a file object costs system calls.
-        self._fd, name = tempfile.mkstemp(dir=store.temp_dir, prefix="upload-")
+        with disk_full_as_error():
+            self._fd, name = tempfile.mkstemp(dir=store.temp_dir, prefix="upload-")
         self.temp_path = Path(name)
         self._hash = hashlib.sha256()
         self._committed = False
@@ -34,8 +69,9 @@ class BlobWriter:
 
     def write(self, chunk: bytes) -> None:
         view = memoryview(chunk)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        with disk_full_as_error():
+            while view:
+                view = view[os.write(self._fd, view) :]
         self._hash.update(chunk)
         self.size += len(chunk)
 
@@ -48,7 +84,8 @@ class BlobWriter:
         """Close the temp file, durably unless told; return its sha256 (not yet stored)."""
         self._close()
         if durable:
-            self._store.group_sync.wait()
+            with disk_full_as_error():
+                self._store.group_sync.wait()
         self.sha256 = self._hash.hexdigest()
         return self.sha256
 
@@ -57,8 +94,11 @@ class BlobWriter:
         makes the entry durable itself, with `BlobStore.sync_entry()` or `BlobStore.sync()`)."""
         if not self.sha256:
             self.finish(durable)
-        self._store.adopt(self.temp_path, self.sha256, durable)
+        with disk_full_as_error():
+            adopted = self._store.adopt(self.temp_path, self.sha256, durable)
         self._committed = True
+        if adopted is not None:  # its hash was computed from the bytes as they were written
+            self._store.remember_verified(self.sha256, adopted)
         return self.sha256
 
     def abort(self) -> None:
@@ -126,6 +166,8 @@ class BlobStore:
         self.temp_dir = root / "tmp"
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.group_sync = GroupSync(self.temp_dir)
+        self._verified: dict[str, tuple[int, ...]] = {}
+        self._verified_lock = threading.Lock()
 
     def path(self, sha256: str) -> Path:
         if not _SHA256.fullmatch(sha256):
@@ -139,6 +181,7 @@ class BlobStore:
         return BlobWriter(self)
 
     def put_bytes(self, data: bytes, durable: bool = True) -> str:
+        """Store `data`; its sha256."""
         with self.writer() as writer:
             writer.write(data)
             return writer.commit(durable)
@@ -146,12 +189,13 @@ class BlobStore:
     def read_bytes(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
 
-    def adopt(self, temp_path: Path, sha256: str, durable: bool = True) -> None:
-        """Rename a complete, fsynced temp file into place (or drop it if already stored)."""
+    def adopt(self, temp_path: Path, sha256: str, durable: bool = True) -> os.stat_result | None:
+        """Rename a complete, fsynced temp file into place (or drop it if already stored);
+        the placed file's stat, None when it was stored already."""
         final = self.path(sha256)
         if final.exists():
             temp_path.unlink(missing_ok=True)
-            return
+            return None
         try:
             os.replace(temp_path, final)
         except FileNotFoundError:  # the first blob under this prefix
@@ -159,6 +203,32 @@ class BlobStore:
             os.replace(temp_path, final)
         if durable:
             _fsync_dir(final.parent)
+        return final.stat()
+
+    def verify(self, sha256: str, size: int | None = None, rehash: bool = False) -> os.stat_result:
+        """The blob's stat once it is checked: present, `size` bytes long (every call: one
+        stat), and hashing to its name (once per file identity and process: a file changed
+        in place gets a new ctime, so it is hashed again; `rehash`: every call). Raises
+        `BlobProblem`."""
+        path = self.path(sha256)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise BlobProblem(path, "is missing") from None
+        if size is not None and stat.st_size != size:
+            raise BlobProblem(path, f"holds {stat.st_size} bytes, not the {size} stored")
+        if rehash or self._verified.get(sha256) != _identity(stat):
+            actual = file_sha256(path)
+            if actual != sha256:
+                raise BlobProblem(path, f"has the sha256 {actual}: its bytes were changed")
+            self.remember_verified(sha256, stat)
+        return stat
+
+    def remember_verified(self, sha256: str, stat: os.stat_result) -> None:
+        with self._verified_lock:
+            if len(self._verified) >= VERIFIED_MEMORY:
+                del self._verified[next(iter(self._verified))]  # the oldest
+            self._verified[sha256] = _identity(stat)
 
     def sync_entry(self, sha256: str) -> None:
         """Make a blob's directory entry durable (after `adopt(..., durable=False)`)."""
@@ -170,6 +240,15 @@ class BlobStore:
 
     def delete(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
+
+    def stored(self) -> Iterator[Path]:
+        """Every file under the blob directories (the temp dir aside), whatever its name."""
+        for first in sorted(self.root.iterdir()):
+            if first == self.temp_dir or not first.is_dir():
+                continue
+            for second in sorted(first.iterdir()):
+                if second.is_dir():
+                    yield from sorted(path for path in second.iterdir() if path.is_file())
 
     def recover_temp_files(self, still_referenced: Callable[[set[str]], set[str]]) -> int:
         """Settle what interrupted writes left in the temp dir; returns how many files.
@@ -210,6 +289,11 @@ def _syncfs(fd: int) -> None:
     if syncfs(fd) != 0:
         error = ctypes.get_errno()
         raise OSError(error, os.strerror(error))
+
+
+def _identity(stat: os.stat_result) -> tuple[int, ...]:
+    """What changes whenever a file's bytes do (ctime cannot be set back by utime)."""
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def file_sha256(path: Path) -> str:

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, pool, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 
-from packyard.storage import tables
+from packyard.storage import store, tables
+from packyard.storage.blobs import BlobRemoval, BlobStore, storage_full
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -95,7 +96,10 @@ class SerialFile:
 class Database:
     """The metadata database: pooled reads, serialised writes, one change serial per write."""
 
-    def __init__(self, url: str, serial_path: Path) -> None:
+    def __init__(self, url: str, serial_path: Path, blobs: BlobStore | None = None) -> None:
+        """`blobs`: the store whose blobs the rows point at. Each write transaction removes
+        those its rows let go of; without it, they stay noted for a later writer."""
+        self._blobs = blobs
         self.url = make_url(url)
         if self.url.drivername == "postgresql":
             self.url = self.url.set(drivername="postgresql+psycopg")
@@ -113,7 +117,9 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            event.listen(engine, "handle_error", _disk_full)
+            return engine
         engine = create_engine(
             self.url,
             poolclass=pool.QueuePool,
@@ -123,6 +129,7 @@ class Database:
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+        event.listen(engine, "handle_error", _disk_full)
         return engine
 
     def migrate(self) -> None:
@@ -149,10 +156,11 @@ class Database:
         `config`: the transaction changes users or index configurations, which workers cache
         until the next such change.
         """
-        with self._writer_connection() as connection:
+        with self._writer_connection() as connection, self._blob_lifetimes() as release:
             with connection.begin():
                 yield connection
                 serial = _record_change(connection, what, detail)
+                release(connection)
             self.serial.publish(serial, config)
 
     def write_each(
@@ -163,7 +171,7 @@ class Database:
         that raises is rolled back alone and its exception takes its place in the results."""
         results: list[T | Exception] = []
         serial = 0
-        with self._writer_connection() as connection:
+        with self._writer_connection() as connection, self._blob_lifetimes() as release:
             with connection.begin():
                 for what, detail, work in writes:
                     try:
@@ -175,9 +183,35 @@ class Database:
                         continue
                     serial = recorded
                     results.append(result)
+                release(connection)
             if serial:
                 self.serial.publish(serial)
         return results
+
+    @contextmanager
+    def _blob_lifetimes(self) -> Iterator[Callable[[Connection], None]]:
+        """Yields `release(conn)`, to call last in a write transaction: it moves aside the
+        blobs the transaction's rows let go of (noted by triggers) that no row points at any
+        more. They are deleted once the transaction commits and put back if it fails. Under
+        the write lock, so no upload can adopt a blob while it is being removed."""
+        removal = BlobRemoval(self._blobs) if self._blobs is not None else None
+
+        def release(connection: Connection) -> None:
+            if removal is None:
+                return
+            released = store.take_released_blobs(connection)
+            if released:
+                for sha in released - store.referenced_blobs(connection, released):
+                    removal.remove(sha)
+
+        try:
+            yield release
+        except BaseException:
+            if removal is not None:
+                removal.undo()
+            raise
+        if removal is not None:
+            removal.finish()
 
     @contextmanager
     def _writer_connection(self) -> Iterator[Connection]:
@@ -218,6 +252,19 @@ def _record_change(connection: Connection, what: str, detail: Mapping[str, Any])
     change = {"at": time.time(), "what": what, "detail": dict(detail)}
     result = connection.execute(_INSERT_CHANGE, change)
     return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+_SQLITE_FULL = 13
+_POSTGRESQL_DISK_FULL = "53100"
+
+
+def _disk_full(context: ExceptionContext) -> None:
+    """A database that ran out of space raises `StorageFull` (507), not a database error."""
+    original = context.original_exception
+    sqlite_code = getattr(original, "sqlite_errorcode", None)
+    full = isinstance(sqlite_code, int) and sqlite_code & 0xFF == _SQLITE_FULL
+    if full or getattr(original, "sqlstate", None) == _POSTGRESQL_DISK_FULL:
+        raise storage_full() from original
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -21,6 +21,7 @@ from packyard.storage.tables import (
     indexes,
     mirror_lists,
     mirror_pages,
+    released_blobs,
     settings,
     users,
     versions,
@@ -310,13 +311,44 @@ def count_files(conn: Connection, index_id: int, project: str, version: str) -> 
     return int(conn.execute(query).scalar() or 0)
 
 
+# Every column whose value names a blob (the triggers of migration 0006 watch the same).
+BLOB_COLUMNS = (files.c.sha256, files.c.metadata_sha256, mirror_lists.c.names_sha256)
+
+
 def referenced_blobs(conn: Connection, candidates: set[str]) -> set[str]:
-    """Those of `candidates` that some file row still points at."""
+    """Those of `candidates` that some row still points at."""
     wanted = list(candidates)
-    used = set(conn.execute(select(files.c.sha256).where(files.c.sha256.in_(wanted))).scalars())
-    query = select(files.c.metadata_sha256).where(files.c.metadata_sha256.in_(wanted))
-    used.update(sha for sha in conn.execute(query).scalars() if sha)
+    used: set[str] = set()
+    for column in BLOB_COLUMNS:
+        used.update(sha for sha in conn.execute(select(column).where(column.in_(wanted))).scalars())
     return used
+
+
+def all_referenced_blobs(conn: Connection) -> set[str]:
+    """Every blob some row points at."""
+    found: set[str] = set()
+    for column in BLOB_COLUMNS:
+        found.update(conn.execute(select(column).where(column.is_not(None)).distinct()).scalars())
+    return found
+
+
+def mirror_metadata_blobs(conn: Connection) -> set[str]:
+    """The PEP 658 files stored mirror pages name: mirrors keep them by hash alone, also for
+    wheels not cached (yet)."""
+    found: set[str] = set()
+    for links in conn.execute(select(mirror_pages.c.links)).scalars():
+        found.update(
+            link["core_metadata_sha256"] for link in links if link.get("core_metadata_sha256")
+        )
+    return found
+
+
+def take_released_blobs(conn: Connection) -> set[str]:
+    """The blobs rows let go of in this transaction (noted by triggers); the notes go."""
+    released = set(conn.execute(select(released_blobs.c.sha256)).scalars())
+    if released:
+        conn.execute(delete(released_blobs))
+    return released
 
 
 # --- mirror state --------------------------------------------------------------------------

@@ -126,3 +126,11 @@ settings = Table(
     Column("key", String(64), primary_key=True),
     Column("value", JSON, nullable=False),
 )
+
+# Blobs that rows stopped pointing at during the current write transaction, noted by
+# triggers (migration 0006); the transaction removes those no row needs before it commits.
+released_blobs = Table(
+    "released_blobs",
+    metadata,
+    Column("sha256", String(64), nullable=False),
+)

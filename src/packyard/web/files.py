@@ -13,6 +13,7 @@ from packyard.core.dists import http_date, parse_dist_filename
 from packyard.core.models import IndexRecord
 from packyard.errors import NotFound
 from packyard.services import Services
+from packyard.services.integrity import checked_file
 from packyard.services.packages import StoredFile
 from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import api_response, wants_json
@@ -51,8 +52,13 @@ async def get_file(request: Request) -> Response:
     }
     if f'"{sha}"' in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
+    # Checked on every request (a stat; the hash once per process and file identity): a
+    # missing or damaged blob is an error, never bytes with immutable caching.
+    stat = await run_in_threadpool(checked_file, services.blobs, found, request.url.path)
     filename = request.path_params["relpath"].rsplit("/", 1)[-1]
-    return FileResponse(found.path, media_type=_media_type(filename), headers=headers)
+    return FileResponse(
+        found.path, media_type=_media_type(filename), headers=headers, stat_result=stat
+    )
 
 
 async def _from_upstream(request: Request, record: IndexRecord, relpath: str) -> Response:

@@ -54,6 +54,8 @@ STATUS = {
     errors.Gone: 410,
     errors.TooLarge: 413,
     errors.UpstreamUnavailable: 502,
+    errors.Damaged: 500,
+    errors.StorageFull: 507,
 }
 
 
