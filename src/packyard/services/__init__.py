@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import string
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable
 
-from packyard.config import Settings
+from packyard.config import SQLITE_FILENAME, Settings
 from packyard.services.accounts import Accounts, load_or_create_secret
 from packyard.services.cache import SerialCache
 from packyard.services.indexes import Indexes
@@ -92,6 +93,14 @@ def recover_interrupted_writes(services: Services) -> int:
     return services.blobs.recover_temp_files(still_referenced)
 
 
+def is_server_dir(settings: Settings) -> bool:
+    """Does the server dir exist (with its SQLite database, unless the metadata lives elsewhere)?
+    Checked before opening, which would create both."""
+    if settings.storage:
+        return settings.serverdir.is_dir()
+    return (settings.serverdir / SQLITE_FILENAME).is_file()
+
+
 def is_initialized(services: Services) -> bool:
     with services.db.read() as conn:
         return store.get_user(conn, "root") is not None
@@ -107,11 +116,21 @@ def initialize(
     """First start: create `root` and the `root/pypi` mirror. Returns a generated password."""
     generated = None
     if root_password is None and root_pwhash is None:
-        generated = root_password = secrets.token_urlsafe(12)
+        generated = root_password = generate_password()
     services.accounts.create_initial("root", root_password, root_pwhash)
     if root_pypi:
         initialize_root_pypi(services, mirror_url)
     return generated
+
+
+# Letters and digits only: a password starting with `-` is taken for an option by argument
+# parsers (`devpi login root --password -Xyz`), and shells and URLs need no quoting.
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+PASSWORD_LENGTH = 20  # ~119 bits
+
+
+def generate_password() -> str:
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
 def initialize_root_pypi(services: Services, mirror_url: Callable[[], str] | None = None) -> None:
