@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ import click
 
 from packyard import __version__
 from packyard.cli import bundle, client
-from packyard.cli.workers import serve_workers
+from packyard.cli.workers import serve_one, serve_workers
 from packyard.config import ENV_PREFIX, ROOT_PASSWORD_ENV, Settings, load_settings
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import ConfigError, PackyardError
@@ -158,11 +159,7 @@ def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
 
 
 def _run(settings: Settings) -> None:
-    import uvicorn
-
     os.environ.update(settings_environment(settings))
-    url = f"http://{settings.host}:{settings.port}"
-    click.echo(f"packyard {__version__} serving {settings.serverdir} at {url}/", err=True)
     options: dict[str, Any] = {
         "app": "packyard.web.app:app_from_environment",
         "factory": True,
@@ -175,10 +172,18 @@ def _run(settings: Settings) -> None:
         "timeout_graceful_shutdown": 10,
         "server_header": False,
     }
+    announce = functools.partial(click.echo, _banner(settings), err=True)
     if settings.workers > 1:
-        serve_workers(settings.host, settings.port, settings.workers, options)
+        serve_workers(settings.host, settings.port, settings.workers, options, announce)
     else:
-        uvicorn.run(**options)
+        serve_one(settings.host, settings.port, options, announce)
+
+
+def _banner(settings: Settings) -> str:
+    """What `serve` prints once it listens (never before: the port may be taken)."""
+    url = f"http://{settings.host}:{settings.port}"
+    offline = " (--offline: mirrors never contact their upstream)" if settings.offline else ""
+    return f"packyard {__version__} serving {settings.serverdir} at {url}/{offline}"
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
