@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import string
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 
 from packyard.config import SQLITE_FILENAME, Settings
+from packyard.pip_index import pip_index_url
 from packyard.services.accounts import Accounts, load_or_create_secret
 from packyard.services.cache import SerialCache
 from packyard.services.indexes import Indexes
@@ -146,24 +145,3 @@ def initialize_root_pypi(services: Services, mirror_url: Callable[[], str] | Non
             "title": "PyPI",
         },
     )
-
-
-def pip_index_url() -> str:
-    """The index the machine's pip is configured with, else pip's own PyPI default."""
-    try:
-        output = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "list"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        output = ""
-    for line in output.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip().endswith(".index-url"):
-            return value.strip().strip("'\"")
-    from pip._internal.models.index import PyPI
-
-    return str(PyPI.simple_url)
