@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from packyard.services import generate_password
 from tests.conftest import BIN, JSON, ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +48,7 @@ def login_status(url: str, user: str, password: str) -> int:
 
 @pytest.mark.parametrize(
     "verb",
-    [("export", "EXPORT"), ("drop-cache", "root/pypi"), ("passwd", "root")],
+    [("export", "EXPORT"), ("drop-cache", "root/pypi"), ("reset-passwd", "root")],
     ids=lambda verb: verb[0],
 )
 def test_a_server_verb_refuses_a_missing_default_server_dir(
@@ -88,6 +87,8 @@ def test_export_refuses_a_directory_that_is_not_a_server_dir(tmp_path: Path) -> 
 
 def test_generated_passwords_are_letters_and_digits_only() -> None:
     """A leading `-` makes `devpi login root --password -Xyz` fail in devpi's option parser."""
+    from packyard.services import generate_password
+
     generated = [generate_password() for _ in range(2000)]
     assert all(password.isascii() and password.isalnum() for password in generated)
     assert min(map(len, generated)) >= 16
@@ -123,18 +124,22 @@ def serving(initialized: Path, tmp_path: Path) -> Iterator[ServerProcess]:
     server.stop()
 
 
-def test_passwd_resets_a_lost_password_offline_asking_twice(
+def test_reset_passwd_resets_a_lost_password_offline_asking_twice(
     initialized: Path, tmp_path: Path
 ) -> None:
     env = operator_env(tmp_path)
-    mismatch = packyard("passwd", "root", "--serverdir", initialized, env=env, stdin="a1\nb2\n")
+    mismatch = packyard(
+        "reset-passwd", "root", "--serverdir", initialized, env=env, stdin="a1\nb2\n"
+    )
     assert mismatch.returncode != 0
     assert "do not match" in mismatch.stderr
-    unknown = packyard("passwd", "nobody", "--serverdir", initialized, env=env, stdin="a\na\n")
+    unknown = packyard(
+        "reset-passwd", "nobody", "--serverdir", initialized, env=env, stdin="a\na\n"
+    )
     assert unknown.returncode == 1
     assert "user 'nobody' does not exist" in unknown.stderr
     assert "password" not in unknown.stderr.split("does not exist")[0].lower()  # never asked
-    changed = packyard("passwd", "root", "--serverdir", initialized, env=env,
+    changed = packyard("reset-passwd", "root", "--serverdir", initialized, env=env,
                        stdin="-New-pw-\n-New-pw-\n")  # fmt: skip
     assert changed.returncode == 0, changed.stderr
     assert "password of root changed" in changed.stdout

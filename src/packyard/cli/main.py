@@ -1,4 +1,4 @@
-"""The server verbs: `init`, `serve`, `passwd`, `drop-cache`, `export`, `import`."""
+"""The server verbs: `init`, `serve`, `reset-passwd`, `drop-cache`, `export`, `import`."""
 
 from __future__ import annotations
 
@@ -197,12 +197,13 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return environment
 
 
-@main.command()
+@main.command("reset-passwd")
 @server_options
 @click.argument("user")
-def passwd(serverdir: Path | None, storage: str | None, user: str) -> None:
-    """Set USER's password in the server dir, without the server (e.g. a lost root password).
-    Asks for it twice; the server may be running."""
+def reset_passwd(serverdir: Path | None, storage: str | None, user: str) -> None:
+    """Set USER's password right in the server dir, with no login (e.g. a lost root password;
+    devpi-server --passwd). Asks twice; the server may be running. (`passwd` changes your own
+    password through the server.)"""
     with existing_server(serverdir, storage) as services:
         services.accounts.get(user)  # before asking: an unknown user is refused at once
         password = click.prompt(
