@@ -159,6 +159,7 @@ def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
 
 
 def _run(settings: Settings) -> None:
+    os.environ.pop(ROOT_PASSWORD_ENV, None)  # used by now; workers need not inherit it
     os.environ.update(settings_environment(settings))
     options: dict[str, Any] = {
         "app": "packyard.web.app:app_from_environment",
