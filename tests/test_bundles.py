@@ -543,3 +543,71 @@ def test_from_mirror_cache_bundles_exactly_what_the_mirror_served(
         assert bundle_files(delta) == {GAMMA_311}
     finally:
         print_log_if_failed(request, server)
+
+
+# --- targets in every spelling, and no server at all ------------------------------------------
+
+# A psutil-like project: one abi3 wheel per platform family, each tagged for the OLDEST system
+# it runs on (as real projects tag them), so only a target's complete tag set finds them.
+EPSILON_OLD_GLIBC = "epsilon-1.0-cp36-abi3-manylinux_2_12_x86_64.manylinux2010_x86_64.whl"
+EPSILON_NEW_GLIBC = "epsilon-1.0-cp36-abi3-manylinux_2_28_x86_64.whl"
+EPSILON_MUSL = "epsilon-1.0-cp36-abi3-musllinux_1_1_x86_64.whl"
+EPSILON_MAC = "epsilon-1.0-cp36-abi3-macosx_10_9_universal2.whl"
+SPELLED_TARGETS = {
+    "manylinux_2_17_x86_64-cp311": EPSILON_OLD_GLIBC,  # PEP 600 spelling
+    "manylinux2014_x86_64-cp312": EPSILON_OLD_GLIBC,  # legacy spelling
+    "manylinux_2_28_x86_64-cp311": EPSILON_NEW_GLIBC,  # the best of two that fit
+    "musllinux_1_2_x86_64-cp311": EPSILON_MUSL,
+    "macosx_11_0_arm64-cp311": EPSILON_MAC,
+}
+
+
+@pytest.fixture
+def epsilon_upstream(tmp_path: Path) -> Iterator[Upstream]:
+    upstream = Upstream()
+    for name in (EPSILON_OLD_GLIBC, EPSILON_NEW_GLIBC, EPSILON_MUSL, EPSILON_MAC):
+        tag = name.removeprefix("epsilon-1.0-").removesuffix(".whl")
+        upstream.publish(build_wheel(tmp_path / "epsilon", "epsilon", "1.0", tag=tag))
+    upstream.start()
+    yield upstream
+    upstream.stop()
+
+
+def test_targets_in_every_spelling_find_wheels_tagged_for_older_systems(
+    epsilon_upstream: Upstream, cli: Cli, tmp_path: Path
+) -> None:
+    wanted = tmp_path / "epsilon.txt"
+    wanted.write_text("epsilon\n")
+    targets = [arg for target in SPELLED_TARGETS for arg in ("--target", target)]
+    cli.ok(
+        "bundle", "create", "-r", wanted, *targets,
+        "--index", epsilon_upstream.simple_url, "-o", tmp_path / "bundle",
+    )  # fmt: skip
+    chosen = target_files(tmp_path / "bundle")
+    assert chosen == {target: {wheel} for target, wheel in SPELLED_TARGETS.items()}
+
+
+def test_an_unknown_target_lists_the_accepted_forms(cli: Cli, requirements: Path) -> None:
+    result = cli("bundle", "create", "-r", requirements, "--target", "manylinux_x86_64-cp311",
+                 "--index", "http://127.0.0.1:9/simple/", "-o", "unused")  # fmt: skip
+    assert result.returncode == 2
+    assert "unknown platform 'manylinux_x86_64'" in result.stderr
+    for form in ("manylinux_2_17_x86_64", "manylinux2014_ARCH", "musllinux_1_2_x86_64",
+                 "macosx_11_0_arm64", "win_amd64"):  # fmt: skip
+        assert form in result.stderr
+
+
+def test_create_without_a_server_resolves_from_the_index_pip_is_configured_with(
+    upstream: Upstream, cli: Cli, requirements: Path, tmp_path: Path
+) -> None:
+    """The README's closed-network command, on a machine that runs no packyard server."""
+    no_server = Cli(cli.env | {"PIP_INDEX_URL": upstream.simple_url})
+    result = no_server(
+        "bundle", "create", "-r", requirements, *BOTH, "-o", tmp_path / "bundle"
+    )  # fmt: skip
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert f"resolving from {upstream.simple_url}, the index pip is configured with" in (
+        result.stderr
+    )
+    assert target_files(tmp_path / "bundle") == EXPECTED
+    assert manifest(tmp_path / "bundle")["source_index"] == upstream.simple_url

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.tags import Tag, parse_tag
 from packaging.version import Version
 
 from packyard.config import Settings, load_settings
@@ -26,6 +27,7 @@ from packyard.core.names import (
     normalize_project,
     split_index_name,
 )
+from packyard.core.targets import parse_target
 from packyard.errors import ConfigError, InvalidInput
 
 # --- names -----------------------------------------------------------------------------------
@@ -646,3 +648,92 @@ def test_mistyped_values_fail(
     with pytest.raises(ConfigError) as raised:
         load_settings({"serverdir": str(tmp_path)}, environ=environ)
     assert message in raised.value.message
+
+
+# --- bundle targets ---------------------------------------------------------------------------
+
+
+def _tags(compressed: str) -> frozenset[Tag]:
+    return frozenset(parse_tag(compressed))
+
+
+def _installs(target: str, wheel_tags: str) -> bool:
+    return bool(_tags(wheel_tags) & set(parse_target(target).tags()))
+
+
+@pytest.mark.parametrize(
+    ("target", "wheel_tags", "installs"),
+    [
+        # PEP 600: a glibc 2.17 system runs every older manylinux build, in either spelling.
+        ("manylinux_2_17_x86_64-cp311", "cp36-abi3-manylinux_2_12_x86_64", True),
+        ("manylinux_2_17_x86_64-cp311", "cp311-cp311-manylinux2010_x86_64", True),
+        ("manylinux_2_17_x86_64-cp311", "cp311-cp311-manylinux1_x86_64", True),
+        ("manylinux_2_17_x86_64-cp311", "py3-none-manylinux_2_5_x86_64", True),
+        ("manylinux_2_17_x86_64-cp311", "cp311-cp311-manylinux_2_28_x86_64", False),
+        ("manylinux_2_17_x86_64-cp311", "cp311-cp311-manylinux_2_17_aarch64", False),
+        ("manylinux_2_17_x86_64-cp311", "cp312-cp312-manylinux_2_17_x86_64", False),
+        ("manylinux_2_17_x86_64-cp311", "cp311-cp311-musllinux_1_1_x86_64", False),
+        ("manylinux2014_aarch64-cp312", "cp312-cp312-manylinux_2_17_aarch64", True),
+        ("manylinux_2_28_aarch64-cp312", "cp312-cp312-manylinux2014_aarch64", True),
+        ("musllinux_1_2_x86_64-cp311", "cp311-cp311-musllinux_1_1_x86_64", True),
+        ("musllinux_1_1_x86_64-cp311", "cp311-cp311-musllinux_1_2_x86_64", False),
+        ("macosx_11_0_arm64-cp311", "cp311-cp311-macosx_10_9_universal2", True),
+        ("macosx_11_0_arm64-cp311", "cp311-cp311-macosx_11_0_x86_64", False),
+        ("macosx_12_0_x86_64-cp311", "cp311-cp311-macosx_10_9_x86_64", True),
+        ("win_amd64-cp313", "cp313-cp313-win_amd64", True),
+        ("win_amd64-cp313", "cp36-abi3-win_amd64", True),
+        ("win_amd64-cp313", "py3-none-any", True),
+        ("win_amd64-cp313", "cp313-cp313-win32", False),
+    ],
+)
+def test_a_target_installs_exactly_its_compatible_tags(
+    target: str, wheel_tags: str, installs: bool
+) -> None:
+    assert _installs(target, wheel_tags) is installs
+
+
+def test_both_spellings_of_a_manylinux_target_are_one_tag_set() -> None:
+    legacy, pep600 = (
+        parse_target("manylinux2014_x86_64-cp311"),
+        parse_target("manylinux_2_17_x86_64-cp311"),
+    )
+    assert legacy.tags() == pep600.tags()
+    assert legacy.uv_platform() == pep600.uv_platform() == "x86_64-manylinux_2_17"
+
+
+def test_pip_is_given_every_platform_and_abi_of_the_tag_set() -> None:
+    target = parse_target("manylinux_2_17_x86_64-cp311")
+    args = target.pip_args()
+    platforms = {args[i + 1] for i, arg in enumerate(args) if arg == "--platform"}
+    assert platforms == {tag.platform for tag in target.tags()} - {"any"}
+    assert {"manylinux_2_12_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"} <= platforms
+    abis = {args[i + 1] for i, arg in enumerate(args) if arg == "--abi"}
+    assert abis == {"cp311", "abi3", "none"}
+
+
+@pytest.mark.parametrize(
+    ("target", "uv_platform"),
+    [
+        ("manylinux_2_24_x86_64-cp311", "x86_64-manylinux_2_17"),  # uv's nearest not newer
+        ("manylinux_2_31_aarch64-cp311", "aarch64-manylinux_2_31"),
+        ("manylinux1_x86_64-cp39", "x86_64-manylinux_2_17"),  # uv's oldest
+        ("musllinux_1_2_aarch64-cp311", "aarch64-unknown-linux-musl"),
+        ("macosx_11_0_arm64-cp311", "aarch64-apple-darwin"),
+        ("win_arm64-cp312", "aarch64-pc-windows-msvc"),
+    ],
+)
+def test_uv_gets_a_platform_of_the_same_family(target: str, uv_platform: str) -> None:
+    assert parse_target(target).uv_platform() == uv_platform
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["manylinux_x86_64-cp311", "manylinux2014_i686-cp311", "manylinux_2_12_aarch64-cp311",
+     "solaris-cp311", "win_amd64-py3", "win_amd64"],
+)  # fmt: skip
+def test_an_invalid_target_lists_the_accepted_forms(text: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        parse_target(text)
+    for form in ("win_amd64", "manylinux_2_17_x86_64", "manylinux2014_ARCH",
+                 "musllinux_1_2_x86_64", "macosx_11_0_arm64", "cpXY"):  # fmt: skip
+        assert form in raised.value.message

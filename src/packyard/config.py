@@ -19,6 +19,7 @@ from packyard.errors import ConfigError
 CONFIG_FILENAME = "packyard.toml"
 ENV_PREFIX = "PACKYARD_"
 DEFAULT_SERVERDIR = "~/.packyard/server"
+SQLITE_FILENAME = "packyard.sqlite3"  # the metadata database in the server dir, by default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Settings:
 
     @property
     def database_url(self) -> str:
-        return self.storage or f"sqlite:///{self.serverdir / 'packyard.sqlite3'}"
+        return self.storage or f"sqlite:///{self.serverdir / SQLITE_FILENAME}"
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(Settings)}
@@ -88,8 +89,13 @@ def load_settings(
     return Settings(**{name: _coerce(name, value) for name, value in values.items()})
 
 
-# PACKYARD_* variables that belong to the client or the test suite, not to the server.
-NOT_SERVER_SETTINGS = frozenset({"URL", "INDEX", "USER", "PASSWORD", "TOKEN", "CLIENTDIR"})
+# root's password for init/serve/import, read from the environment so that `ps` does not show it.
+ROOT_PASSWORD_ENV = ENV_PREFIX + "ROOT_PASSWD"
+
+# PACKYARD_* variables that belong to the client, the test suite or a verb, not to the server.
+NOT_SERVER_SETTINGS = frozenset(
+    {"URL", "INDEX", "USER", "PASSWORD", "TOKEN", "CLIENTDIR", "ROOT_PASSWD"}
+)
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:

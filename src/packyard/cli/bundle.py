@@ -14,6 +14,7 @@ from packyard.cli.client_common import session
 from packyard.client import bundles, uploads
 from packyard.core.targets import Target, parse_target
 from packyard.errors import InvalidInput
+from packyard.pip_index import pip_index_url
 
 requirements_option = click.option(
     "-r", "--requirement", "requirements", multiple=True,
@@ -22,7 +23,9 @@ requirements_option = click.option(
 )  # fmt: skip
 target_option = click.option(
     "--target", "targets", multiple=True,
-    help="PLATFORM-PYTHON, e.g. win_amd64-cp313 or manylinux2014_x86_64-cp311 (repeatable).",
+    help="PLATFORM-PYTHON, e.g. win_amd64-cp313, manylinux_2_17_x86_64-cp311 (or"
+    " manylinux2014_x86_64-cp311), musllinux_1_2_x86_64-cp312, macosx_11_0_arm64-cp311"
+    " (repeatable).",
 )  # fmt: skip
 
 
@@ -34,9 +37,19 @@ def _targets(texts: tuple[str, ...]) -> list[Target]:
 
 
 def _index_url(index: str | None) -> str:
+    """The simple index to resolve from: --index, else the current packyard index, else (no
+    server selected, e.g. outside a closed network) the index pip itself is configured with."""
     if index and index.startswith(("http://", "https://")):
         return index
     with session() as api:
+        if index is None and not api.state.url:
+            url = pip_index_url()
+            click.echo(
+                f"no packyard server selected: resolving from {url}, the index pip is"
+                " configured with (--index to choose another)",
+                err=True,
+            )
+            return url
         return api.url(f"{api.index_path(index)}/+simple/")
 
 
@@ -48,7 +61,11 @@ def bundle() -> None:
 @bundle.command("create")
 @requirements_option
 @target_option
-@click.option("--index", help="Simple index URL or USER/INDEX to resolve from (default: current).")
+@click.option(
+    "--index",
+    help="Simple index URL or USER/INDEX to resolve from (default: the current index; with no"
+    " server selected, the index pip is configured with).",
+)
 @click.option(
     "-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
     help="Bundle directory (re-running resumes it).",

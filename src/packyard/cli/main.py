@@ -1,9 +1,12 @@
-"""`packyard init` and `packyard serve`."""
+"""The server verbs: `init`, `serve`, `reset-passwd`, `drop-cache`, `export`, `import`."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +14,8 @@ import click
 
 from packyard import __version__
 from packyard.cli import bundle, client
-from packyard.cli.workers import serve_workers
-from packyard.config import ENV_PREFIX, Settings, load_settings
+from packyard.cli.workers import serve_one, serve_workers
+from packyard.config import ENV_PREFIX, ROOT_PASSWORD_ENV, Settings, load_settings
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import ConfigError, PackyardError
 
@@ -41,6 +44,47 @@ def _settings(**flags: Any) -> Settings:
         raise click.ClickException(exc.message) from exc
 
 
+@contextmanager
+def existing_server(serverdir: Path | None, storage: str | None) -> Iterator[Services]:
+    """The services of an existing server dir, for every server verb but `init`, `serve` and
+    `import` (which create one): a missing dir is refused, never created empty. Domain errors
+    become CLI errors."""
+    from packyard.services import is_server_dir, open_services
+
+    settings = _settings(serverdir=serverdir, storage=storage)
+    if not is_server_dir(settings):
+        raise click.ClickException(
+            f"no packyard server directory at {settings.serverdir}: give --serverdir DIR"
+            " (or set PACKYARD_SERVERDIR), or create one with `packyard init`"
+        )
+    services = open_services(settings)
+    try:
+        yield services
+    except PackyardError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        services.close()
+
+
+# --root-passwd is kept for compatibility, but other users of the machine see it in `ps`.
+root_passwd_option = click.option(
+    "--root-passwd",
+    envvar=ROOT_PASSWORD_ENV,
+    show_envvar=True,
+    help="Password for user root (better: the environment variable, which `ps` does not show).",
+)
+
+
+def _warn_if_visible(root_passwd: str | None) -> None:
+    source = click.get_current_context().get_parameter_source("root_passwd")
+    if root_passwd and source is click.core.ParameterSource.COMMANDLINE:
+        click.echo(
+            f"warning: --root-passwd is visible to every user in `ps`; set {ROOT_PASSWORD_ENV}"
+            " instead",
+            err=True,
+        )
+
+
 def _init(services: Services, root_passwd: str | None, no_root_pypi: bool) -> None:
     from packyard.services import initialize
 
@@ -63,14 +107,16 @@ main.add_command(bundle.check)
 
 @main.command()
 @server_options
-@click.option("--root-passwd", help="Password for user root (generated when not given).")
+@root_passwd_option
 @click.option("--no-root-pypi", is_flag=True, help="Do not create the root/pypi mirror.")
 def init(
     serverdir: Path | None, storage: str | None, root_passwd: str | None, no_root_pypi: bool
 ) -> None:
-    """Create a new server directory with user root and the root/pypi mirror."""
+    """Create a new server directory with user root (its password generated unless given) and
+    the root/pypi mirror."""
     from packyard.services import is_initialized, open_services
 
+    _warn_if_visible(root_passwd)
     settings = _settings(serverdir=serverdir, storage=storage)
     services = open_services(settings)
     try:
@@ -87,7 +133,7 @@ def init(
 @click.option("--port", type=int, help="Port to listen on (default 3141).")
 @click.option("--workers", type=int, help="Worker processes (default 1).")
 @click.option("--outside-url", help="Absolute URL clients reach the server at.")
-@click.option("--root-passwd", help="Root password, if this start initializes the server dir.")
+@root_passwd_option
 @click.option("--no-root-pypi", is_flag=True, help="When initializing: no root/pypi mirror.")
 @click.option("--offline", is_flag=True, default=None, help="Never contact a mirror's upstream.")
 @click.option(
@@ -98,6 +144,7 @@ def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
     """Run the server; a missing or empty server dir is initialized first."""
     from packyard.services import is_initialized, open_services, recover_interrupted_writes
 
+    _warn_if_visible(root_passwd)
     settings = _settings(**flags)
     services = open_services(settings)
     try:
@@ -112,11 +159,8 @@ def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
 
 
 def _run(settings: Settings) -> None:
-    import uvicorn
-
+    os.environ.pop(ROOT_PASSWORD_ENV, None)  # used by now; workers need not inherit it
     os.environ.update(settings_environment(settings))
-    url = f"http://{settings.host}:{settings.port}"
-    click.echo(f"packyard {__version__} serving {settings.serverdir} at {url}/", err=True)
     options: dict[str, Any] = {
         "app": "packyard.web.app:app_from_environment",
         "factory": True,
@@ -129,10 +173,18 @@ def _run(settings: Settings) -> None:
         "timeout_graceful_shutdown": 10,
         "server_header": False,
     }
+    announce = functools.partial(click.echo, _banner(settings), err=True)
     if settings.workers > 1:
-        serve_workers(settings.host, settings.port, settings.workers, options)
+        serve_workers(settings.host, settings.port, settings.workers, options, announce)
     else:
-        uvicorn.run(**options)
+        serve_one(settings.host, settings.port, options, announce)
+
+
+def _banner(settings: Settings) -> str:
+    """What `serve` prints once it listens (never before: the port may be taken)."""
+    url = f"http://{settings.host}:{settings.port}"
+    offline = " (--offline: mirrors never contact their upstream)" if settings.offline else ""
+    return f"packyard {__version__} serving {settings.serverdir} at {url}/{offline}"
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
@@ -144,6 +196,24 @@ def settings_environment(settings: Settings) -> dict[str, str]:
             value = ",".join(value)
         environment[ENV_PREFIX + field.name.upper()] = str(value)
     return environment
+
+
+@main.command("reset-passwd")
+@server_options
+@click.argument("user")
+def reset_passwd(serverdir: Path | None, storage: str | None, user: str) -> None:
+    """Set USER's password right in the server dir, with no login (e.g. a lost root password;
+    devpi-server --passwd). Asks twice; the server may be running. (`passwd` changes your own
+    password through the server.)"""
+    with existing_server(serverdir, storage) as services:
+        services.accounts.get(user)  # before asking: an unknown user is refused at once
+        password = click.prompt(
+            f"new password for {user}", hide_input=True, confirmation_prompt=True, err=True
+        )
+        if not password.strip():
+            raise click.ClickException("the password must not be empty")
+        services.accounts.modify(user, user, {"password": password})
+    click.echo(f"password of {user} changed")
 
 
 @main.command("drop-cache")
@@ -159,19 +229,11 @@ def drop_cache(
     unused_days: float | None,
 ) -> None:
     """Drop cached files of the mirror INDEX (user/name); pages keep listing them."""
-    from packyard.services import open_services
-
-    settings = _settings(serverdir=serverdir, storage=storage)
-    services = open_services(settings)
-    try:
+    with existing_server(serverdir, storage) as services:
         user, name = split_index_name(index)
         record = services.indexes.get(user, name)
         name_filter = normalize_project(project) if project else None
         count, size = services.mirrors.drop_cached(record, name_filter, unused_days)
-    except PackyardError as exc:
-        raise click.ClickException(exc.message) from exc
-    finally:
-        services.close()
     click.echo(f"dropped {count} cached file(s), {size} bytes, from {index}")
 
 
@@ -187,14 +249,10 @@ def fsck(serverdir: Path | None, storage: str | None, repair: bool) -> None:
 
     Exits non-zero while problems remain (damaged or missing files, orphaned blobs).
     """
-    from packyard.services import open_services
     from packyard.services.fsck import Fsck
 
-    services = open_services(_settings(serverdir=serverdir, storage=storage))
-    try:
+    with existing_server(serverdir, storage) as services:
         result = Fsck(services.db, services.blobs, click.echo).run(repair)
-    finally:
-        services.close()
     click.echo(str(result))
     if not result.clean:
         hint = "" if repair else "; `packyard fsck --repair` removes orphans"
@@ -226,24 +284,17 @@ def export_command(
     Every file is checked against its sha256 as it is written; a damaged or missing one
     fails the export (all are named) unless --skip-damaged.
     """
-    from packyard.services import open_services
     from packyard.services.dump import Exporter
 
-    services = open_services(_settings(serverdir=serverdir, storage=storage))
-    try:
-        with _progress_bar() as bar:
-            task = bar.add_task("exporting files")
+    with existing_server(serverdir, storage) as services, _progress_bar() as bar:
+        task = bar.add_task("exporting files")
 
-            def progress(_what: str, done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def progress(_what: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            summary = Exporter(services.db, services.blobs).export(
-                directory, include_mirrored_files, hard_links, progress, skip_damaged
-            )
-    except PackyardError as exc:
-        raise click.ClickException(exc.message) from exc
-    finally:
-        services.close()
+        summary = Exporter(services.db, services.blobs).export(
+            directory, include_mirrored_files, hard_links, progress, skip_damaged
+        )
     _echo_skipped(summary.skipped)
     click.echo(f"exported {summary} to {directory}")
 
@@ -259,7 +310,10 @@ def _echo_skipped(skipped: list[str]) -> None:
 @click.option(
     "--no-root-pypi", is_flag=True, help="Neither import nor create root/pypi (as devpi-import)."
 )
-@click.option("--root-passwd", help="Set root's password instead of the exported one.")
+@click.option(
+    "--root-passwd", envvar=ROOT_PASSWORD_ENV, show_envvar=True,
+    help="Set root's password instead of the exported one.",
+)  # fmt: skip
 @click.option("--root-passwd-hash", help="Set root's password hash (argon2) instead.")
 @click.option("--skip-import-type", multiple=True, help="Skip indexes of this type.")
 @click.option("--hard-links", is_flag=True, help="Hard-link files instead of copying them.")
@@ -287,6 +341,7 @@ def import_command(
     from packyard.services import initialize, initialize_root_pypi, is_initialized, open_services
     from packyard.services.dump import Importer, ImportOptions
 
+    _warn_if_visible(root_passwd)
     if no_events:
         click.echo("note: --no-events has no effect: packyard has no event hooks to skip")
     services = open_services(_settings(serverdir=serverdir, storage=storage))

@@ -1,4 +1,6 @@
-"""Several server processes on one port, each with a listening socket of its own.
+"""Running uvicorn: one server process, or several on one port, each with a listening socket
+of its own. Either way the port is bound before anything is announced, and `on_ready` runs
+once every server listens (so a taken port gives an error, never a banner then an error).
 
 uvicorn's workers share one listening socket, and a worker that wakes accepts every connection
 then pending: a burst of connections (four uploads starting together) often all land on one
@@ -8,11 +10,14 @@ connections over the workers instead.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import socket
+import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -21,7 +26,44 @@ import click
 STOP_TIMEOUT_S = 20.0
 
 
-def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -> None:
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app could not start
+
+Announce = Callable[[], None]
+
+
+def serve_one(host: str, port: int, options: dict[str, Any], on_ready: Announce) -> None:
+    """Run one uvicorn server (`options`: uvicorn.Config's) on a socket bound here first."""
+    import uvicorn
+
+    sock = _plain_socket(host)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror}") from exc
+    server = _announcing_server(uvicorn.Config(**options), on_ready)
+    with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C before uvicorn took the signals
+        server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def _announcing_server(config: Any, on_started: Announce) -> Any:
+    """A uvicorn.Server that calls `on_started` once it listens."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                on_started()
+
+    return Server(config)
+
+
+def serve_workers(
+    host: str, port: int, workers: int, options: dict[str, Any], on_ready: Announce
+) -> None:
     """Run `workers` uvicorn servers (`options`: uvicorn.Config's) until SIGINT or SIGTERM,
     starting a new worker in place of one that dies."""
     claims = _claim_port(host, port)
@@ -30,8 +72,12 @@ def serve_workers(host: str, port: int, workers: int, options: dict[str, Any]) -
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     running = [_start(context, host, port, options) for _ in range(workers)]
+    announced = False
     try:
-        while not stop.wait(0.5):
+        while not stop.wait(0.1 if not announced else 0.5):
+            if not announced and all(ready.is_set() for _, ready in running):
+                on_ready()
+                announced = True
             for position, (process, ready) in enumerate(running):
                 if process.is_alive():
                     continue
@@ -61,10 +107,15 @@ def _claim_port(host: str, port: int) -> list[socket.socket]:
     return [guard, probe]
 
 
-def _reuse_port_socket(host: str) -> socket.socket:
+def _plain_socket(host: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
+
+
+def _reuse_port_socket(host: str) -> socket.socket:
+    sock = _plain_socket(host)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     return sock
 
@@ -79,15 +130,9 @@ def _start(context: Any, host: str, port: int, options: dict[str, Any]) -> tuple
 def _worker(host: str, port: int, options: dict[str, Any], ready: Any) -> None:
     import uvicorn
 
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                ready.set()
-
     sock = _reuse_port_socket(host)
     sock.bind((host, port))
-    Server(uvicorn.Config(**options)).run(sockets=[sock])
+    _announcing_server(uvicorn.Config(**options), ready.set).run(sockets=[sock])
 
 
 def _stop_all(processes: list[BaseProcess]) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import subprocess
-import sys
+import string
 import uuid
 from collections.abc import Callable
 
-from packyard.config import Settings
+from packyard.config import SQLITE_FILENAME, Settings
+from packyard.pip_index import pip_index_url
 from packyard.services.accounts import Accounts, load_or_create_secret
 from packyard.services.cache import SerialCache
 from packyard.services.indexes import Indexes
@@ -96,6 +96,14 @@ def recover_interrupted_writes(services: Services) -> int:
     return services.blobs.recover_temp_files(still_referenced)
 
 
+def is_server_dir(settings: Settings) -> bool:
+    """Does the server dir exist (with its SQLite database, unless the metadata lives elsewhere)?
+    Checked before opening, which would create both."""
+    if settings.storage:
+        return settings.serverdir.is_dir()
+    return (settings.serverdir / SQLITE_FILENAME).is_file()
+
+
 def is_initialized(services: Services) -> bool:
     with services.db.read() as conn:
         return store.get_user(conn, "root") is not None
@@ -111,11 +119,21 @@ def initialize(
     """First start: create `root` and the `root/pypi` mirror. Returns a generated password."""
     generated = None
     if root_password is None and root_pwhash is None:
-        generated = root_password = secrets.token_urlsafe(12)
+        generated = root_password = generate_password()
     services.accounts.create_initial("root", root_password, root_pwhash)
     if root_pypi:
         initialize_root_pypi(services, mirror_url)
     return generated
+
+
+# Letters and digits only: a password starting with `-` is taken for an option by argument
+# parsers (`devpi login root --password -Xyz`), and shells and URLs need no quoting.
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+PASSWORD_LENGTH = 20  # ~119 bits
+
+
+def generate_password() -> str:
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
 def initialize_root_pypi(services: Services, mirror_url: Callable[[], str] | None = None) -> None:
@@ -131,24 +149,3 @@ def initialize_root_pypi(services: Services, mirror_url: Callable[[], str] | Non
             "title": "PyPI",
         },
     )
-
-
-def pip_index_url() -> str:
-    """The index the machine's pip is configured with, else pip's own PyPI default."""
-    try:
-        output = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "list"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        output = ""
-    for line in output.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip().endswith(".index-url"):
-            return value.strip().strip("'\"")
-    from pip._internal.models.index import PyPI
-
-    return str(PyPI.simple_url)
