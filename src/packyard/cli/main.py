@@ -114,7 +114,10 @@ def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
 def _run(settings: Settings) -> None:
     import uvicorn
 
+    from packyard.web.limits import raise_descriptor_limit
+
     os.environ.update(settings_environment(settings))
+    raise_descriptor_limit(settings.max_connections)  # worker processes inherit it
     url = f"http://{settings.host}:{settings.port}"
     click.echo(f"packyard {__version__} serving {settings.serverdir} at {url}/", err=True)
     options: dict[str, Any] = {
