@@ -27,6 +27,9 @@ from packyard.errors import InvalidInput, TooLarge
 # unread body it drains after an early answer). And the message saying it was passed.
 BODY_LIMIT = "packyard.body_limit"
 BODY_LIMIT_MESSAGE = "packyard.body_limit_message"
+# Set once the app asks for the body: until then a client waiting (say, for the answer to an
+# upload refused from its headers) is not blamed for a slow body (web/server.py).
+BODY_WANTED = "packyard.body_wanted"
 # The lifespan state key the protocol finds its limits under (web/server.py).
 CONNECTION_LIMITS = "packyard.connection_limits"
 # Descriptors kept free for the database, blobs and temp files besides the connections.
@@ -105,6 +108,7 @@ class BodyLimit:
         async def limited_receive() -> Message:
             nonlocal received
             limit: int = scope[BODY_LIMIT]
+            scope[BODY_WANTED] = True
             if received == 0 and _declared_length(scope) > limit:
                 raise too_large(scope)
             message = await receive()

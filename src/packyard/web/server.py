@@ -27,7 +27,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from packyard.web.limits import BODY_LIMIT, CONNECTION_LIMITS, ConnectionLimits
+from packyard.web.limits import BODY_LIMIT, BODY_WANTED, CONNECTION_LIMITS, ConnectionLimits
 from packyard.web.responses import REASON_HEADER
 
 _MARKER = b"\r\n" + REASON_HEADER.encode() + b": "
@@ -255,8 +255,7 @@ class ReasonPhraseProtocol(HttpToolsProtocol):
 
     def _check_pace(self) -> None:
         self._body_timer = None
-        # A paused transport means the app is not reading yet: the client is not to blame.
-        if self._window_received < BODY_PROGRESS_BYTES and not self.flow.read_paused:
+        if self._window_received < BODY_PROGRESS_BYTES and self._app_awaits_body():
             timeout = self.limits.body_timeout
             message = (
                 f"request body too slow: less than {BODY_PROGRESS_BYTES} bytes in {timeout:g} s"
@@ -265,6 +264,13 @@ class ReasonPhraseProtocol(HttpToolsProtocol):
             return
         self._window_received = 0
         self._body_timer = self.loop.call_later(self.limits.body_timeout, self._check_pace)
+
+    def _app_awaits_body(self) -> bool:
+        """Whether a slow body is the client's fault: the app asked for the body (or answered
+        already) and has read everything received; reading is not paused for the app."""
+        cycle = self.cycle
+        asked = self.scope.get(BODY_WANTED) or cycle.response_complete
+        return bool(asked) and not cycle.body and not self.flow.read_paused
 
     # --- refusing -------------------------------------------------------------------------
 
