@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 from starlette.datastructures import FormData, Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from packyard.config import Settings
@@ -118,7 +118,10 @@ class BodyLimit:
                     raise too_large(scope)
             return message
 
-        await self.app(scope, limited_receive, send)
+        try:
+            await self.app(scope, limited_receive, send)
+        except ClientDisconnect:
+            pass  # gone (or cut off for being too slow): there is no one to answer
 
 
 def _declared_length(scope: Scope) -> int:
