@@ -118,10 +118,9 @@ class BodyLimit:
                     raise too_large(scope)
             return message
 
-        try:
+        # A client gone (or cut off for being too slow) mid-body: there is no one to answer.
+        with contextlib.suppress(ClientDisconnect):
             await self.app(scope, limited_receive, send)
-        except ClientDisconnect:
-            pass  # gone (or cut off for being too slow): there is no one to answer
 
 
 def _declared_length(scope: Scope) -> int:
