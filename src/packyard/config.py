@@ -41,6 +41,19 @@ class Settings:
     release_window: int = 600
     # Largest tox result (JSON) a client may attach to a release file, in bytes.
     max_toxresult_size: int = 1024 * 1024
+    # Request limits, enforced before the app (web/server.py) and while bodies stream
+    # (web/limits.py). Largest body of any request but an upload (JSON, forms, toxresults).
+    max_body_size: int = 1024 * 1024
+    # Largest request head (request line plus header fields), in bytes (431 above it).
+    max_header_size: int = 64 * 1024
+    # Most header fields in one request (431 above it).
+    max_header_count: int = 100
+    # Seconds a client has to send a request's whole head (408, then the connection closes).
+    header_timeout: int = 10
+    # Seconds in which a request body must make progress (64 KiB or its end), else 408.
+    body_timeout: int = 30
+    # Open connections per server process; more are answered 503 at once and closed.
+    max_connections: int = 1000
     # Absolute base URL to build links from instead of the request's Host header.
     outside_url: str = ""
     # Never contact a mirror's upstream.

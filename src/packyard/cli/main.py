@@ -159,8 +159,11 @@ def serve(root_passwd: str | None, no_root_pypi: bool, **flags: Any) -> None:
 
 
 def _run(settings: Settings) -> None:
+    from packyard.web.limits import raise_descriptor_limit
+
     os.environ.pop(ROOT_PASSWORD_ENV, None)  # used by now; workers need not inherit it
     os.environ.update(settings_environment(settings))
+    raise_descriptor_limit(settings.max_connections)  # worker processes inherit it
     options: dict[str, Any] = {
         "app": "packyard.web.app:app_from_environment",
         "factory": True,

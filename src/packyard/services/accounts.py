@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 import threading
 import time
@@ -22,13 +23,16 @@ from packyard.config import Settings
 from packyard.core import acl
 from packyard.core.models import User
 from packyard.core.names import check_account_name
-from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
 from packyard.services.cache import SerialCache
 from packyard.storage import store
 from packyard.storage.db import Database
 
 SETTABLE_USER_KEYS = frozenset({"email", "title", "description", "custom_data"})
 OUTPUT_ONLY_USER_KEYS = frozenset({"created", "modified", "username", "indexes"})
+# A user's settable info (as JSON) at most: every user's info is in `GET /`, so one user must
+# not be able to make that page large.
+MAX_USER_INFO = 16 * 1024
 # A successful password check is remembered this long, so that a burst of uploads sending
 # a password (twine) does not pay the slow KDF for every file.
 VERIFIED_PASSWORD_TTL = 60.0
@@ -231,7 +235,7 @@ class Accounts:
                     info.pop(key, None)
                 else:
                     info[key] = value
-            values: dict[str, Any] = {"info": info, "modified": now_text()}
+            values: dict[str, Any] = {"info": check_info_size(info), "modified": now_text()}
             if password:
                 values.update(pwhash=self._hasher.hash(str(password)), pwsalt=None)
             store.update_user(conn, name, **values)
@@ -255,4 +259,12 @@ class Accounts:
         unknown = [key for key in given if key not in SETTABLE_USER_KEYS and key not in ignore]
         if unknown:
             raise InvalidInput(f"Unknown keys in user config: {', '.join(sorted(unknown))}")
-        return {key: value for key, value in given.items() if key in SETTABLE_USER_KEYS}
+        return check_info_size(
+            {key: value for key, value in given.items() if key in SETTABLE_USER_KEYS}
+        )
+
+
+def check_info_size(info: dict[str, Any]) -> dict[str, Any]:
+    if len(json.dumps(info)) > MAX_USER_INFO:
+        raise TooLarge(f"user info too large: at most {MAX_USER_INFO} bytes of JSON")
+    return info

@@ -392,6 +392,11 @@ class Uploads:
 
     # --- steps ----------------------------------------------------------------------------
 
+    def authorize(self, actor: str | None, user: str, index: str) -> IndexRecord:
+        """The index `actor` may upload to, else NotFound, Unauthenticated or Forbidden: the
+        web layer asks before it reads an upload's body."""
+        return self._authorize(actor, user, index)
+
     def _authorize(self, actor: str | None, user: str, index: str) -> IndexRecord:
         record = self._indexes.get(user, index)
         if record.is_mirror:

@@ -14,18 +14,22 @@ from packyard import __version__
 from packyard.core import acl
 from packyard.core.models import IndexRecord, User
 from packyard.core.names import normalize_project
-from packyard.errors import Forbidden, InvalidInput, NotFound, TooLarge
+from packyard.errors import Forbidden, InvalidInput, NotFound
 from packyard.services import Services
 from packyard.services.uploads import UploadForm, UploadOutcome, UploadRequest
 from packyard.web import simple, ui
 from packyard.web.auth import current_user
 from packyard.web.batches import Batches
+from packyard.web.limits import allow_body, bounded_form
 from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import REASON_HEADER, api_response
 from packyard.web.simple import is_installer, refresh_mirrors
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
-MAX_FORM_FIELD = 16 * 1024 * 1024
+# All text fields of one upload together (a long description fits); the file part is apart.
+MAX_FORM_TEXT = 8 * 1024 * 1024
+# Room for the multipart boundaries and part headers around the file and the fields.
+MULTIPART_OVERHEAD = 64 * 1024
 
 
 def base_url(request: Request) -> str:
@@ -35,6 +39,8 @@ def base_url(request: Request) -> str:
 
 
 async def json_body(request: Request) -> Any:
+    """The JSON body (at most `max_body_size`), read only after the credentials are checked."""
+    await current_user(request, services_of(request))
     raw = await request.body()
     if not raw.strip():
         return {}
@@ -42,22 +48,6 @@ async def json_body(request: Request) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise InvalidInput("Bad request: could not decode json") from exc
-
-
-async def capped_body(request: Request, limit: int, what: str) -> bytes:
-    """The request body, refused with 413 as soon as it grows past `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    too_large = TooLarge(f"{what} too large: the limit is {limit} bytes")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -230,11 +220,12 @@ async def upload(request: Request, user: str, index: str) -> Response:
     """The legacy upload API (twine, uv publish, devpi upload): exactly 200 on success."""
     services = services_of(request)
     limit = services.settings.max_upload_size
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MAX_FORM_FIELD:
-        raise TooLarge(f"file too large: the limit is {limit} bytes")
+    message = f"file too large: the limit is {limit} bytes"
+    allow_body(request, limit + MAX_FORM_TEXT + MULTIPART_OVERHEAD, message)
     actor = await current_user(request, services)
-    async with request.form(max_files=2, max_fields=2000, max_part_size=MAX_FORM_FIELD) as form:
+    # Decided from the headers alone: an unauthorised upload is answered before its body is read.
+    await run_in_threadpool(services.uploads.authorize, actor, user, index)
+    async with bounded_form(request, MAX_FORM_TEXT, max_files=2, max_fields=2000) as form:
         fields: dict[str, list[str]] = {}
         upload_form = UploadForm(fields)
         for key, value in form.multi_items():
@@ -332,7 +323,8 @@ async def file_resource(request: Request) -> Response:
         services.uploads.check_toxresult_upload(actor, record)  # before the body is read
         found = await run_in_threadpool(services.packages.find_file, record, relpath)
         limit = services.settings.max_toxresult_size
-        body = await capped_body(request, limit, "tox result")
+        allow_body(request, limit, f"tox result too large: the limit is {limit} bytes")
+        body = await request.body()
         path = await run_in_threadpool(
             services.uploads.attach_toxresult, actor, record, found.record, body
         )

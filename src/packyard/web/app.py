@@ -23,6 +23,7 @@ from packyard.errors import PackyardError
 from packyard.services import Services, open_services
 from packyard.web import api, docs, files, simple, ui
 from packyard.web.batches import Batches
+from packyard.web.limits import CONNECTION_LIMITS, BodyLimit, ConnectionLimits
 from packyard.web.responses import error_response
 
 log = logging.getLogger("packyard.requests")
@@ -117,9 +118,12 @@ class ServerHeaders:
 def create_app(services: Services) -> Starlette:
     """Build the ASGI app around already opened services."""
 
+    limits = ConnectionLimits.from_settings(services.settings)
+
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, object]]:
+        # The lifespan state is where the server's protocol finds its limits (web/server.py).
+        yield {CONNECTION_LIMITS: limits}
         await services.mirrors.aclose()
         services.close()
         log.info("packyard stopped: storage closed")
@@ -139,6 +143,7 @@ def create_app(services: Services) -> Starlette:
         autoescape=select_autoescape(default=True),
         auto_reload=False,
     )
+    app.add_middleware(BodyLimit, default_limit=limits.max_body_size)
     app.add_middleware(ServerHeaders, services=services)
     return app
 
