@@ -120,7 +120,7 @@ def create_app(services: Services) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
-        await services.mirrors.aclose()
+        await services.outbound.aclose()
         services.close()
         log.info("packyard stopped: storage closed")
 
