@@ -27,6 +27,7 @@ from tests.builders import build_wheel
 from tests.conftest import (
     BIN,
     JSON,
+    LOOPBACK_UPSTREAMS,
     ROOT_PASSWORD,
     ServerProcess,
     basic_auth,
@@ -67,6 +68,7 @@ def large_payload(seed: int) -> str:
 def packyard(directory: Path) -> Iterator[ServerProcess]:
     """A started `packyard serve` with a short upstream timeout; stopped on exit."""
     server = ServerProcess(directory / "server", free_port(), directory / "server.log")
+    server.settings = dict(LOOPBACK_UPSTREAMS)
     server.serverdir.mkdir(parents=True)
     (server.serverdir / "packyard.toml").write_text(f"mirror_timeout = {MIRROR_TIMEOUT}\n")
     server.start()
