@@ -344,14 +344,14 @@ def test_a_file_larger_than_declared_is_cut_off_and_not_kept(
 ) -> None:
     name = "big-1.0-py3-none-any.whl"
     responder.routes[f"/files/{name}"] = (200, "application/octet-stream", SECRET)
-    entry = {"filename": name, "url": f"/files/{name}", "size": 1000,
-             "hashes": {"sha256": hashlib.sha256(SECRET).hexdigest()}}  # fmt: skip
+    sha = hashlib.sha256(SECRET).hexdigest()
+    # The page declares 1000 bytes; the upstream sends 200 KB (whose hash the page gives).
+    entry = {"filename": name, "url": f"/files/{name}", "size": 1000, "hashes": {"sha256": sha}}
     page = {"meta": {"api-version": "1.1"}, "name": "big", "files": [entry]}
     responder.routes["/simple/big/"] = (200, SIMPLE_JSON["Accept"], json.dumps(page).encode())
     with httpx.Client(base_url=open_server.url, timeout=30) as http:
         mirror = {"type": "mirror", "mirror_url": f"{responder.url}/simple/"}
         assert http.put("/root/big", json=mirror, headers=ROOT).status_code == 200
-        sha = entry["hashes"]["sha256"]  # type: ignore[index]
         response = http.get(f"/root/big/+f/{sha[:3]}/{sha[3:16]}/{name}")
         assert response.status_code == 502, response.text
         assert b"INTERNAL-SECRET" not in response.content
