@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import socket
 import threading
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from packyard.services.outbound import DestinationRule
 from tests.builders import build_wheel
 from tests.conftest import JSON, LOOPBACK_UPSTREAMS, ROOT_PASSWORD, ServerProcess, basic_auth
 from tests.e2e_support import PASSWORD, blob_files, create_index, create_user, upload
@@ -426,3 +428,29 @@ def test_anonymous_refresh_neither_writes_nor_hammers_the_upstream(
             assert refreshed.status_code == 302
         assert http.get("/+api").headers["X-Devpi-Serial"] == serial, "nothing was written"
     assert responder.hits["/simple/fresh/"] <= 2, "one upstream request per interval at most"
+
+
+# --- the destination rule itself (pure) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "trusted", "allowed"),
+    [
+        ("93.184.216.34", False, True),  # public
+        ("127.0.0.1", True, True),  # in root's allowed network, origin root chose
+        ("127.0.0.1", False, False),  # same address, origin an upstream page named
+        ("10.1.2.3", True, False),
+        ("169.254.169.254", True, False),
+        ("100.64.0.1", True, False),  # shared address space
+        ("224.0.0.1", True, False),  # multicast
+        ("0.0.0.0", True, False),
+        ("::1", True, False),
+        ("::ffff:10.0.0.1", True, False),  # IPv4-mapped private
+        ("fe80::1", True, False),
+        ("fc00::1", True, False),
+    ],
+)
+def test_destination_rule(address: str, trusted: bool, allowed: bool) -> None:
+    rule = DestinationRule(["127.0.0.0/8", "mirror.corp.example"])
+    assert rule.allows("host.example", ipaddress.ip_address(address), trusted) is allowed
+    assert rule.allows("mirror.corp.example", ipaddress.ip_address("10.0.0.5"), False)
