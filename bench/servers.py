@@ -79,7 +79,10 @@ class Packyard:
         return f"packyard-{self.workers}w"
 
     def prepare(self, serverdir: Path) -> None:
-        """Nothing: `packyard serve` initializes an empty server dir itself."""
+        """`packyard serve` initializes an empty server dir itself; the upstreams of the
+        benchmarks run on loopback, which the outbound policy allows only when told."""
+        serverdir.mkdir(parents=True, exist_ok=True)
+        (serverdir / "packyard.toml").write_text('outbound_allowed_networks = ["127.0.0.0/8"]\n')
 
     def command(self, serverdir: Path, port: int) -> list[str]:
         return [

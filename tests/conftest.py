@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -40,6 +40,9 @@ def basic_auth(user: str, secret: str) -> dict[str, str]:
 
 
 JSON = {"Accept": "application/json", "Content-Type": "application/json"}
+# The opt-in a server needs to mirror (or push to) a test server on loopback: the default
+# outbound policy refuses internal destinations.
+LOOPBACK_UPSTREAMS = {"outbound_allowed_networks": "127.0.0.0/8"}
 
 
 # --- storage backends ------------------------------------------------------------------------
@@ -101,6 +104,8 @@ class ServerProcess:
     log_path: Path
     storage: str = ""
     process: subprocess.Popen[bytes] | None = None
+    # Settings given to the server as PACKYARD_* variables, e.g. LOOPBACK_UPSTREAMS.
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -121,9 +126,10 @@ class ServerProcess:
         ]
         if self.storage:
             command += ["--storage", self.storage]
+        env = os.environ | {f"PACKYARD_{k.upper()}": v for k, v in self.settings.items()}
         # The child keeps its own copy of the descriptor; ours is closed at once.
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -33,7 +33,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tests.builders import build_wheel
-from tests.conftest import BIN, JSON, ServerProcess, clean_env
+from tests.conftest import (
+    BIN,
+    JSON,
+    LOOPBACK_UPSTREAMS,
+    ROOT_PASSWORD,
+    ServerProcess,
+    basic_auth,
+    clean_env,
+)
 from tests.e2e_support import PASSWORD, create_index, create_user, print_log_if_failed
 from tests.upstream import Upstream
 
@@ -501,11 +509,13 @@ def test_from_mirror_cache_bundles_exactly_what_the_mirror_served(
     request: pytest.FixtureRequest,
 ) -> None:
     server = server_factory(name="outside")
+    server.settings = dict(LOOPBACK_UPSTREAMS)
     server.start()
     with httpx.Client(base_url=server.url, timeout=30) as http:
         create_user(http, "alice")
         config = {"type": "mirror", "mirror_url": upstream.simple_url}
-        create_index(http, "alice", "mirror", **config)
+        root = JSON | basic_auth("root", ROOT_PASSWORD)  # only root creates mirrors
+        assert http.put("/alice/mirror", json=config, headers=root).status_code == 200
     try:
         downloads = tmp_path / "downloads"
         command = [

@@ -102,7 +102,7 @@ def site(
         for index, paths in (("alice/dev", dev), ("alice/prod", prod)):
             for path in paths:
                 upload_ok(client, index, path, alice)
-        mirror = {"type": "mirror", "mirror_url": "http://127.0.0.1:9/simple/", "volatile": False}
+        mirror = {"type": "mirror", "mirror_url": "http://up.invalid/simple/", "volatile": False}
         create_index(client, "root", "mirror", token_auth(client, "root"), **mirror)
         yield Site(client, alice, bob, {p.name: p for p in dev}, {p.name: p for p in prod})
 

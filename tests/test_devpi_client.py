@@ -397,7 +397,10 @@ def test_upload_files_from_dir_and_refusals(
     assert "400 FAIL file_upload of other_name-1.0-py3-none-any.whl" in refused
     assert "does not match project name" in refused
 
-    devpi.ok("index", "-c", "mirror", "type=mirror", "mirror_url=http://127.0.0.1:9/simple/")
+    # Only root creates mirrors (an unresolvable upstream: it is never asked here).
+    mirror = {"type": "mirror", "mirror_url": "http://upstream.invalid/simple/"}
+    root = JSON | basic_auth("root", ROOT_PASSWORD)
+    assert http.put("/alice/mirror", json=mirror, headers=root).status_code == 200
     refused = devpi.fails("upload", "--index", "alice/mirror", first)
     assert "404 FAIL file_upload" in refused and "cannot submit to mirror index" in refused
     devpi.ok("user", "-c", "bob", "password=bobpw")

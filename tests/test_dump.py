@@ -359,7 +359,7 @@ def build_state(client: httpx.Client, dists: Path) -> None:
         (PROD, {"bases": [DEV], "volatile": False, "title": "Production"}, alice),
         (
             "root/upstream",
-            {"type": "mirror", "mirror_url": "http://127.0.0.1:9/simple/", "title": "Gone"},
+            {"type": "mirror", "mirror_url": "http://upstream.invalid/simple/", "title": "Gone"},
             basic_auth("root", ROOT_PASSWORD),
         ),
     ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from tests.builders import build_wheel
 from tests.conftest import (
     BIN,
     JSON,
+    LOOPBACK_UPSTREAMS,
     ROOT_PASSWORD,
     ServerProcess,
     basic_auth,
@@ -67,6 +69,7 @@ def large_payload(seed: int) -> str:
 def packyard(directory: Path) -> Iterator[ServerProcess]:
     """A started `packyard serve` with a short upstream timeout; stopped on exit."""
     server = ServerProcess(directory / "server", free_port(), directory / "server.log")
+    server.settings = dict(LOOPBACK_UPSTREAMS)
     server.serverdir.mkdir(parents=True)
     (server.serverdir / "packyard.toml").write_text(f"mirror_timeout = {MIRROR_TIMEOUT}\n")
     server.start()
@@ -712,3 +715,60 @@ def test_drop_cache_refuses_a_stage_index_with_a_clear_message(
     assert result.returncode != 0
     assert "is not a mirror index" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- an imported mirror is served like any cached one ------------------------------------------
+
+
+def devpi_export_with_mirrored_files(directory: Path, wheels: list[Path]) -> Path:
+    """A devpi-server export of `root/pypi` with mirrored files (devpi-protocol.md §13), as
+    `devpi-export --include-mirrored-files` writes it; its upstream is long gone."""
+    export = directory / "export"
+    files, projects = [], {}
+    for wheel in wheels:
+        sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        project, version = wheel.name.split("-")[:2]
+        relpath = f"root/pypi/+f/{sha[:3]}/{sha[3:16]}/{wheel.name}"
+        (export / relpath).parent.mkdir(parents=True)
+        (export / relpath).write_bytes(wheel.read_bytes())
+        projects.setdefault(project, {})[version] = {"name": project, "version": version}
+        mapping = {
+            "last_modified": "Mon, 06 May 2024 07:08:09 GMT", "hash_spec": f"sha256={sha}",
+            "hashes": {"sha256": sha}, "project": project, "version": version,
+            "url": f"http://127.0.0.1:9/files/{wheel.name}",
+        }  # fmt: skip
+        files.append({"type": "releasefile", "projectname": project, "version": version,
+                      "relpath": relpath, "entrymapping": mapping, "log": []})  # fmt: skip
+    config = {"type": "mirror", "mirror_url": "http://127.0.0.1:9/simple/", "volatile": False}
+    dataindex = {
+        "dumpversion": "2", "pythonversion": [3, 11, 7], "devpi_server": "6.20.3",
+        "users": {"root": {"username": "root", "created": "2024-05-06T07:08:09Z"}},
+        "indexes": {"root/pypi": {"indexconfig": config, "projects": projects, "files": files}},
+    }  # fmt: skip
+    (export / "dataindex.json").write_text(json.dumps(dataindex))
+    return export
+
+
+def test_an_imported_mirror_installs_with_pip_from_an_offline_server(
+    tmp_path: Path, dists: dict[str, Path]
+) -> None:
+    export = devpi_export_with_mirrored_files(tmp_path, [dists["alpha-2.0"], dists["beta-1.0"]])
+    serverdir = tmp_path / "imported"
+    imported = subprocess.run(
+        [str(BIN / "packyard"), "import", "--serverdir", str(serverdir),
+         "--root-passwd", ROOT_PASSWORD, str(export)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    server = ServerProcess(serverdir, free_port(), tmp_path / "imported.log")
+    server.start("--offline")
+    try:
+        page = httpx.get(f"{server.url}/root/pypi/+simple/alpha/", headers=SIMPLE_JSON)
+        assert page.status_code == 200, page.text
+        python = pip_install(tmp_path, f"{server.url}/root/pypi/+simple/", "alpha")
+        assert installed(python) == {"alpha": "2.0", "beta": "1.0"}
+    except BaseException:
+        print(f"--- server log ---\n{server.log()}")
+        raise
+    finally:
+        server.stop()

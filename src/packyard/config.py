@@ -75,6 +75,25 @@ class Settings:
     max_description_render_size: int = 200_000
     # Seconds a description may take to render before plain text is shown instead.
     description_render_timeout: int = 2
+    # Outbound requests (mirror pages and files, pushes to an external URL), see
+    # services/outbound.py. Internal destinations root allows: CIDR networks or host names
+    # (loopback, private, link-local addresses are refused otherwise).
+    outbound_allowed_networks: tuple[str, ...] = ()
+    # Outbound requests under way at once, per worker process.
+    outbound_max_concurrent: int = 20
+    # Seconds a whole mirror file download (or one push upload) may take.
+    outbound_file_deadline: int = 900
+    # Largest mirror file fetched when the upstream page declares no size (else: that size).
+    outbound_max_file_size: int = 4 * 1024 * 1024 * 1024
+    # Largest upstream project page (or core metadata file), in bytes, and its most links.
+    outbound_max_page_size: int = 32 * 1024 * 1024
+    outbound_max_page_links: int = 50_000
+    # Largest upstream full project list, in bytes.
+    outbound_max_list_size: int = 256 * 1024 * 1024
+    # Push to an external upload URL (`posturl`); off: only pushes between local indexes.
+    allow_external_push: bool = False
+    # Users other than root may create mirror indexes and change a mirror_url.
+    users_create_mirrors: bool = False
 
     @property
     def database_url(self) -> str:

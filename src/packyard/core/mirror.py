@@ -6,7 +6,8 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from packyard.core.simple import FileLink
+from packyard.core.models import FileRecord, MirrorPage
+from packyard.core.simple import FileLink, upload_time_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,3 +65,21 @@ def parse_upload_time(text: str | None) -> datetime | None:
 
 def is_fresh(fetched_at: float, expiry: int, now: float) -> bool:
     return now - fetched_at < expiry
+
+
+def page_of_cached_files(index_id: int, project: str, files: list[FileRecord]) -> MirrorPage:
+    """The last known state of a mirrored project when only its files are known (an import):
+    served like any stored page, and stale at once, so an upstream that answers replaces it.
+    The files are on disk: their upstream URL is never needed."""
+    links = [
+        MirrorLink(
+            filename=file.filename, url="", sha256=file.sha256, size=file.size,
+            upload_time=upload_time_text(datetime.fromtimestamp(file.uploaded_at, UTC)),
+            requires_python=file.requires_python, yanked=file.yanked,
+            core_metadata=file.metadata_sha256 is not None,
+            core_metadata_sha256=file.metadata_sha256,
+        ).to_json()
+        for file in files
+        if file.kind == "releasefile"
+    ]  # fmt: skip
+    return MirrorPage(index_id, project, "ok", 0.0, None, None, None, links)

@@ -14,6 +14,7 @@ from packyard.services.accounts import Accounts, load_or_create_secret
 from packyard.services.cache import SerialCache
 from packyard.services.indexes import Indexes
 from packyard.services.mirror import Mirrors
+from packyard.services.outbound import Outbound
 from packyard.services.packages import Packages
 from packyard.services.readmes import Readmes
 from packyard.services.transfer import Transfer
@@ -35,6 +36,8 @@ class Services:
     mirrors: Mirrors
     transfer: Transfer
     readmes: Readmes
+    # Every request this server makes to another host goes through this policy.
+    outbound: Outbound
     # Rendered responses (simple pages, JSON), dropped whenever anything changes.
     pages: SerialCache[object]
     # This server's identity (devpi's X-Devpi-Uuid), kept in the database.
@@ -55,7 +58,8 @@ def open_services(settings: Settings) -> Services:
     blobs = BlobStore(settings.serverdir / "blobs")
     db = Database(settings.database_url, settings.serverdir / "serial", blobs)
     secret = load_or_create_secret(settings.serverdir / "secret")
-    indexes = Indexes(db, settings)
+    outbound = Outbound(settings)
+    indexes = Indexes(db, settings, outbound)
     return Services(
         settings=settings,
         db=db,
@@ -64,8 +68,9 @@ def open_services(settings: Settings) -> Services:
         indexes=indexes,
         packages=Packages(db, blobs, indexes),
         uploads=Uploads(db, blobs, indexes, settings),
-        mirrors=Mirrors(db, blobs, settings),
-        transfer=Transfer(db, blobs, indexes),
+        mirrors=Mirrors(db, blobs, settings, outbound),
+        transfer=Transfer(db, blobs, indexes, settings, outbound),
+        outbound=outbound,
         readmes=Readmes(settings),
         pages=SerialCache(db.serial.read),
         uuid=_server_uuid(db),

@@ -26,6 +26,7 @@ from sqlalchemy import Connection
 
 from packyard import __version__
 from packyard.core.dists import check_safe_filename, http_date, parse_dist_filename
+from packyard.core.mirror import page_of_cached_files
 from packyard.core.models import FileRecord, IndexRecord, User
 from packyard.core.names import normalize_project
 from packyard.errors import Conflict, Damaged, InvalidInput, PackyardError
@@ -449,6 +450,7 @@ class Importer:
                     for version, metadata in versions.items():
                         _ensure_version(conn, record, name, version, metadata, known)
             releases: dict[tuple[str, str], FileRecord] = {}
+            inserted: list[FileRecord] = []
             for item in sorted(planned, key=lambda p: p.record.kind == "toxresult"):
                 record = index_ids[item.index]
                 file = self._linked(item, releases)
@@ -456,8 +458,12 @@ class Importer:
                 _ensure_version(conn, record, file.project, file.version, {}, known)
                 store.insert_file(conn, file)
                 releases[(item.index, file.filename)] = file
+                inserted.append(file)
                 summary.files += 1
                 summary.bytes += file.size
+            for record in index_ids.values():
+                if record.is_mirror:
+                    _keep_mirror_pages(conn, record, inserted)
         return summary
 
     @staticmethod
@@ -472,6 +478,18 @@ class Importer:
         return dataclasses.replace(
             item.record, for_file=release.filename, dir_sha256=release.sha256
         )
+
+
+def _keep_mirror_pages(conn: Connection, record: IndexRecord, files: list[FileRecord]) -> None:
+    """A mirror's imported files are its last known state: a page per project lists them, so
+    they are served when the upstream is unreachable or the server runs offline."""
+    by_project: dict[str, list[FileRecord]] = {}
+    for file in files:
+        if file.index_id == record.id:
+            by_project.setdefault(file.project, []).append(file)
+    for project, project_files in by_project.items():
+        if store.get_mirror_page(conn, record.id, project) is None:
+            store.put_mirror_page(conn, page_of_cached_files(record.id, project, project_files))
 
 
 def _migrated_config(exported: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from packyard.core.models import IndexRecord
 from packyard.core.names import check_account_name
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound
 from packyard.services.cache import SerialCache
+from packyard.services.outbound import Outbound
 from packyard.storage import store
 from packyard.storage.db import Database
 
@@ -18,9 +19,10 @@ from packyard.storage.db import Database
 class Indexes:
     """Index configuration and resolution, cached per change serial."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, outbound: Outbound) -> None:
         self._db = db
         self._settings = settings
+        self._outbound = outbound
         self._snapshot: SerialCache[dict[str, IndexRecord]] = SerialCache(db.serial.read_config, 1)
 
     def all(self) -> dict[str, IndexRecord]:
@@ -58,6 +60,7 @@ class Indexes:
         if not acl.may_manage_index(actor, user, self._settings.restrict_modify):
             raise Forbidden(f"no permission to create index {user}/{name}")
         config = indexconfig.new_config(user, given, self._settings.mirror_cache_expiry)
+        self._check_mirror_url(actor, config, None)
         with self._db.write("index-create", config=True, index=f"{user}/{name}") as conn:
             if store.get_user(conn, user) is None:
                 raise NotFound(f"user '{user}' does not exist")
@@ -94,6 +97,7 @@ class Indexes:
             config = indexconfig.updated_config(record.config, body)
         if error_on_noop and config == record.config:
             raise InvalidInput("The requested modifications resulted in no changes")
+        self._check_mirror_url(actor, config, record.config)
         with self._db.write("index-modify", config=True, index=record.full_name) as conn:
             self._check_bases(conn, record.full_name, config)
             store.update_index_config(conn, record.id, config)
@@ -107,6 +111,24 @@ class Indexes:
             raise Forbidden(f"index {record.full_name} non-volatile, cannot delete")
         with self._db.write("index-delete", config=True, index=record.full_name) as conn:
             store.delete_index(conn, record.id)
+
+    def _check_mirror_url(
+        self, actor: str | None, config: Mapping[str, Any], before: Mapping[str, Any] | None
+    ) -> None:
+        """A mirror makes this server fetch from the URL it names: only root sets one (unless
+        the setting users_create_mirrors says otherwise), and only an allowed destination."""
+        if config.get("type") != "mirror":
+            return
+        url = str(config.get("mirror_url") or "")
+        unchanged = before is not None and before.get("type") == "mirror"
+        if unchanged and before is not None and before.get("mirror_url") == url:
+            return
+        if actor != acl.ROOT and not self._settings.users_create_mirrors:
+            raise Forbidden(
+                "only root may create a mirror index or change its mirror_url (root can allow"
+                " users with the setting users_create_mirrors)"
+            )
+        self._outbound.check_resolved(url, "mirror_url")
 
     @staticmethod
     def _check_bases(conn: Any, full_name: str, config: dict[str, Any]) -> None:

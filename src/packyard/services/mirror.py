@@ -1,16 +1,20 @@
 """Mirror indexes: upstream pages fetched on demand and kept, files fetched once, verified and
 cached, and the last good state served whenever the upstream fails.
 
-Everything here runs on the event loop (upstream I/O is async httpx); database work goes
-through the thread pool. Within one worker process, one upstream request serves all
-concurrent askers (one flight per project page, one per file).
+Everything here runs on the event loop (upstream I/O goes through the outbound policy,
+services/outbound.py); database work and page parsing go through the thread pool. Within one
+worker process, one upstream request serves all concurrent askers (one flight per project page,
+one per file). What an upstream said is logged; clients get generic words (an error text must
+not tell an open port from a closed one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import time
@@ -18,9 +22,8 @@ from collections.abc import AsyncIterator
 from functools import partial
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
-import httpx
 from pypi_simple import DistributionPackage, ProjectPage
 from starlette.concurrency import run_in_threadpool
 
@@ -33,6 +36,7 @@ from packyard.core.simple import upload_time_text
 from packyard.errors import InvalidInput, NotFound, PackyardError, UpstreamUnavailable
 from packyard.services.archives import read_core_metadata
 from packyard.services.changes import changing
+from packyard.services.outbound import Fetched, Outbound, OutboundFailure, capped_chunks
 from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore, BlobWriter
 from packyard.storage.db import Database
@@ -40,6 +44,8 @@ from packyard.storage.db import Database
 log = logging.getLogger("packyard.mirror")
 # httpx logs every request at INFO; the request log already says what matters.
 logging.getLogger("httpx").setLevel(logging.WARNING)
+# What a client is told when the upstream failed, whatever the reason (the log has it).
+NO_ANSWER = "no usable answer from the upstream"
 
 ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2,"
@@ -60,6 +66,9 @@ CHUNK = 256 * 1024
 # Bytes of a download held back from readers until the whole file's hash is verified, so no
 # client ever receives a complete file that turns out to be wrong.
 HOLDBACK = 64 * 1024
+# devpi's refresh needs no login: anyone may ask, but the upstream is asked again at most this
+# often per project and worker.
+REFRESH_INTERVAL = 10.0
 # A finished download stays joinable this long: a request that looked for the cached file just
 # before it was stored joins it instead of fetching the file again.
 LINGER = 10.0
@@ -112,36 +121,44 @@ class _Download:
 class Mirrors:
     """Fetch, keep and serve what mirror indexes take from their upstreams."""
 
-    def __init__(self, db: Database, blobs: BlobStore, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, blobs: BlobStore, settings: Settings, outbound: Outbound
+    ) -> None:
         self._db = db
         self._blobs = blobs
         self._settings = settings
+        self._outbound = outbound
         self.stats = MirrorStats()
         self._fresh_until: dict[tuple[int, str], float] = {}
         self._page_flights: dict[tuple[int, str], asyncio.Task[None]] = {}
         # Never-fetched pages whose fetch just failed: (until, message), to fail fast.
         self._failures: dict[tuple[int, str], tuple[float, str]] = {}
         self._force_refresh: set[tuple[int, str]] = set()
+        self._refreshed_at: dict[tuple[int, str], float] = {}
         self._downloads: dict[tuple[int, str], _Download] = {}
         self._list_flights: dict[int, asyncio.Task[None]] = {}
-        self._client: httpx.AsyncClient | None = None
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            timeout = httpx.Timeout(self._settings.mirror_timeout)
-            self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=True)
-        return self._client
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     def forget(self, index_id: int, project: str) -> None:
         """Treat the stored page as stale: the next request asks the upstream (devpi refresh)."""
         self._fresh_until.pop((index_id, project), None)
         self._failures.pop((index_id, project), None)
         self._force_refresh.add((index_id, project))
+
+    async def refresh(self, record: IndexRecord, project: str) -> None:
+        """devpi's refresh: ask the upstream again now (rate-limited per project). A refresh
+        writes nothing unless the upstream's page changed, so asking flushes no cache."""
+        key, now = (record.id, project), time.time()
+        if now - self._refreshed_at.get(key, 0.0) < REFRESH_INTERVAL:
+            return
+        if len(self._refreshed_at) > 10_000:  # forget old entries: memory stays bounded
+            self._refreshed_at = {
+                k: t for k, t in self._refreshed_at.items() if now - t < REFRESH_INTERVAL
+            }
+        self._refreshed_at[key] = now
+        self.forget(record.id, project)
+        # On failure the stored page, if any, stays; the simple page says what is known.
+        with contextlib.suppress(UpstreamUnavailable):
+            await self.ensure_page(record, project)
 
     def is_fresh(self, index_id: int, project: str) -> bool:
         """Known fresh in this worker, without touching the database."""
@@ -177,7 +194,7 @@ class Mirrors:
                 )
             return
         try:
-            await self._join_refresh(record, project, stored)
+            await self._join_refresh(record, project, stored, forced)
         except (TimeoutError, UpstreamUnavailable) as exc:
             if stored is not None:
                 # Serve the stored page, and stop asking the upstream for a while.
@@ -186,20 +203,20 @@ class Mirrors:
                 return
             message = (
                 f"the upstream of {record.full_name} is unreachable and {project!r} was"
-                f" never fetched: {_describe(exc)}"
+                f" never fetched ({_told(exc)})"
             )
             self._failures[key] = (time.time() + FAILURE_MEMORY, message)
             raise UpstreamUnavailable(message) from exc
 
     async def _join_refresh(
-        self, record: IndexRecord, project: str, stored: MirrorPage | None
+        self, record: IndexRecord, project: str, stored: MirrorPage | None, forced: bool
     ) -> None:
         """Wait for this project's one refresh in flight (starting it if needed); a request
         with a stored page to fall back on waits only briefly."""
         key = (record.id, project)
         flight = self._page_flights.get(key)
         if flight is None:
-            flight = asyncio.create_task(self._refresh_page(record, project, stored))
+            flight = asyncio.create_task(self._refresh_page(record, project, stored, forced))
             self._page_flights[key] = flight
             flight.add_done_callback(lambda done: self._page_landed(key, done))
         await asyncio.wait_for(asyncio.shield(flight), STALE_WAIT if stored else None)
@@ -217,59 +234,88 @@ class Mirrors:
             return store.get_mirror_page(conn, index_id, project)
 
     async def _refresh_page(
-        self, record: IndexRecord, project: str, stored: MirrorPage | None
+        self, record: IndexRecord, project: str, stored: MirrorPage | None, forced: bool = False
     ) -> None:
-        url = f"{str(record.config['mirror_url']).rstrip('/')}/{project}/"
+        url = f"{upstream_url(record).rstrip('/')}/{project}/"
         headers = {"Accept": ACCEPT}
         if stored is not None and stored.status == "ok":
             if stored.etag:
                 headers["If-None-Match"] = stored.etag
             if stored.last_modified:
                 headers["If-Modified-Since"] = stored.last_modified
-        try:
-            response = await asyncio.wait_for(
-                self._http().get(url, headers=headers), self._settings.mirror_timeout
-            )
-        except (httpx.HTTPError, TimeoutError) as exc:
-            self._upstream_failed(url, exc)
+        response = await self._get(record, url, self._settings.outbound_max_page_size, headers)
         now = time.time()
         key = (record.id, project)
-        if response.status_code == 304 and stored is not None:
+        if response.status == 304 and stored is not None:
             self.stats.page_revalidations += 1
-            await run_in_threadpool(self._touch_page, record, project, now)
-        elif response.status_code == 404:
+            if not forced:  # a forced refresh that changed nothing writes nothing
+                await run_in_threadpool(self._touch_page, record, project, now)
+        elif response.status == 404:
             self.stats.page_fetches += 1
             page = MirrorPage(record.id, project, "missing", now, None, None, None, [])
             await run_in_threadpool(self._store_page, record, page)
-        elif response.status_code == 200:
+        elif response.status == 200:
             self.stats.page_fetches += 1
-            page = self._parse_page(record, project, response, now)
+            # Off the event loop: a large page must not stall other requests while it parses.
+            page = await run_in_threadpool(self._parse_page, record, project, response, now)
             log.info("fetched %s from upstream: %d files", url, len(page.links))
             if _went_backwards(record, stored, page):
                 log.warning("%s: upstream serial went backwards for %s", url, project)
+            elif forced and stored is not None and stored.links == page.links:
+                pass  # unchanged: nothing to write
             else:
                 await run_in_threadpool(self._store_page, record, page)
         else:
-            self._upstream_failed(url, f"HTTP {response.status_code}")
+            self._upstream_failed(url, f"HTTP {response.status}")
         self._fresh_until[key] = now + self._expiry(record)
         self._failures.pop(key, None)
 
-    def _upstream_failed(self, url: str, problem: object) -> Any:
+    async def _get(
+        self,
+        record: IndexRecord,
+        url: str,
+        max_bytes: int,
+        headers: dict[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> Fetched:
+        """A whole upstream body under the outbound policy; failures become generic."""
+        try:
+            return await self._outbound.get(
+                url, trusted=[upstream_url(record)], max_bytes=max_bytes, headers=headers,
+                deadline=deadline or self._settings.mirror_timeout,
+            )  # fmt: skip
+        except OutboundFailure as exc:
+            self._upstream_failed(url, exc)
+
+    def _upstream_failed(self, url: str, problem: object, told: str = NO_ANSWER) -> NoReturn:
+        """Log what went wrong; tell the client only `told`."""
         self.stats.upstream_errors += 1
         log.warning("upstream error for %s: %s", url, _describe(problem))
-        raise UpstreamUnavailable(f"error getting {url}: {_describe(problem)}")
+        raise UpstreamUnavailable(told)
 
     def _parse_page(
-        self, record: IndexRecord, project: str, response: httpx.Response, now: float
+        self, record: IndexRecord, project: str, response: Fetched, now: float
     ) -> MirrorPage:
-        base = str(response.url)
+        base = response.url
+        limit = self._settings.outbound_max_page_links
         try:
             if "json" in response.headers.get("content-type", ""):
-                parsed = ProjectPage.from_json_data(response.json(), base_url=base)
+                data = json.loads(response.body)
+                count = len(data.get("files") or ())
+                if count <= limit:
+                    parsed = ProjectPage.from_json_data(data, base_url=base)
             else:
-                parsed = ProjectPage.from_html(project, response.content, base_url=base)
-        except ValueError as exc:
+                count = response.body.count(b"<a") + response.body.count(b"<A")
+                if count <= limit:
+                    parsed = ProjectPage.from_html(project, response.body, base_url=base)
+        except (ValueError, TypeError, AttributeError) as exc:
             self._upstream_failed(base, f"unreadable project page: {exc}")
+        if count > limit:
+            told = (
+                f"the upstream page of {project!r} lists more than {limit} files, the limit"
+                " set by outbound_max_page_links"
+            )
+            self._upstream_failed(base, f"{count} links", told)
         links = [link.to_json() for link in map(_mirror_link, parsed.packages) if link]
         serial = _int(str(parsed.last_serial or response.headers.get("x-pypi-last-serial") or ""))
         return MirrorPage(
@@ -352,24 +398,22 @@ class Mirrors:
             return store.get_mirror_list(conn, index_id)
 
     async def _refresh_list(self, record: IndexRecord, stored: MirrorList | None) -> None:
-        url = f"{str(record.config['mirror_url']).rstrip('/')}/"
+        url = f"{upstream_url(record).rstrip('/')}/"
         headers = {"Accept": ACCEPT}
         if stored is not None and stored.etag:
             headers["If-None-Match"] = stored.etag
-        try:
-            response = await self._http().get(url, headers=headers, timeout=LIST_TIMEOUT)
-        except httpx.HTTPError as exc:
-            self._upstream_failed(url, exc)
+        cap = self._settings.outbound_max_list_size
+        response = await self._get(record, url, cap, headers, deadline=LIST_TIMEOUT)
         now = time.time()
-        if response.status_code == 304 and stored is not None:
+        if response.status == 304 and stored is not None:
             listing = dataclasses.replace(stored, fetched_at=now)
-        elif response.status_code == 200:
+        elif response.status == 200:
             names = await run_in_threadpool(parse_project_list, response)
             sha = await run_in_threadpool(self._blobs.put_bytes, "\n".join(names).encode())
             etag = response.headers.get("etag")
             listing = MirrorList(record.id, now, etag, sha, len(names))
         else:
-            self._upstream_failed(url, f"HTTP {response.status_code}")
+            self._upstream_failed(url, f"HTTP {response.status}")
         await run_in_threadpool(self._store_list, record, listing)
 
     def _store_list(self, record: IndexRecord, listing: MirrorList) -> None:
@@ -443,22 +487,28 @@ class Mirrors:
 
     async def _fetch_file(self, record: IndexRecord, link: MirrorLink, download: _Download) -> None:
         writer = download.writer
+        # The declared size is the cap when the page gives one; a setting otherwise.
+        cap = link.size if link.size is not None else self._settings.outbound_max_file_size
         try:
-            async with self._http().stream("GET", link.url) as response:
+            async with self._outbound.stream(
+                "GET", link.url, trusted=[upstream_url(record)],
+                deadline=self._settings.outbound_file_deadline,
+            ) as response:  # fmt: skip
                 if response.status_code == 404:
                     # devpi answers 404 too: the upstream no longer has the file.
-                    raise NotFound(f"error 404 getting {link.url}")
+                    raise NotFound(f"the upstream no longer has {link.filename}")
                 if response.status_code != 200:
                     self._upstream_failed(link.url, f"HTTP {response.status_code}")
-                async for chunk in response.aiter_bytes(CHUNK):
+                async for chunk in capped_chunks(response, cap):
                     writer.write(chunk)
                     download.size = writer.size
                     await download.notify()
             sha256 = await run_in_threadpool(writer.finish)
             if sha256 != link.sha256:
                 self._upstream_failed(
-                    link.url, f"sha256 mismatch: expected {link.sha256}, got {sha256}"
-                )
+                    link.url, f"sha256 mismatch: expected {link.sha256}, got {sha256}",
+                    f"{link.filename} from the upstream does not match its sha256",
+                )  # fmt: skip
             await run_in_threadpool(self._store_file, record, link, writer)
             self.stats.bytes_from_upstream += writer.size
             log.info("cached %s from upstream (%d bytes)", link.filename, writer.size)
@@ -466,9 +516,10 @@ class Mirrors:
             download.readers += 1  # the lingering hold, see _download_done
         except PackyardError as exc:
             download.error = exc
-        except (httpx.HTTPError, OSError) as exc:
+        except (OutboundFailure, OSError) as exc:
             self.stats.upstream_errors += 1
-            download.error = UpstreamUnavailable(f"error getting {link.url}: {_describe(exc)}")
+            log.warning("upstream error for %s: %s", link.url, _describe(exc))
+            download.error = UpstreamUnavailable(f"could not fetch {link.filename}: {NO_ANSWER}")
         finally:
             writer.abort()
             download.finished = True
@@ -508,26 +559,27 @@ class Mirrors:
         if not link.core_metadata or not expected or self._settings.offline:
             raise NotFound("no core metadata for this file")
         url = f"{link.url}.metadata"
-        try:
-            response = await self._http().get(url)
-        except httpx.HTTPError as exc:
-            self._upstream_failed(url, exc)
-        if response.status_code != 200:
-            self._upstream_failed(url, f"HTTP {response.status_code}")
+        response = await self._get(record, url, self._settings.outbound_max_page_size)
+        if response.status != 200:
+            self._upstream_failed(url, f"HTTP {response.status}")
         # Verified before it is kept: a wrong file must leave nothing behind.
-        if hashlib.sha256(response.content).hexdigest() != expected:
+        if hashlib.sha256(response.body).hexdigest() != expected:
             self._upstream_failed(url, "sha256 of the metadata file does not match")
-        await run_in_threadpool(self._blobs.put_bytes, response.content)
-        return response.content
+        await run_in_threadpool(self._blobs.put_bytes, response.body)
+        return response.body
 
 
-def parse_project_list(response: httpx.Response) -> list[str]:
+def upstream_url(record: IndexRecord) -> str:
+    return str(record.config["mirror_url"])
+
+
+def parse_project_list(response: Fetched) -> list[str]:
     """Normalised project names from an upstream's root page, PEP 691 JSON or PEP 503 HTML."""
     if "json" in response.headers.get("content-type", ""):
-        names = [entry["name"] for entry in response.json().get("projects", ())]
+        names = [entry["name"] for entry in json.loads(response.body).get("projects", ())]
     else:
         collector = _AnchorTexts()
-        collector.feed(response.text)
+        collector.feed(response.body.decode("utf-8", "replace"))
         names = collector.texts
     return list(dict.fromkeys(normalize_project(name) for name in names if name.strip()))
 
@@ -592,6 +644,11 @@ def _int(text: str | None) -> int | None:
         return int(text) if text else None
     except ValueError:
         return None
+
+
+def _told(exc: Exception) -> str:
+    """What a client may read of a failure: our own words, never the upstream's."""
+    return exc.message if isinstance(exc, UpstreamUnavailable) else NO_ANSWER
 
 
 def _describe(problem: object) -> str:

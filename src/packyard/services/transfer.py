@@ -1,24 +1,33 @@
-"""Moving releases: push between indexes, and push to an external upload URL (§12)."""
+"""Moving releases: push between indexes, and push to an external upload URL (§12).
+
+A push to an external URL makes this server send requests where the caller says: it needs
+root's setting `allow_external_push` and upload rights on the source index, goes through the
+outbound policy (services/outbound.py) on the event loop, and never hands the remote's answer
+back (its status only; the body goes to the log).
+"""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from packaging.utils import canonicalize_version
+from starlette.concurrency import run_in_threadpool
 
+from packyard.config import Settings
 from packyard.core import acl
 from packyard.core.dists import parse_dist_filename
 from packyard.core.models import FileRecord, IndexRecord, VersionRecord
 from packyard.core.names import normalize_project, split_index_name
 from packyard.core.releases import EXISTS, Admission, Upload, admit, check_metadata_change
-from packyard.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
+from packyard.services.outbound import Outbound, OutboundFailure
 from packyard.services.uploads import index_for_search, log_entry, version_files
 from packyard.storage import store
 from packyard.storage.blobs import BlobStore
@@ -29,7 +38,7 @@ KNOWN_OPTIONS = frozenset(
     {"name", "version", "targetindex", "posturl", "username", "password", "no_docs",
      "only_docs", "register_project"}
 )  # fmt: skip
-EXTERNAL_TIMEOUT = 60.0
+log = logging.getLogger("packyard.push")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +52,23 @@ class PushResult:
 class Transfer:
     """Copies a release (metadata, files, tox results, docs) to another place."""
 
-    def __init__(self, db: Database, blobs: BlobStore, indexes: Indexes) -> None:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        indexes: Indexes,
+        settings: Settings,
+        outbound: Outbound,
+    ) -> None:
         self._db = db
         self._blobs = blobs
         self._indexes = indexes
+        self._settings = settings
+        self._outbound = outbound
 
-    def push(self, actor: str | None, source: IndexRecord, body: Mapping[str, Any]) -> PushResult:
+    async def push(
+        self, actor: str | None, source: IndexRecord, body: Mapping[str, Any]
+    ) -> PushResult:
         unknown = sorted(set(body) - KNOWN_OPTIONS)
         if unknown:
             raise InvalidInput(f"unknown additional options: {', '.join(unknown)}")
@@ -57,13 +77,30 @@ class Transfer:
         name, version = str(body.get("name") or ""), str(body.get("version") or "")
         if not name or not version:
             raise InvalidInput("push needs a name and a version")
-        release, files = self._release(source, normalize_project(name), version)
+        if not body.get("targetindex") and not body.get("posturl"):
+            raise InvalidInput("push needs a targetindex or a posturl")
+        if not body.get("targetindex"):
+            self._authorize_external(actor, source)
+        release, files = await run_in_threadpool(
+            self._release, source, normalize_project(name), version
+        )
         files = _select(files, bool(body.get("no_docs")), bool(body.get("only_docs")))
         if body.get("targetindex"):
-            return self._to_index(actor, source, release, files, str(body["targetindex"]))
-        if body.get("posturl"):
-            return self._to_external(source, release, files, body)
-        raise InvalidInput("push needs a targetindex or a posturl")
+            target = str(body["targetindex"])
+            return await run_in_threadpool(self._to_index, actor, source, release, files, target)
+        return await self._to_external(source, release, files, body)
+
+    def _authorize_external(self, actor: str | None, source: IndexRecord) -> None:
+        """Decided before anything is read or sent."""
+        if not self._settings.allow_external_push:
+            raise Forbidden(
+                "pushing to an external upload URL is turned off on this server; root can"
+                " turn it on with the setting allow_external_push"
+            )
+        if actor is None:
+            raise Unauthenticated("pushing to an external upload URL needs a login")
+        if not acl.may_upload(actor, source.config.get("acl_upload", ())):
+            raise Forbidden(f"user {actor!r} cannot upload to {source.full_name!r}")
 
     def _release(
         self, source: IndexRecord, project: str, version: str
@@ -139,7 +176,7 @@ class Transfer:
 
     # --- to an external index (a PyPI-like upload URL) -----------------------------------------
 
-    def _to_external(
+    async def _to_external(
         self,
         source: IndexRecord,
         release: VersionRecord,
@@ -147,55 +184,64 @@ class Transfer:
         body: Mapping[str, Any],
     ) -> PushResult:
         url = str(body["posturl"])
+        self._outbound.check_url(url, "posturl")
         credentials = f"{body.get('username', '')}:{body.get('password', '')}"
         headers = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
         metadata = {k: v for k, v in release.metadata.items() if v not in ("", [], None)}
         rows: list[Row] = []
-        with httpx.Client(timeout=EXTERNAL_TIMEOUT, headers=headers) as client:
-            if body.get("register_project"):
-                rows.append(
-                    self._post(client, url, {**metadata, ":action": "submit"}, None, "register")
-                )
-            for file in files:
-                if file.kind == "releasefile":
-                    fields = {
-                        **metadata,
-                        ":action": "file_upload",
-                        "protocol_version": "1",
-                        "filetype": "bdist_wheel" if file.filename.endswith(".whl") else "sdist",
-                        "pyversion": _pyversion(file.filename),
-                        "sha256_digest": file.sha256,
-                    }
-                    rows.append(
-                        self._post(client, url, fields, file, f"{source.full_name}/{file.relpath}")
-                    )
-                elif file.kind == "doczip":
-                    fields = {"name": release.metadata.get("name") or release.project,
-                              "version": release.version, ":action": "doc_upload"}  # fmt: skip
-                    rows.append(self._post(client, url, fields, file, release.project))
+        if body.get("register_project"):
+            fields = {**metadata, ":action": "submit"}
+            rows.append(await self._post(url, headers, fields, None, "register"))
+        for file in files:
+            if file.kind == "releasefile":
+                fields = {
+                    **metadata,
+                    ":action": "file_upload",
+                    "protocol_version": "1",
+                    "filetype": "bdist_wheel" if file.filename.endswith(".whl") else "sdist",
+                    "pyversion": _pyversion(file.filename),
+                    "sha256_digest": file.sha256,
+                }
+                label = f"{source.full_name}/{file.relpath}"
+                rows.append(await self._post(url, headers, fields, file, label))
+            elif file.kind == "doczip":
+                fields = {"name": release.metadata.get("name") or release.project,
+                          "version": release.version, ":action": "doc_upload"}  # fmt: skip
+                rows.append(await self._post(url, headers, fields, file, release.project))
         ok = bool(rows) and rows[-1][0] in (200, 201)
         return PushResult(200 if ok else 502, rows)
 
-    def _post(
+    async def _post(
         self,
-        client: httpx.Client,
         url: str,
+        headers: Mapping[str, str],
         fields: Mapping[str, Any],
         file: FileRecord | None,
         label: str,
     ) -> Row:
+        """One upload to the external URL; the row carries its status, never its body."""
         what = "upload" if file is None or file.kind == "releasefile" else "docfile"
         files = None
         if file is not None:
             name = file.filename if file.kind == "releasefile" else f"{fields['name']}.zip"
-            files = {"content": (name, self._blobs.read_bytes(file.sha256))}
+            content = await run_in_threadpool(self._blobs.read_bytes, file.sha256)
+            files = {"content": (name, content)}
         data = {key: value for key, value in fields.items() if value not in ("", [], None)}
         try:
-            response = client.post(url, data=data, files=files)
-        except httpx.HTTPError as exc:
-            return [-1, f"exception on {what}", f"{label}: {exc}"]
-        text = "" if response.is_success else response.text[:500]
-        return [response.status_code, what, label, text]
+            async with self._outbound.stream(
+                "POST", url, trusted=[url], deadline=self._settings.outbound_file_deadline,
+                headers=headers, data=data, files=files,
+            ) as response:  # fmt: skip
+                status = response.status_code
+                if not response.is_success:
+                    answer = b""
+                    async for chunk in response.aiter_bytes(500):
+                        answer = chunk[:500]
+                        break
+                    log.warning("push of %s to %s: HTTP %d %r", label, url, status, answer)
+        except OutboundFailure:
+            return [-1, f"exception on {what}", f"{label}: no usable answer from the upload URL"]
+        return [status, what, label, ""]
 
 
 def _admitted(

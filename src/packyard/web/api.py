@@ -203,7 +203,7 @@ async def index_resource(request: Request) -> Response:
         if not isinstance(body, dict):
             raise InvalidInput("Bad request: expected a JSON object")
         record = await request_index(request)
-        pushed = await run_in_threadpool(services.transfer.push, actor, record, body)
+        pushed = await services.transfer.push(actor, record, body)
         return api_response(pushed.rows, "actionlog", status=pushed.status)
     raise InvalidInput(f"method {method} not supported here")
 

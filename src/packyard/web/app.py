@@ -124,7 +124,7 @@ def create_app(services: Services) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, object]]:
         # The lifespan state is where the server's protocol finds its limits (web/server.py).
         yield {CONNECTION_LIMITS: limits}
-        await services.mirrors.aclose()
+        await services.outbound.aclose()
         services.close()
         log.info("packyard stopped: storage closed")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 
 from jinja2 import Environment
@@ -170,9 +169,6 @@ async def refresh(request: Request) -> Response:
     project = normalize_project(request.path_params["project"])
     for item in services.indexes.resolution_order(record):
         if item.is_mirror:
-            services.mirrors.forget(item.id, project)
-            # On failure the stored page, if any, stays; the simple page says what is known.
-            with contextlib.suppress(UpstreamUnavailable):
-                await services.mirrors.ensure_page(item, project)
+            await services.mirrors.refresh(item, project)
     target = f"/{record.full_name}/+simple/{project}/"
     return RedirectResponse(target, status_code=302)
