@@ -232,7 +232,7 @@ def test_a_full_disk_is_507_with_a_message_and_leaves_nothing_half_written(
                 # Full to the last byte: the database cannot grow either.
                 fill(disk)
                 response = client.patch(
-                    f"/{USER}",
+                    f"/{INDEX}",
                     json={"description": "x" * 300_000},
                     headers={"Accept": "application/json"} | AUTH,
                 )

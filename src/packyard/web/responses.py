@@ -106,6 +106,10 @@ def error_response(request: Request, exc: errors.PackyardError) -> Response:
     """
     status = status_for(exc)
     headers = {"Vary": "Accept"}
+    if isinstance(exc, errors.TooLarge):
+        # The rest of the body is not read: the connection cannot carry another request, and
+        # saying so keeps clients from sending their next one into a closing socket.
+        headers["Connection"] = "close"
     browser = request.headers.get("accept", "").lstrip().startswith("text/html")
     # No Basic challenge for browsers: it would pop up a password dialog where the error
     # page's link to the log-in form belongs.
