@@ -22,6 +22,7 @@ from packyard.config import Settings, load_settings
 from packyard.errors import PackyardError
 from packyard.services import Services, open_services
 from packyard.web import api, docs, files, simple, ui
+from packyard.web.auth import Authentication
 from packyard.web.batches import Batches
 from packyard.web.responses import error_response
 
@@ -42,7 +43,7 @@ def routes() -> list[BaseRoute]:
         Route("/+api", api.api_discovery, methods=["GET"]),
         Route("/+login", api.login, methods=["POST"]),
         Route("/+login", ui.login_form, methods=["GET"]),
-        Route("/+logout", ui.logout, methods=["POST"]),
+        Route("/+logout", api.logout, methods=["POST"]),
         Route("/+search", ui.search_page, methods=["GET"]),
         Route("/+ui/create-index", ui.create_index, methods=["POST"]),
         Route("/+ui/index-settings", ui.index_settings, methods=["POST"]),
@@ -139,6 +140,7 @@ def create_app(services: Services) -> Starlette:
         autoescape=select_autoescape(default=True),
         auto_reload=False,
     )
+    app.add_middleware(Authentication, services=services)  # inside: its 401s get the headers
     app.add_middleware(ServerHeaders, services=services)
     return app
 
