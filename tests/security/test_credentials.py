@@ -20,6 +20,8 @@ import pytest
 
 from packyard.core.names import user_key
 from tests.conftest import JSON, ROOT_PASSWORD, ServerProcess, basic_auth, free_port
+from tests.devpi_client import Devpi
+from tests.devpi_client import devpi_executable as devpi_executable  # a fixture
 from tests.e2e_support import print_log_if_failed, running_server
 from tests.packyard_cli import Packyard
 
@@ -213,6 +215,23 @@ def test_the_packyard_client_logoff_revokes_the_token(
     assert "revoked" in client.ok("logoff")
     with client_from(server) as http:
         assert_token_dead(http, "fiona", token)
+
+
+def test_devpi_client_is_told_its_token_died_and_can_log_in_again(
+    server: ServerProcess, devpi_executable: Path, tmp_path: Path
+) -> None:
+    make_user(server, "gina")
+    devpi = Devpi(devpi_executable, tmp_path / "home")
+    devpi.ok("use", server.url)
+    devpi.ok("login", "gina", "--password", PASSWORD)
+    with client_from(server) as client:  # gina logs out elsewhere (the web UI, another client)
+        token = devpi.token("gina")
+        assert client.post("/+logout", headers=JSON | devpi_auth("gina", token)).is_success
+    stale = devpi.fails("use", server.url)
+    assert "removed expired authentication information" in stale
+    assert "no longer valid" in stale and "log in again" in stale
+    assert "gina" in devpi.ok("login", "gina", "--password", PASSWORD)
+    assert "logged in as gina" in devpi.ok("use")
 
 
 def test_a_token_does_not_work_for_a_re_registered_name(server: ServerProcess) -> None:
