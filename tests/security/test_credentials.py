@@ -17,8 +17,19 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
 
 from packyard.core.names import user_key
+from packyard.errors import Busy, TooManyAttempts
+from packyard.services import Services
+from packyard.services.accounts import load_or_create_secret
+from packyard.services.throttle import HashingLimit, LoginThrottle
+from packyard.storage import store
+from packyard.storage.db import MIGRATIONS, Database
 from tests.conftest import JSON, ROOT_PASSWORD, ServerProcess, basic_auth, free_port
 from tests.devpi_client import Devpi
 from tests.devpi_client import devpi_executable as devpi_executable  # a fixture
@@ -373,3 +384,114 @@ def test_the_database_and_secret_are_readable_by_the_owner_only(tmp_path: Path) 
         assert set(private_files(server.serverdir).values()) == {0o600}
     finally:
         server.stop()
+
+
+# --- in process: the throttle's rules, imported names, tokens and databases from before ------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def failed_guess(throttle: LoginThrottle, user: str, address: str) -> None:
+    with throttle.guess(user, address):
+        pass
+
+
+def test_the_throttle_counts_per_user_in_a_sliding_window() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(per_user=3, per_address=100, window=60, clock=clock)
+    for _ in range(3):
+        failed_guess(throttle, "alice", "10.0.0.1")
+    with pytest.raises(TooManyAttempts) as refused:
+        failed_guess(throttle, "ALICE", "10.0.0.2")  # the same user however spelt, from anywhere
+    assert refused.value.retry_after == 60
+    clock.now += 61
+    failed_guess(throttle, "alice", "10.0.0.1")  # the old failures aged out
+
+
+def test_the_throttle_counts_per_address() -> None:
+    throttle = LoginThrottle(per_user=100, per_address=5, window=60, clock=Clock())
+    for number in range(5):
+        failed_guess(throttle, f"user{number}", "10.0.0.1")
+    with pytest.raises(TooManyAttempts, match="from your address"):
+        failed_guess(throttle, "user9", "10.0.0.1")
+    failed_guess(throttle, "user9", "10.0.0.2")
+
+
+def test_a_success_forgets_that_pairs_failures_and_an_unjudged_guess_is_withdrawn() -> None:
+    throttle = LoginThrottle(per_user=3, per_address=100, window=60, clock=Clock())
+    failed_guess(throttle, "bob", "10.0.0.1")
+    failed_guess(throttle, "bob", "10.0.0.1")
+    failed_guess(throttle, "bob", "10.0.0.2")  # someone else's guess stays counted
+    with throttle.guess("bob", "10.0.0.1") as guess:
+        guess.correct = True
+    with pytest.raises(Busy), throttle.guess("bob", "10.0.0.3"):
+        raise Busy("no time to judge it", 1)
+    failed_guess(throttle, "bob", "10.0.0.1")
+    failed_guess(throttle, "bob", "10.0.0.1")
+    with pytest.raises(TooManyAttempts):
+        failed_guess(throttle, "bob", "10.0.0.1")
+
+
+def test_hashing_beyond_the_bound_waits_briefly_then_is_refused() -> None:
+    no_queue = HashingLimit(concurrency=1, waiting=0, timeout=5)
+    with no_queue.slot():
+        started = time.monotonic()
+        with pytest.raises(Busy), no_queue.slot():
+            pass
+        assert time.monotonic() - started < 0.5  # refused at once
+    queued = HashingLimit(concurrency=1, waiting=1, timeout=0.2)
+    with queued.slot():
+        started = time.monotonic()
+        with pytest.raises(Busy), queued.slot():
+            pass
+        assert 0.15 < time.monotonic() - started < 2  # waited its turn, then gave up
+
+
+def test_imported_names_keep_working_and_block_their_look_alikes(
+    client: TestClient, services: Services, root_pwhash: str
+) -> None:
+    """Users imported with names the new rule refuses still log in; new look-alikes are 409."""
+    for name in ("jos\u00e9", "Bob"):
+        services.accounts.create_initial(name, None, pwhash=root_pwhash)
+    credentials = {"user": "jos\u00e9", "password": ROOT_PASSWORD}
+    assert client.post("/+login", json=credentials, headers=JSON).status_code == 200
+    twin = client.put("/bob", json={"password": "x"}, headers=JSON)
+    assert twin.status_code == 409, twin.text
+    assert "'Bob'" in twin.json()["message"]
+
+
+def test_a_token_signed_before_the_stamps_is_refused(
+    client: TestClient, services: Services
+) -> None:
+    secret = load_or_create_secret(services.settings.serverdir / "secret")
+    old_style = URLSafeTimedSerializer(secret, salt="packyard-auth").dumps("root")
+    response = client.get("/+api", headers=JSON | basic_auth("root", str(old_style)))
+    assert response.status_code == 401
+    assert "log in again" in response.json()["message"]
+
+
+def test_the_upgrade_gives_existing_users_a_token_stamp(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'packyard.sqlite3'}"
+    engine = create_engine(url)
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+        connection.execute(
+            text("INSERT INTO users (name, pwhash, info, created) VALUES ('old', 'x', '{}', 'x')")
+        )
+    engine.dispose()
+    database = Database(url, tmp_path / "serial")
+    try:
+        with database.read() as connection:
+            user = store.get_user(connection, "old")
+    finally:
+        database.close()
+    assert user is not None and len(user.token_stamp) == 32

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from packyard.core.names import user_key
 from packyard.errors import Busy, TooManyAttempts
 
-# Past this many remembered failures the oldest are forgotten early (memory stays bounded).
+# Past this many remembered failures the oldest are forgotten early (memory stays bounded),
+# and names are counted by their first characters only (no valid name is longer).
 MAX_REMEMBERED_FAILURES = 100_000
+MAX_KEY_LENGTH = 256
 
 
 @dataclass
@@ -60,7 +62,7 @@ class LoginThrottle:
         An exception inside withdraws the guess (it was never judged, e.g. the server was
         busy); leaving without `correct` records a failure.
         """
-        attempt = self._begin(user_key(user), address)
+        attempt = self._begin(user_key(user[:MAX_KEY_LENGTH]), address[:MAX_KEY_LENGTH])
         try:
             yield attempt
         except BaseException:
