@@ -424,16 +424,16 @@ def test_the_throttle_counts_per_address() -> None:
 
 
 def test_a_success_forgets_that_pairs_failures_and_an_unjudged_guess_is_withdrawn() -> None:
-    throttle = LoginThrottle(per_user=3, per_address=100, window=60, clock=Clock())
+    throttle = LoginThrottle(per_user=4, per_address=100, window=60, clock=Clock())
     failed_guess(throttle, "bob", "10.0.0.1")
     failed_guess(throttle, "bob", "10.0.0.1")
     failed_guess(throttle, "bob", "10.0.0.2")  # someone else's guess stays counted
     with throttle.guess("bob", "10.0.0.1") as guess:
-        guess.correct = True
+        guess.correct = True  # bob's own typos from 10.0.0.1 are forgotten: 1 failure left
     with pytest.raises(Busy), throttle.guess("bob", "10.0.0.3"):
-        raise Busy("no time to judge it", 1)
-    failed_guess(throttle, "bob", "10.0.0.1")
-    failed_guess(throttle, "bob", "10.0.0.1")
+        raise Busy("no time to judge it", 1)  # not judged: not counted
+    for _ in range(3):
+        failed_guess(throttle, "bob", "10.0.0.1")
     with pytest.raises(TooManyAttempts):
         failed_guess(throttle, "bob", "10.0.0.1")
 
