@@ -260,7 +260,8 @@ def test_environment_credentials_upload_without_saved_state(
 
     wrong = Packyard(tmp_path / "ci-wrong", **(environment | {"PACKYARD_PASSWORD": "nope"}))
     output = wrong.fails("upload", build_wheel(tmp_path / "dist", "from-ci", "0.2"))
-    assert "failed 1: from_ci-0.2-py3-none-any.whl (401" in output
+    # A wrong password is refused on the first request, not taken for an anonymous one.
+    assert "401 Unauthorized: user 'ci' could not be authenticated" in output
     assert "packyard login" in output
 
 

@@ -217,6 +217,10 @@ def test_user_commands_login_and_passwd(
     assert "403 Forbidden: no permission to delete user bob" in refused
     devpi.ok("login", "bob", "--password", "bobpw")
     assert "user deleted: bob" in devpi.ok("user", "--delete", "-y", "bob")
+    # bob's token died with bob: the client is told, drops it, and goes on anonymously.
+    stale = devpi.fails("user", "-l")
+    assert "removed expired authentication information" in stale
+    assert "401 Unauthorized: the login token of 'bob' is no longer valid" in stale
     assert devpi.ok("user", "-l").split() == ["alice", "root"]
 
 

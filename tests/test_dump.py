@@ -229,7 +229,9 @@ def test_sample_users_log_in_with_their_exported_passwords(sample: ServerProcess
         for user, password in SAMPLE_PASSWORDS.items():
             assert login(client, user, password) == 200, user
             assert login(client, user, password + "-wrong") == 401, user
-        shown = client.get("/alice", headers=JSON).json()["result"]
+        # E-mail is shown to the user themself (and root) only.
+        alice = basic_auth("alice", SAMPLE_PASSWORDS["alice"])
+        shown = client.get("/alice", headers=JSON | alice).json()["result"]
         bob = client.get("/bob", headers=JSON)
     assert bob.status_code == 200
     for key in ("email", "title", "created", "modified"):

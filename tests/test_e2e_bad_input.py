@@ -225,7 +225,7 @@ BAD_UPLOADS = {
         "sdist",
         DEMO_1_0,
         401,
-        "authentication required",
+        "could not be authenticated",
         auth=basic_auth("alice", "wrong"),
     ),
     "not the owner": BadUpload(

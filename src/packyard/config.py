@@ -34,6 +34,13 @@ class Settings:
     storage: str = ""
     # Seconds a login token stays valid (devpi: 10 hours).
     token_expiry: int = 36000
+    # Failed password checks allowed per user name, and per client address, within
+    # `login_failure_window` seconds; more answer 429 until older failures age out.
+    login_failures_per_user: int = 10
+    login_failures_per_address: int = 30
+    login_failure_window: int = 300
+    # Password hashes (argon2: 64 MiB each) computed at once; a few more wait, the rest 503.
+    password_hash_concurrency: int = 2
     max_upload_size: int = 200 * 1024 * 1024
     # Seconds after a version's first file on a non-volatile index during which its uploader
     # may add the release's other files (sdist, wheels); then the release is closed. 0: the

@@ -2,7 +2,8 @@
 
 PackyardError
  ├── InvalidInput         bad request data (400)
- ├── Unauthenticated      credentials needed (401)
+ ├── Unauthenticated      credentials needed, or the ones sent are wrong (401)
+ │    └── LoginExpired    a login token that expired or was revoked (401, log in again)
  ├── Forbidden            credentials not sufficient (403)
  ├── NotFound             no such user, index, project, version or file (404)
  ├── Conflict             exists already / would clash (409)
@@ -11,6 +12,9 @@ PackyardError
  ├── UpstreamUnavailable  a mirror's upstream failed and nothing cached helps (502)
  ├── Damaged              stored data is missing or not what its row says (500)
  ├── StorageFull          the disk (or the database's) has no room left (507)
+ ├── TryLater             refused for now; `retry_after` says when to retry
+ │    ├── TooManyAttempts too many failed logins for a user or from an address (429)
+ │    └── Busy            the server is saturated, e.g. with password checks (503)
  └── ConfigError          bad settings at start-up (not an HTTP error)
 """
 
@@ -29,6 +33,10 @@ class InvalidInput(PackyardError):
 
 class Unauthenticated(PackyardError):
     """The caller must identify itself first."""
+
+
+class LoginExpired(Unauthenticated):
+    """A login token that is no longer valid: expired, logged out, or its user changed."""
 
 
 class Forbidden(PackyardError):
@@ -61,6 +69,22 @@ class Damaged(PackyardError):
 
 class StorageFull(PackyardError):
     """Nothing could be written: the file system or the database ran out of space."""
+
+
+class TryLater(PackyardError):
+    """Refused for now; the same request may succeed after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooManyAttempts(TryLater):
+    """Too many failed logins for one user name or from one address."""
+
+
+class Busy(TryLater):
+    """The server is saturated (e.g. with password checks); retry shortly."""
 
 
 class ConfigError(PackyardError):

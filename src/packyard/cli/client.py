@@ -12,7 +12,7 @@ import click
 from packyard.cli import client_files
 from packyard.cli.client_common import LOGIN_HINT, emit, json_option, session
 from packyard.client import installers
-from packyard.client.api import Api
+from packyard.client.api import Api, ClientError
 from packyard.client.state import ClientState
 
 
@@ -123,11 +123,18 @@ def login(name: str, password: str | None) -> None:
 
 @click.command()
 def logoff() -> None:
-    """Forget the current login on this server."""
+    """Log out: revoke the login's tokens on the server, and forget it here."""
+    revoked = ""
     with session(save=True) as api:
         was = api.state.user
+        if api.state.saved_token():
+            try:
+                api.logout()
+                revoked = " (its tokens are revoked on the server)"
+            except ClientError as exc:  # offline, or the token is dead already: forget it anyway
+                click.echo(f"note: the server did not revoke the login: {exc.message}", err=True)
         api.state.forget()
-    click.echo(f"logged off {was}" if was else "not logged in")
+    click.echo(f"logged off {was}{revoked}" if was else "not logged in")
 
 
 @click.command()

@@ -85,6 +85,10 @@ class Api:
         data = self.request("POST", "+login", {"user": user, "password": password})
         return data["result"]["password"], int(data["result"]["expiration"])
 
+    def logout(self) -> None:
+        """Revoke every login token of the current user on the server."""
+        self.request("POST", "+logout")
+
     def existing_hashes(self, index: str, projects: Iterable[str]) -> dict[str, str]:
         """filename -> sha256 of the files `index` itself (not its bases) holds for these
         projects."""

@@ -89,6 +89,12 @@ class ClientState:
             return ""  # sent anyway, it would turn even anonymous reads into 401s
         return self.tokens.get(self.url, {}).get(self.user, "")
 
+    def saved_token(self) -> str:
+        """The token `login` saved for the current user, if it is still in date."""
+        if self.login_expired():
+            return ""
+        return self.tokens.get(self.url, {}).get(self.user, "")
+
     def has_credentials(self) -> bool:
         return bool(self.user and self.secret())
 

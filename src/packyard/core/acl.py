@@ -57,6 +57,11 @@ def may_delete_user(user: str | None, target: str, restrict_modify: Sequence[str
     return may_modify_user(user, target, restrict_modify)
 
 
+def may_see_private_user_info(user: str | None, target: str) -> bool:
+    """A user's e-mail and custom data: for the user themself and root only."""
+    return user is not None and user in (ROOT, target)
+
+
 def may_manage_index(user: str | None, owner: str, restrict_modify: Sequence[str]) -> bool:
     """Create, modify or delete an index owned by `owner`."""
     if user is None:

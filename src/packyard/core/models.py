@@ -14,6 +14,8 @@ class User:
     info: dict[str, Any]
     created: str
     modified: str | None
+    # Bound into the user's login tokens; empty means "issue a new one" when stored.
+    token_stamp: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

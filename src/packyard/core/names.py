@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 
 from packaging.utils import canonicalize_name
 
@@ -14,6 +15,11 @@ _FORBIDDEN = set(string.punctuation) - set("-.@_") | {" "} | {chr(i) for i in ra
 # PEP 508 names, ASCII only as PyPI allows: re.ASCII, or IGNORECASE would let the Kelvin sign
 # and the dotless i pass as K and i; fullmatch, or "$" would accept a trailing newline.
 _PROJECT_NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE | re.ASCII)
+# New user names: ASCII only, so that no two accounts can look alike (Cyrillic "\u0430" for "a",
+# zero-width or bidi characters, NFC/NFD twins). devpi's own rule allows more; users imported
+# with such names keep them.
+_NEW_USER_NAME = re.compile(r"^[A-Za-z0-9._@-]+$")
+MAX_USER_NAME = 100
 
 
 def normalize_project(name: str) -> str:
@@ -48,6 +54,24 @@ def check_account_name(name: str, kind: str = "username") -> str:
             "Any ascii symbol besides -.@_ is blocked."
         )
     return name
+
+
+def check_new_user_name(name: str) -> str:
+    """Validate the name of an account about to be created (stricter than devpi's rule)."""
+    check_account_name(name)
+    if len(name) > MAX_USER_NAME or not _NEW_USER_NAME.match(name):
+        raise InvalidInput(
+            f"username {name!r} is not allowed: use at most {MAX_USER_NAME} ASCII letters,"
+            " digits and '.', '_', '@', '-' (so that no two user names look alike)"
+        )
+    return name
+
+
+def user_key(name: str) -> str:
+    """What makes two user names the same account: case, compatibility forms (NFKC) and
+    invisible format characters (zero-width, bidi controls) do not count."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return "".join(char for char in folded if unicodedata.category(char) != "Cf")
 
 
 def split_index_name(full: str) -> tuple[str, str]:

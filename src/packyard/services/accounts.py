@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import threading
 import time
@@ -22,9 +23,18 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from packyard.config import Settings
 from packyard.core import acl
 from packyard.core.models import User
-from packyard.core.names import check_account_name
-from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
+from packyard.core.names import check_new_user_name, user_key
+from packyard.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    LoginExpired,
+    NotFound,
+    TooLarge,
+    Unauthenticated,
+)
 from packyard.services.cache import SerialCache
+from packyard.services.throttle import HashingLimit, LoginThrottle
 from packyard.storage import store
 from packyard.storage.db import Database
 
@@ -36,6 +46,13 @@ MAX_USER_INFO = 16 * 1024
 # A successful password check is remembered this long, so that a burst of uploads sending
 # a password (twine) does not pay the slow KDF for every file.
 VERIFIED_PASSWORD_TTL = 60.0
+# Callers beyond the hashing concurrency that may wait (per slot), and for how long.
+HASH_WAITERS_PER_SLOT = 8
+HASH_WAIT_SECONDS = 10.0
+TOKEN_NO_LONGER_VALID = (
+    "the login token of {name!r} is no longer valid (it expired, was revoked by a logout or a"
+    " password change, or the user was deleted): log in again"
+)
 
 
 def now_text() -> str:
@@ -47,9 +64,13 @@ def load_or_create_secret(path: Path) -> bytes:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(base64.b64encode(secrets.token_bytes(32)))
-        tmp.chmod(0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a temp file left by an earlier run keeps its old mode otherwise
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(base64.b64encode(secrets.token_bytes(32)))
         tmp.replace(path)
+    elif path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # made readable by others by hand or by an older version
     return base64.b64decode(path.read_bytes().strip())
 
 
@@ -60,7 +81,12 @@ class LoginToken:
 
 
 class Accounts:
-    """Create, change, delete and authenticate users."""
+    """Create, change, delete and authenticate users.
+
+    A login token is signed `[user, stamp]`: the stamp is a random value stored with the user
+    and replaced on a password change or logout, and new for a re-registered name, so that
+    any of these revokes the user's older tokens.
+    """
 
     def __init__(self, db: Database, settings: Settings, secret: bytes) -> None:
         self._db = db
@@ -68,84 +94,134 @@ class Accounts:
         self._hasher = PasswordHasher()
         self._tokens = URLSafeTimedSerializer(secret, salt="packyard-auth")
         self._verified: dict[bytes, float] = {}
-        self._names: SerialCache[frozenset[str]] = SerialCache(db.serial.read_config, 1)
+        self._stamps: SerialCache[Mapping[str, str]] = SerialCache(db.serial.read_config, 1)
         self._verified_lock = threading.Lock()
         self._verified_key = hmac.new(secret, b"verified-passwords", hashlib.sha256).digest()
+        self._throttle = LoginThrottle(
+            settings.login_failures_per_user,
+            settings.login_failures_per_address,
+            settings.login_failure_window,
+        )
+        concurrency = settings.password_hash_concurrency
+        self._hashing = HashingLimit(
+            concurrency, HASH_WAITERS_PER_SLOT * concurrency, HASH_WAIT_SECONDS
+        )
 
     # --- authentication ------------------------------------------------------------------
 
-    def login(self, name: str, password: str) -> LoginToken:
-        if self._check_password(name, password) is None:
+    def login(self, name: str, password: str, address: str = "") -> LoginToken:
+        """A fresh token for a correct password; throttled per user name and address."""
+        if not self._check_password(name, password, address):
             raise Unauthenticated(f"user {name!r} could not be authenticated")
         return self.issue_token(name)
 
-    def csrf_token(self, session: str) -> str:
+    def csrf_token(self, session: str, purpose: str = "csrf") -> str:
         """The form token that goes with a browser session (HMAC of the session)."""
-        return hmac.new(self._verified_key, f"csrf\0{session}".encode(), hashlib.sha256).hexdigest()
+        message = f"{purpose}\0{session}".encode()
+        return hmac.new(self._verified_key, message, hashlib.sha256).hexdigest()
 
     def issue_token(self, name: str) -> LoginToken:
-        token = self._tokens.dumps(name)
+        stamp = self._token_stamps().get(name)
+        if stamp is None:
+            raise NotFound(f"user '{name}' does not exist")
+        token = self._tokens.dumps([name, stamp])
         return LoginToken(token=str(token), expiration=self._settings.token_expiry)
 
-    def authenticate(self, name: str, secret: str) -> str | None:
-        """The user name if `secret` is a valid token or password for `name`, else None.
+    def revoke_tokens(self, actor: str | None) -> None:
+        """Log out everywhere: every token issued to `actor` so far stops working."""
+        if actor is None:
+            raise Unauthenticated("log in first: only a logged-in user can log out")
+        with self._db.write("user-logout", config=True, user=actor) as conn:
+            store.update_user(conn, actor, token_stamp="")
 
-        The secret is tried as a token first; an expired token is not retried as a password.
-        """
+    def authenticate(self, name: str, secret: str, address: str = "") -> str:
+        """`name` if `secret` is a valid token or the password of `name`; else raises
+        Unauthenticated (LoginExpired for a token that no longer works), TooManyAttempts
+        or Busy. An expired token is not retried as a password."""
+        payload = self._token_payload(secret)
+        if payload is None:
+            if not self._check_password(name, secret, address):
+                raise Unauthenticated(
+                    f"user {name!r} could not be authenticated: wrong password or token"
+                )
+            return name
+        return self._token_user(name, payload, self._token_stamps())
+
+    def authenticate_token(self, name: str, token: str) -> str | None:
+        """`name` if `token` is one of its valid login tokens, else None (never a password:
+        for browser sessions)."""
+        payload = self._token_payload(token, expired_is_error=False)
         try:
-            token_user = self._tokens.loads(secret, max_age=self._settings.token_expiry)
-        except SignatureExpired:
+            return self._token_user(name, payload, self._token_stamps()) if payload else None
+        except LoginExpired:
             return None
-        except BadSignature:
-            return self._check_password(name, secret)
-        if token_user != name:
+
+    def authenticate_quickly(self, name: str, secret: str) -> str | None:
+        """The user if `secret` is a valid token and users are cached: no database read, no
+        KDF, so the event loop can decide it. None means undecided: call `authenticate`.
+        Raises LoginExpired for a token that no longer works."""
+        payload = self._token_payload(secret)
+        stamps = self._stamps.get("stamps")
+        if payload is None or stamps is None:
             return None
-        return name if name in self._user_names() else None
+        return self._token_user(name, payload, stamps)
 
-    def authenticate_quickly(self, name: str, secret: str) -> tuple[bool, str | None]:
-        """(decided, user): settles a token check that needs no database read and no KDF.
-
-        Lets the event loop authenticate the common case (a token, users unchanged) without
-        a trip through the thread pool; when `decided` is False, call `authenticate`.
-        """
+    def _token_payload(self, secret: str, expired_is_error: bool = True) -> list[str] | None:
+        """A token's signed `[user, stamp]`, or None if `secret` is no token of ours."""
         try:
-            token_user = self._tokens.loads(secret, max_age=self._settings.token_expiry)
-        except SignatureExpired:
-            return True, None
+            payload = self._tokens.loads(secret, max_age=self._settings.token_expiry)
+        except SignatureExpired as exc:
+            if not expired_is_error:
+                return None
+            raise LoginExpired("the login token has expired: log in again") from exc
         except BadSignature:
-            return False, None  # maybe a password: the slow KDF runs off the loop
-        names = self._names.get("names")
-        if token_user != name or names is None:
-            return token_user != name, None
-        return True, name if name in names else None
+            return None  # maybe a password
+        if (
+            isinstance(payload, list)
+            and len(payload) == 2
+            and all(isinstance(p, str) for p in payload)
+        ):
+            return payload
+        return ["", ""]  # signed by an older version, without a stamp: no longer valid
 
-    def _user_names(self) -> frozenset[str]:
-        """Every user name, cached until users change (checked with one pread)."""
-        return self._names.get_or_compute("names", self._load_names)
+    @staticmethod
+    def _token_user(name: str, payload: list[str], stamps: Mapping[str, str]) -> str:
+        token_user, stamp = payload
+        current = stamps.get(name)
+        if token_user != name or not current or not hmac.compare_digest(current, stamp):
+            raise LoginExpired(TOKEN_NO_LONGER_VALID.format(name=name))
+        return name
 
-    def _load_names(self) -> frozenset[str]:
+    def _token_stamps(self) -> Mapping[str, str]:
+        """user -> token stamp, cached until users change (checked with one pread)."""
+        return self._stamps.get_or_compute("stamps", self._load_stamps)
+
+    def _load_stamps(self) -> Mapping[str, str]:
         with self._db.read() as conn:
-            return frozenset(user.name for user in store.list_users(conn))
+            return store.token_stamps(conn)
 
-    def _check_password(self, name: str, password: str) -> str | None:
-        with self._db.read() as conn:
-            user = store.get_user(conn, name)
-        if user is None or user.pwhash is None:
-            return None
-        cache_key = hmac.new(
-            self._verified_key, f"{name}\0{password}\0{user.pwhash}".encode(), hashlib.sha256
-        ).digest()
-        with self._verified_lock:
-            if self._verified.get(cache_key, 0.0) > time.monotonic():
-                return name
-        if not self._verify(user, password):
-            return None
-        self._upgrade_hash(user, password)
+    def _check_password(self, name: str, password: str, address: str) -> bool:
+        with self._throttle.guess(name, address) as guess:
+            with self._db.read() as conn:
+                user = store.get_user(conn, name)
+            if user is None or user.pwhash is None:
+                return False
+            cache_key = hmac.new(
+                self._verified_key, f"{name}\0{password}\0{user.pwhash}".encode(), hashlib.sha256
+            ).digest()
+            with self._verified_lock:
+                guess.correct = self._verified.get(cache_key, 0.0) > time.monotonic()
+            if not guess.correct and self._verify(user, password):
+                self._upgrade_hash(user, password)
+                self._remember_verified(cache_key)
+                guess.correct = True
+            return guess.correct
+
+    def _remember_verified(self, cache_key: bytes) -> None:
         with self._verified_lock:
             if len(self._verified) > 10_000:
                 self._verified.clear()
             self._verified[cache_key] = time.monotonic() + VERIFIED_PASSWORD_TTL
-        return name
 
     def _verify(self, user: User, password: str) -> bool:
         assert user.pwhash is not None
@@ -154,17 +230,24 @@ class Accounts:
             expected = hashlib.sha256((user.pwsalt + password).encode()).hexdigest()
             return hmac.compare_digest(expected, user.pwhash)
         try:
-            return self._hasher.verify(user.pwhash, password)
+            with self._hashing.slot():
+                return self._hasher.verify(user.pwhash, password)
         except (VerificationError, InvalidHashError):
             return False
+
+    def _hash(self, password: str) -> str:
+        """A new argon2 hash, within the bound on concurrent hashing."""
+        with self._hashing.slot():
+            return self._hasher.hash(password)
 
     def _upgrade_hash(self, user: User, password: str) -> None:
         assert user.pwhash is not None
         legacy = bool(user.pwsalt)
         if not legacy and not self._hasher.check_needs_rehash(user.pwhash):
             return
+        pwhash = self._hash(password)  # before the write: the writer's turn is not for KDFs
         with self._db.write("user-rehash", config=True, user=user.name) as conn:
-            store.update_user(conn, user.name, pwhash=self._hasher.hash(password), pwsalt=None)
+            store.update_user(conn, user.name, pwhash=pwhash, pwsalt=None)
 
     # --- user records ----------------------------------------------------------------------
 
@@ -180,24 +263,25 @@ class Accounts:
             return store.list_users(conn)
 
     def create(self, actor: str | None, name: str, given: Mapping[str, Any]) -> User:
-        check_account_name(name)
+        check_new_user_name(name)
         if not acl.may_create_user(actor, self._settings.restrict_modify):
             raise Forbidden(f"no permission to create user {name}")
         info = self._user_info(given, ignore={"password", "pwhash"})
         password, pwhash = given.get("password"), given.get("pwhash")
         if not password:
             raise InvalidInput("password needs to be set")
+        with self._db.read() as conn:  # before the slow hash; checked again when writing
+            _refuse_look_alike(name, [other.name for other in store.list_users(conn)])
         user = User(
             name=name,
-            pwhash=str(pwhash) if pwhash else self._hasher.hash(str(password)),
+            pwhash=str(pwhash) if pwhash else self._hash(str(password)),
             pwsalt=None,
             info=info,
             created=now_text(),
             modified=None,
         )
         with self._db.write("user-create", config=True, user=name) as conn:
-            if store.get_user(conn, name):
-                raise Conflict("user already exists")
+            _refuse_look_alike(name, [other.name for other in store.list_users(conn)])
             store.insert_user(conn, user)
         return user
 
@@ -208,7 +292,7 @@ class Accounts:
                 conn,
                 User(
                     name=name,
-                    pwhash=pwhash or self._hasher.hash(password or ""),
+                    pwhash=pwhash or self._hash(password or ""),
                     pwsalt=None,
                     info={},
                     created=now_text(),
@@ -225,6 +309,7 @@ class Accounts:
         password_only = not info_changes
         if not acl.may_modify_user(actor, name, self._settings.restrict_modify, password_only):
             raise Forbidden(f"no permission to modify user {name}")
+        pwhash = self._hash(str(password)) if password else None  # outside the writer's turn
         with self._db.write("user-modify", config=True, user=name) as conn:
             user = store.get_user(conn, name)
             if user is None:
@@ -236,8 +321,9 @@ class Accounts:
                 else:
                     info[key] = value
             values: dict[str, Any] = {"info": check_info_size(info), "modified": now_text()}
-            if password:
-                values.update(pwhash=self._hasher.hash(str(password)), pwsalt=None)
+            if pwhash:
+                # A new stamp: the tokens issued with the old password stop working.
+                values.update(pwhash=pwhash, pwsalt=None, token_stamp="")
             store.update_user(conn, name, **values)
         return self.issue_token(name) if password else None
 
@@ -268,3 +354,16 @@ def check_info_size(info: dict[str, Any]) -> dict[str, Any]:
     if len(json.dumps(info)) > MAX_USER_INFO:
         raise TooLarge(f"user info too large: at most {MAX_USER_INFO} bytes of JSON")
     return info
+
+
+def _refuse_look_alike(name: str, existing: list[str]) -> None:
+    """409 for a name that is, or looks like, an existing user's (case, NFKC, invisibles)."""
+    key = user_key(name)
+    for other in existing:
+        if other == name:
+            raise Conflict("user already exists")
+        if user_key(other) == key:
+            raise Conflict(
+                f"user already exists: {name!r} is the same name as {other!r}"
+                " (user names are compared ignoring case and look-alike characters)"
+            )

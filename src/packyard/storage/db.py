@@ -104,6 +104,8 @@ class Database:
         if self.url.drivername == "postgresql":
             self.url = self.url.set(drivername="postgresql+psycopg")
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite and self.url.database not in (None, "", ":memory:"):
+            keep_private(Path(self.url.database))
         self.engine = self._create_engine()
         self._write_lock = threading.Lock()
         # SQLite writers of all worker processes queue on this file's flock, which wakes the
@@ -245,6 +247,24 @@ class Database:
         if self._write_lock_fd >= 0:
             os.close(self._write_lock_fd)
             self._write_lock_fd = -1
+
+
+# SQLite creates the -wal and -shm files with the mode of the database file itself.
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def keep_private(database: Path) -> None:
+    """The SQLite file holds password hashes: created, and kept, readable by the owner only
+    (with its -wal/-shm/-journal companions, also when an older version made them 0644)."""
+    fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for suffix in SQLITE_COMPANIONS:
+        path = database.with_name(database.name + suffix)
+        try:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+        except FileNotFoundError:
+            continue
 
 
 def _record_change(connection: Connection, what: str, detail: Mapping[str, Any]) -> int:

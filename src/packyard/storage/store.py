@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,7 +32,13 @@ from packyard.storage.tables import (
 
 
 def _user(row: Row[Any]) -> User:
-    return User(row.name, row.pwhash, row.pwsalt, dict(row.info or {}), row.created, row.modified)
+    info = dict(row.info or {})
+    stamp = row.token_stamp or ""
+    return User(row.name, row.pwhash, row.pwsalt, info, row.created, row.modified, stamp)
+
+
+def new_token_stamp() -> str:
+    return secrets.token_hex(16)
 
 
 def get_user(conn: Connection, name: str) -> User | None:
@@ -52,12 +59,22 @@ def insert_user(conn: Connection, user: User) -> None:
             info=user.info,
             created=user.created,
             modified=user.modified,
+            token_stamp=user.token_stamp or new_token_stamp(),
         )
     )
 
 
 def update_user(conn: Connection, name: str, **values: Any) -> None:
+    """Change a user's columns; an empty `token_stamp` is replaced by a new random one."""
+    if "token_stamp" in values and not values["token_stamp"]:
+        values["token_stamp"] = new_token_stamp()
     conn.execute(update(users).where(users.c.name == name).values(**values))
+
+
+def token_stamps(conn: Connection) -> dict[str, str]:
+    """user name -> the stamp its login tokens must carry."""
+    query = select(users.c.name, users.c.token_stamp)
+    return {row.name: row.token_stamp or "" for row in conn.execute(query)}
 
 
 def delete_user(conn: Connection, name: str) -> None:

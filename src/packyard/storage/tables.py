@@ -32,6 +32,9 @@ users = Table(
     Column("info", JSON, nullable=False, default=dict),
     Column("created", String(32), nullable=False),
     Column("modified", String(32), nullable=True),
+    # Random, part of every login token signed for this user; replaced on a password change
+    # or logout (revoking the tokens), and new for a re-registered name.
+    Column("token_stamp", String(64), nullable=True),
 )
 
 indexes = Table(

@@ -18,7 +18,7 @@ from packyard.errors import Forbidden, InvalidInput, NotFound
 from packyard.services import Services
 from packyard.services.uploads import UploadForm, UploadOutcome, UploadRequest
 from packyard.web import simple, ui
-from packyard.web.auth import current_user
+from packyard.web.auth import client_address, current_user
 from packyard.web.batches import Batches
 from packyard.web.limits import allow_body, bounded_form
 from packyard.web.lookup import request_index, services_of
@@ -82,26 +82,43 @@ async def login(request: Request) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict) or not body.get("user") or "password" not in body:
         raise InvalidInput("Bad request: no user/password specified")
-    token = await run_in_threadpool(
-        services.accounts.login, str(body["user"]), str(body["password"])
-    )
+    user, password = str(body["user"]), str(body["password"])
+    address = client_address(request)
+    token = await run_in_threadpool(services.accounts.login, user, password, address)
     result = {"password": token.token, "expiration": token.expiration}
     return api_response(result, "proxyauth", message="login successful")
 
 
-async def status(request: Request) -> Response:
+async def logout(request: Request) -> Response:
+    """`POST /+logout`: revoke every login token of the caller (the UI's form posts here too)."""
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return await ui.logout(request)
     services = services_of(request)
-    result = {
-        "serverdir": str(services.settings.serverdir),
+    actor = await current_user(request, services)
+    await run_in_threadpool(services.accounts.revoke_tokens, actor)
+    return api_response(message=f"logged out: every login token of {actor} is revoked")
+
+
+async def status(request: Request) -> Response:
+    """Server facts; where it runs and its caches only for root (they help an attacker)."""
+    services = services_of(request)
+    result: dict[str, Any] = {
         "versioninfo": {"packyard": __version__},
         "serial": services.serial,
         "role": "MASTER",
-        "host": services.settings.host,
-        "port": services.settings.port,
-        "outside-url": services.settings.outside_url or None,
-        "offline": services.settings.offline,
-        "mirror-cache": services.mirrors.stats.as_dict(),
     }
+    viewer = await current_user(request, services)
+    if viewer is None and ui.prefers_html(request):
+        viewer = await ui.viewer(request)  # root logged in through the browser
+    if viewer == acl.ROOT:
+        result |= {
+            "serverdir": str(services.settings.serverdir),
+            "host": services.settings.host,
+            "port": services.settings.port,
+            "outside-url": services.settings.outside_url or None,
+            "offline": services.settings.offline,
+            "mirror-cache": services.mirrors.stats.as_dict(),
+        }
     if ui.prefers_html(request):
         return await ui.status_page(request, result)
     return api_response(result, "status")
@@ -114,8 +131,16 @@ def index_config_view(record: IndexRecord) -> dict[str, Any]:
     return dict(record.config)
 
 
-def user_view(services: Services, user: User) -> dict[str, Any]:
-    view: dict[str, Any] = {"username": user.name, "created": user.created, **user.info}
+PRIVATE_USER_KEYS = ("email", "custom_data")
+
+
+def user_view(services: Services, user: User, viewer: str | None) -> dict[str, Any]:
+    """A user's config as devpi shows it; e-mail and custom data only to them and root."""
+    info = dict(user.info)
+    if not acl.may_see_private_user_info(viewer, user.name):
+        for key in PRIVATE_USER_KEYS:
+            info.pop(key, None)
+    view: dict[str, Any] = {"username": user.name, "created": user.created, **info}
     if user.modified:
         view["modified"] = user.modified
     view["indexes"] = {r.name: index_config_view(r) for r in services.indexes.of_user(user.name)}
@@ -126,9 +151,10 @@ async def root(request: Request) -> Response:
     if ui.prefers_html(request):
         return await ui.root_page(request)
     services = services_of(request)
+    actor = await current_user(request, services)
 
     def all_users() -> dict[str, Any]:
-        return {user.name: user_view(services, user) for user in services.accounts.list()}
+        return {user.name: user_view(services, user, actor) for user in services.accounts.list()}
 
     return api_response(await run_in_threadpool(all_users), "list:userconfig")
 
@@ -143,7 +169,7 @@ async def user_resource(request: Request) -> Response:
     if request.method in ("GET", "HEAD") and ui.prefers_html(request):
         return await ui.user_page(request)
     if request.method in ("GET", "HEAD"):
-        view = await run_in_threadpool(lambda: user_view(services, accounts.get(name)))
+        view = await run_in_threadpool(lambda: user_view(services, accounts.get(name), actor))
         return api_response(view, "userconfig")
     if request.method == "DELETE":
         await run_in_threadpool(accounts.delete, actor, name)
@@ -153,7 +179,7 @@ async def user_resource(request: Request) -> Response:
         raise InvalidInput("Bad request: expected a JSON object")
     if request.method == "PUT":
         user = await run_in_threadpool(accounts.create, actor, name, body)
-        return api_response(user_view(services, user), "userconfig", status=201)
+        return api_response(user_view(services, user, user.name), "userconfig", status=201)
     token = await run_in_threadpool(accounts.modify, actor, name, body)
     if token is None:
         return api_response(message="user updated")

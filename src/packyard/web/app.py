@@ -22,6 +22,7 @@ from packyard.config import Settings, load_settings
 from packyard.errors import PackyardError
 from packyard.services import Services, open_services
 from packyard.web import api, docs, files, simple, ui
+from packyard.web.auth import Authentication
 from packyard.web.batches import Batches
 from packyard.web.limits import CONNECTION_LIMITS, BodyLimit, ConnectionLimits
 from packyard.web.responses import error_response
@@ -43,7 +44,7 @@ def routes() -> list[BaseRoute]:
         Route("/+api", api.api_discovery, methods=["GET"]),
         Route("/+login", api.login, methods=["POST"]),
         Route("/+login", ui.login_form, methods=["GET"]),
-        Route("/+logout", ui.logout, methods=["POST"]),
+        Route("/+logout", api.logout, methods=["POST"]),
         Route("/+search", ui.search_page, methods=["GET"]),
         Route("/+ui/create-index", ui.create_index, methods=["POST"]),
         Route("/+ui/index-settings", ui.index_settings, methods=["POST"]),
@@ -144,6 +145,7 @@ def create_app(services: Services) -> Starlette:
         auto_reload=False,
     )
     app.add_middleware(BodyLimit, default_limit=limits.max_body_size)
+    app.add_middleware(Authentication, services=services)  # inside: its 401s get the headers
     app.add_middleware(ServerHeaders, services=services)
     return app
 

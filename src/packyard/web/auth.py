@@ -1,4 +1,9 @@
-"""Who is asking: credentials from `X-Devpi-Auth` or HTTP Basic (devpi-protocol.md §2.2)."""
+"""Who is asking: credentials from `X-Devpi-Auth` or HTTP Basic (devpi-protocol.md §2.2).
+
+Credentials sent with any request are judged before the request reaches its endpoint
+(`Authentication`): wrong ones are answered 401 there, so no endpoint can mistake them for
+an anonymous request, and a password guess is throttled wherever it is sent.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,13 @@ import binascii
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from packyard.errors import PackyardError, Unauthenticated
 from packyard.services import Services
+from packyard.web.responses import error_response
+
+USER_KEY = "packyard.user"
 
 
 def credentials(request: Request) -> tuple[str, str] | None:
@@ -22,22 +32,63 @@ def credentials(request: Request) -> tuple[str, str] | None:
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        return None
+        return ("", "")  # sent, but unreadable: wrong credentials, not none
     user, sep, secret = decoded.partition(":")
-    if not sep or not user:
-        return None
-    return user, secret
+    return (user, secret) if sep and user else ("", "")
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
 
 
 async def current_user(request: Request, services: Services) -> str | None:
-    """The authenticated user name, or None for anonymous (also for bad credentials)."""
+    """The authenticated user name, or None when no credentials were sent.
+
+    Raises Unauthenticated for wrong credentials (LoginExpired for a dead token), and
+    TooManyAttempts or Busy when a password cannot be checked now."""
+    if USER_KEY not in request.scope:
+        request.scope[USER_KEY] = await _authenticate(request, services)
+    user: str | None = request.scope[USER_KEY]
+    return user
+
+
+async def _authenticate(request: Request, services: Services) -> str | None:
     sent = credentials(request)
     if sent is None:
         return None
-    cached: dict[tuple[str, str], str | None] = request.scope.setdefault("packyard.auth", {})
-    if sent not in cached:
-        decided, user = services.accounts.authenticate_quickly(*sent)
-        if not decided:
-            user = await run_in_threadpool(services.accounts.authenticate, *sent)
-        cached[sent] = user
-    return cached[sent]
+    name, secret = sent
+    if not name:
+        raise Unauthenticated(
+            "the credentials sent could not be read: expected base64 of 'user:secret'"
+        )
+    accounts = services.accounts
+    # A token of unchanged users is settled on the event loop; passwords go to a thread.
+    user = accounts.authenticate_quickly(name, secret)
+    if user is None:
+        address = client_address(request)
+        user = await run_in_threadpool(accounts.authenticate, name, secret, address)
+    return user
+
+
+def judges_its_own_credentials(request: Request) -> bool:
+    """Logging in is itself the check; devpi-client sends its old token along with it."""
+    return request.url.path == "/+login" and request.method == "POST"
+
+
+class Authentication:
+    """Judges the credentials a request carries before any endpoint runs (see module doc)."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope, receive)
+            if not judges_its_own_credentials(request):
+                try:
+                    await current_user(request, self.services)
+                except PackyardError as exc:
+                    await error_response(request, exc)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

@@ -56,7 +56,12 @@ STATUS = {
     errors.UpstreamUnavailable: 502,
     errors.Damaged: 500,
     errors.StorageFull: 507,
+    errors.TooManyAttempts: 429,
+    errors.Busy: 503,
 }
+# Where a client whose login token died can get a new one; devpi-client drops its stored
+# token when a 401 carries a Location (and says so).
+LOGIN_PATH = "/+login"
 
 
 def status_for(exc: errors.PackyardError) -> int:
@@ -115,6 +120,10 @@ def error_response(request: Request, exc: errors.PackyardError) -> Response:
     # page's link to the log-in form belongs.
     if isinstance(exc, errors.Unauthenticated) and (wants_json(request) or not browser):
         headers["WWW-Authenticate"] = 'Basic realm="pypi"'
+    if isinstance(exc, errors.LoginExpired):
+        headers["Location"] = LOGIN_PATH
+    if isinstance(exc, errors.TryLater):
+        headers["Retry-After"] = str(exc.retry_after)
     if wants_json(request):
         # JSON clients print "<status> <reason>: <message>"; the standard reason reads best.
         return api_response(message=exc.message, status=status, headers=headers)

@@ -2,12 +2,14 @@
 
 Browsers (whose Accept starts with text/html) get pages; everyone else keeps getting JSON.
 Logging in from the browser sets a session cookie; every form carries a CSRF token derived
-from that session.
+from that session. The login form, used before there is a session, carries one derived from a
+random pre-session cookie (so no other site can log a browser in to its own account).
 """
 
 from __future__ import annotations
 
 import hmac
+import secrets
 from typing import Any
 from urllib.parse import quote
 
@@ -21,10 +23,13 @@ from packyard.core import acl
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import Forbidden, NotFound, Unauthenticated
 from packyard.services import Services
+from packyard.web.auth import client_address
 from packyard.web.lookup import index_named, request_index, services_of
 from packyard.web.responses import PAGE_HEADERS
 
 SESSION_COOKIE = "packyard_session"
+LOGIN_COOKIE = "packyard_login"
+FORM_EXPIRED = "the form expired or came from another site; reload the page and retry"
 
 
 def prefers_html(request: Request) -> bool:
@@ -47,7 +52,7 @@ async def viewer(request: Request) -> str | None:
     if session is None:
         return None
     if "packyard.viewer" not in request.scope:
-        authenticate = services_of(request).accounts.authenticate
+        authenticate = services_of(request).accounts.authenticate_token
         request.scope["packyard.viewer"] = await run_in_threadpool(authenticate, *session)
     user: str | None = request.scope["packyard.viewer"]
     return user
@@ -66,8 +71,12 @@ async def _form_actor(request: Request) -> tuple[str, dict[str, str]]:
     if user is None:
         raise Unauthenticated("log in first")
     if not hmac.compare_digest(fields.get("csrf", ""), _csrf(request)):
-        raise Forbidden("the form expired or came from another site; reload the page and retry")
+        raise Forbidden(FORM_EXPIRED)
     return user, fields
+
+
+def _login_csrf(request: Request, nonce: str) -> str:
+    return services_of(request).accounts.csrf_token(nonce, purpose="login")
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -191,15 +200,22 @@ async def search_page(request: Request) -> Response:
 
 
 async def status_page(request: Request, facts: dict[str, Any]) -> Response:
-    cache = facts.pop("mirror-cache", {})
-    return await page(request, "ui/status.html", status=facts.items(), cache=cache.items())
+    cache = facts.pop("mirror-cache", None)
+    cached = cache.items() if cache is not None else None
+    return await page(request, "ui/status.html", status=facts.items(), cache=cached)
 
 
 # --- logging in and out -----------------------------------------------------------------------
 
 
 async def login_form(request: Request) -> Response:
-    return await page(request, "ui/login.html", next=request.query_params.get("next", "/"))
+    nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+    response = await page(
+        request, "ui/login.html", next=request.query_params.get("next", "/"),
+        login_csrf=_login_csrf(request, nonce),
+    )  # fmt: skip
+    response.set_cookie(LOGIN_COOKIE, nonce, path="/+login", httponly=True, samesite="strict")
+    return response
 
 
 async def login_submit(request: Request) -> Response:
@@ -207,11 +223,16 @@ async def login_submit(request: Request) -> Response:
     async with request.form() as form:
         user, password = str(form.get("user", "")), str(form.get("password", ""))
         target = str(form.get("next") or "/")
+        sent_csrf = str(form.get("csrf", ""))
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if not nonce or not hmac.compare_digest(sent_csrf, _login_csrf(request, nonce)):
+        raise Forbidden(f"log-in refused: {FORM_EXPIRED}")
+    address = client_address(request)
     try:
-        token = await run_in_threadpool(services.accounts.login, user, password)
+        token = await run_in_threadpool(services.accounts.login, user, password, address)
     except Unauthenticated:
         return await page(
-            request, "ui/login.html", code=401, next=target,
+            request, "ui/login.html", code=401, next=target, login_csrf=sent_csrf,
             error="Unknown user or wrong password.",
         )  # fmt: skip
     if not target.startswith("/") or target.startswith("//"):
@@ -225,7 +246,9 @@ async def login_submit(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    await _form_actor(request)
+    """Log out and revoke the session's token (with every other token of the user)."""
+    user, _fields = await _form_actor(request)
+    await run_in_threadpool(services_of(request).accounts.revoke_tokens, user)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
