@@ -31,3 +31,12 @@ def test_documented_defaults_match_the_code() -> None:
             assert row[1].strip() == f"`{str(default).lower()}`", field.name
         elif isinstance(default, int):
             assert row[1].strip() == f"`{default}`", field.name
+
+
+def test_security_limits_name_real_settings() -> None:
+    """docs/security.md's table of limits names settings that exist (and the key ones)."""
+    text = (DOCS / "security.md").read_text()
+    named = set(re.findall(r"^\| `(\w+)` \|", text, flags=re.MULTILINE))
+    fields = {field.name for field in dataclasses.fields(Settings)}
+    assert named <= fields, f"not settings: {sorted(named - fields)}"
+    assert {"max_body_size", "max_header_size", "outbound_allowed_networks"} <= named
