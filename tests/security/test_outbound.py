@@ -448,6 +448,10 @@ def test_anonymous_refresh_neither_writes_nor_hammers_the_upstream(
         ("::ffff:10.0.0.1", True, False),  # IPv4-mapped private
         ("fe80::1", True, False),
         ("fc00::1", True, False),
+        ("2002:a00:1::1", True, False),  # 6to4 of 10.0.0.1
+        ("64:ff9b::a9fe:a9fe", True, False),  # NAT64 of 169.254.169.254
+        ("64:ff9b::5db8:d822", False, True),  # NAT64 of a public address
+        ("203.0.113.80", False, True),  # documentation range: leads nowhere internal
     ],
 )
 def test_destination_rule(address: str, trusted: bool, allowed: bool) -> None:

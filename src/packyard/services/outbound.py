@@ -108,12 +108,31 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
-def _is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not (
-        address.is_multicast or address.is_reserved or address.is_unspecified
+# Networks that lead to this machine or into the network around it, or are no destination at
+# all. Not `not is_global`: that also refuses the documentation and benchmarking ranges, which
+# lead nowhere internal (and which some resolvers hand out for public hosts behind a proxy).
+INTERNAL_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
+        "::/128", "::1/128", "64:ff9b:1::/48", "100::/64", "2001::/32", "fc00::/7",
+        "fe80::/10", "fec0::/10", "ff00::/8",
     )
+)  # fmt: skip
+# IPv6 forms that carry an IPv4 address, which is what the connection reaches.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address.sixtofour is not None:
+            address = address.sixtofour
+        elif address in _NAT64:
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return not any(address in network for network in INTERNAL_NETWORKS)
 
 
 class _CheckedBackend(httpcore.AsyncNetworkBackend):
