@@ -458,3 +458,25 @@ def test_destination_rule(address: str, trusted: bool, allowed: bool) -> None:
     rule = DestinationRule(["127.0.0.0/8", "mirror.corp.example"])
     assert rule.allows("host.example", ipaddress.ip_address(address), trusted) is allowed
     assert rule.allows("mirror.corp.example", ipaddress.ip_address("10.0.0.5"), False)
+
+
+def test_made_up_project_names_cost_no_request_and_leave_nothing_behind(
+    open_server: ServerProcess, responder: Responder
+) -> None:
+    """Anonymous clients naming endless projects on a mirror: a name no project can have is
+    a 404 with no upstream request; a valid one the upstream does not know writes nothing."""
+    impossible = ["x" * 4000, "-bad-", "f\u03bf\u03bf"]
+    with httpx.Client(base_url=open_server.url, timeout=30, follow_redirects=True) as http:
+        mirror = {"type": "mirror", "mirror_url": f"{responder.url}/simple/"}
+        assert http.put("/root/names", json=mirror, headers=ROOT).status_code == 200
+        serial = http.get("/+api").headers["X-Devpi-Serial"]
+        for name in impossible:
+            response = http.get(f"/root/names/+simple/{name}/", headers=SIMPLE_JSON)
+            assert response.status_code == 404, response.text
+            assert len(response.content) < 1000
+        for number in range(20):
+            made_up = http.get(f"/root/names/+simple/made-up-{number}/", headers=SIMPLE_JSON)
+            assert made_up.status_code == 404, made_up.text
+        assert http.get("/+api").headers["X-Devpi-Serial"] == serial, "nothing was written"
+    asked = [path for path in responder.hits if path.startswith("/simple/")]
+    assert sorted(asked) == sorted(f"/simple/made-up-{number}/" for number in range(20))

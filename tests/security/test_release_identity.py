@@ -149,6 +149,10 @@ def evil_wheel(workdir: Path) -> bytes:
     return build_wheel(workdir / "evil-wheel", "foo", "1.0", payload=EVIL).read_bytes()
 
 
+def local_wheel(workdir: Path) -> bytes:
+    return build_wheel(workdir / "local", "foo", "1.0+evil", payload=EVIL).read_bytes()
+
+
 # filename -> (how to make its content, why it is the same release)
 LOOK_ALIKES = {
     "Foo-1.0.tar.gz": (evil_sdist, "the same release file as foo-1.0.tar.gz"),
@@ -163,6 +167,8 @@ LOOK_ALIKES = {
     "foo-1.0-1-py3-none-any.whl": (evil_wheel, "is released on this non-volatile index"),
     "foo-1.0-py2.py3-none-any.whl": (evil_wheel, "is released on this non-volatile index"),
     "foo-1.0.0-py3-none-any.whl": (evil_wheel, "the same release file as foo-1.0-py3-none-any"),
+    # A local version: pip's ==1.0 takes it, and prefers it to 1.0.
+    "foo-1.0+evil-py3-none-any.whl": (local_wheel, "is released on this non-volatile index"),
 }
 
 

@@ -18,11 +18,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from pypi_simple import DistributionPackage, ProjectPage
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +31,7 @@ from packyard.config import Settings
 from packyard.core.dists import check_safe_filename, parse_dist_filename
 from packyard.core.mirror import MirrorLink, is_fresh, parse_upload_time
 from packyard.core.models import FileRecord, IndexRecord, MirrorList, MirrorPage
-from packyard.core.names import normalize_project
+from packyard.core.names import check_project_name, normalize_project
 from packyard.core.simple import upload_time_text
 from packyard.errors import InvalidInput, NotFound, PackyardError, UpstreamUnavailable
 from packyard.services.archives import read_core_metadata
@@ -58,6 +58,12 @@ RETRY_AFTER = 30.0
 # A failed first fetch is answered from memory this long, so a hanging upstream is not
 # waited for again by every request.
 FAILURE_MEMORY = 5.0
+V = TypeVar("V")
+# Per-project entries a worker remembers (freshness, failures, refreshes): past this, expired
+# ones are dropped, so clients naming endless projects cannot grow the worker's memory.
+MAX_REMEMBERED = 10_000
+# No real project name is longer (the database column holds 200).
+MAX_PROJECT_NAME = 200
 # The full project list is large (PyPI: ~40 MB); it is fetched in the background.
 LIST_TIMEOUT = 300.0
 # A cached file's blob mtime records its last use, refreshed at most this often.
@@ -147,13 +153,11 @@ class Mirrors:
     async def refresh(self, record: IndexRecord, project: str) -> None:
         """devpi's refresh: ask the upstream again now (rate-limited per project). A refresh
         writes nothing unless the upstream's page changed, so asking flushes no cache."""
+        _check_mirrored_name(project)
         key, now = (record.id, project), time.time()
         if now - self._refreshed_at.get(key, 0.0) < REFRESH_INTERVAL:
             return
-        if len(self._refreshed_at) > 10_000:  # forget old entries: memory stays bounded
-            self._refreshed_at = {
-                k: t for k, t in self._refreshed_at.items() if now - t < REFRESH_INTERVAL
-            }
+        _prune(self._refreshed_at, lambda t: now - t < REFRESH_INTERVAL)
         self._refreshed_at[key] = now
         self.forget(record.id, project)
         # On failure the stored page, if any, stays; the simple page says what is known.
@@ -172,6 +176,7 @@ class Mirrors:
         Never raises while a stored page exists (it is served, however old); raises
         UpstreamUnavailable when the upstream fails and nothing was ever stored.
         """
+        _check_mirrored_name(project)
         key = (record.id, project)
         if self.is_fresh(record.id, project):
             return
@@ -205,6 +210,7 @@ class Mirrors:
                 f"the upstream of {record.full_name} is unreachable and {project!r} was"
                 f" never fetched ({_told(exc)})"
             )
+            _prune(self._failures, lambda failure: failure[0] > time.time())
             self._failures[key] = (time.time() + FAILURE_MEMORY, message)
             raise UpstreamUnavailable(message) from exc
 
@@ -252,8 +258,11 @@ class Mirrors:
                 await run_in_threadpool(self._touch_page, record, project, now)
         elif response.status == 404:
             self.stats.page_fetches += 1
-            page = MirrorPage(record.id, project, "missing", now, None, None, None, [])
-            await run_in_threadpool(self._store_page, record, page)
+            # Only a project that went away leaves a row saying so: one never seen leaves
+            # none (a client can name any number of those; it gets a 404 either way).
+            if stored is not None:
+                page = MirrorPage(record.id, project, "missing", now, None, None, None, [])
+                await run_in_threadpool(self._store_page, record, page)
         elif response.status == 200:
             self.stats.page_fetches += 1
             # Off the event loop: a large page must not stall other requests while it parses.
@@ -267,6 +276,7 @@ class Mirrors:
                 await run_in_threadpool(self._store_page, record, page)
         else:
             self._upstream_failed(url, f"HTTP {response.status}")
+        _prune(self._fresh_until, lambda until: until > now)
         self._fresh_until[key] = now + self._expiry(record)
         self._failures.pop(key, None)
 
@@ -659,3 +669,24 @@ def _describe(problem: object) -> str:
     if isinstance(problem, BaseException):
         return f"{type(problem).__name__}: {problem}" if str(problem) else type(problem).__name__
     return str(problem)
+
+
+def _check_mirrored_name(project: str) -> None:
+    """No upstream request (nor anything remembered) for a name no project can have."""
+    try:
+        if len(project) > MAX_PROJECT_NAME:
+            raise InvalidInput("too long")
+        check_project_name(project)
+    except InvalidInput as exc:
+        raise NotFound(f"no project {project[:MAX_PROJECT_NAME]!a}: not a valid name") from exc
+
+
+def _prune(remembered: dict[tuple[int, str], V], keep: Callable[[V], bool]) -> None:
+    """Bound a per-project memory: past MAX_REMEMBERED entries drop the expired ones, and if
+    that is not enough, all of them (each is only a saved upstream request)."""
+    if len(remembered) < MAX_REMEMBERED:
+        return
+    for key in [key for key, value in remembered.items() if not keep(value)]:
+        del remembered[key]
+    if len(remembered) >= MAX_REMEMBERED:
+        remembered.clear()

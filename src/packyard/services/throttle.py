@@ -62,7 +62,9 @@ class LoginThrottle:
         An exception inside withdraws the guess (it was never judged, e.g. the server was
         busy); leaving without `correct` records a failure.
         """
-        attempt = self._begin(user_key(user[:MAX_KEY_LENGTH]), address[:MAX_KEY_LENGTH])
+        # Cut after folding too: NFKC can make one character eighteen.
+        key = user_key(user[:MAX_KEY_LENGTH])[:MAX_KEY_LENGTH]
+        attempt = self._begin(key, address[:MAX_KEY_LENGTH])
         try:
             yield attempt
         except BaseException:

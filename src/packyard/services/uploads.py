@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from packaging.utils import canonicalize_version
+from packaging.version import InvalidVersion, Version
 from sqlalchemy import Connection
 
 from packyard.config import Settings
@@ -537,13 +538,29 @@ class Uploads:
 
 
 def version_files(conn: Connection, index_id: int, project: str, version: str) -> list[FileRecord]:
-    """The release files of one version of a project on an index (1.0 and 1.0.0 alike)."""
+    """The release files an upload of `version` joins (1.0 and 1.0.0 alike). A local version
+    (1.0+cpu) joins its public version's release as well: pip's `==1.0` takes 1.0+cpu, and
+    prefers it, so it must not slip into a released 1.0."""
     key = canonicalize_version(version)
+    public = _public_release(version)
     return [
         file
         for file in store.project_files(conn, index_id, project)
-        if file.kind == "releasefile" and canonicalize_version(file.version) == key
+        if file.kind == "releasefile"
+        and (
+            canonicalize_version(file.version) == key
+            or (public is not None and public == _public_release(file.version, local_too=True))
+        )
     ]
+
+
+def _public_release(version: str, local_too: bool = False) -> str | None:
+    """The canonical public part of a local version (of any version with `local_too`)."""
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return None
+    return canonicalize_version(parsed.public) if parsed.local or local_too else None
 
 
 def index_for_search(

@@ -41,6 +41,10 @@ def base_url(request: Request) -> str:
 async def json_body(request: Request) -> Any:
     """The JSON body (at most `max_body_size`), read only after the credentials are checked."""
     await current_user(request, services_of(request))
+    return await _parsed_json(request)
+
+
+async def _parsed_json(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         return {}
@@ -79,7 +83,8 @@ async def login(request: Request) -> Response:
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return await ui.login_submit(request)
     services = services_of(request)
-    body = await json_body(request)
+    # Not json_body: the devpi client sends its old (maybe dead) token along with a login.
+    body = await _parsed_json(request)
     if not isinstance(body, dict) or not body.get("user") or "password" not in body:
         raise InvalidInput("Bad request: no user/password specified")
     user, password = str(body["user"]), str(body["password"])
@@ -246,11 +251,12 @@ async def upload(request: Request, user: str, index: str) -> Response:
     """The legacy upload API (twine, uv publish, devpi upload): exactly 200 on success."""
     services = services_of(request)
     limit = services.settings.max_upload_size
+    actor = await current_user(request, services)
+    # Decided from the headers alone: an unauthorised upload is answered before its body is read
+    # (and its unread body drained only up to the ordinary cap).
+    await run_in_threadpool(services.uploads.authorize, actor, user, index)
     message = f"file too large: the limit is {limit} bytes"
     allow_body(request, limit + MAX_FORM_TEXT + MULTIPART_OVERHEAD, message)
-    actor = await current_user(request, services)
-    # Decided from the headers alone: an unauthorised upload is answered before its body is read.
-    await run_in_threadpool(services.uploads.authorize, actor, user, index)
     async with bounded_form(request, MAX_FORM_TEXT, max_files=2, max_fields=2000) as form:
         fields: dict[str, list[str]] = {}
         upload_form = UploadForm(fields)
