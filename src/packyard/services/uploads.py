@@ -393,13 +393,26 @@ class Uploads:
 
     # --- steps ----------------------------------------------------------------------------
 
-    def authorize(self, actor: str | None, user: str, index: str) -> IndexRecord:
+    def authorize(
+        self,
+        actor: str | None,
+        user: str,
+        index: str,
+        snapshot: dict[str, IndexRecord] | None = None,
+    ) -> IndexRecord:
         """The index `actor` may upload to, else NotFound, Unauthenticated or Forbidden: the
-        web layer asks before it reads an upload's body."""
-        return self._authorize(actor, user, index)
+        web layer asks before it reads an upload's body (with a fresh `snapshot` of the
+        indexes, on the event loop: no thread hop)."""
+        return self._authorize(actor, user, index, snapshot)
 
-    def _authorize(self, actor: str | None, user: str, index: str) -> IndexRecord:
-        record = self._indexes.get(user, index)
+    def _authorize(
+        self,
+        actor: str | None,
+        user: str,
+        index: str,
+        snapshot: dict[str, IndexRecord] | None = None,
+    ) -> IndexRecord:
+        record = self._indexes.get(user, index, snapshot)
         if record.is_mirror:
             raise NotFound("cannot submit to mirror index")
         if actor is None:

@@ -254,7 +254,11 @@ async def upload(request: Request, user: str, index: str) -> Response:
     actor = await current_user(request, services)
     # Decided from the headers alone: an unauthorised upload is answered before its body is read
     # (and its unread body drained only up to the ordinary cap).
-    await run_in_threadpool(services.uploads.authorize, actor, user, index)
+    snapshot = services.indexes.fresh()
+    if snapshot is None:
+        await run_in_threadpool(services.uploads.authorize, actor, user, index)
+    else:
+        services.uploads.authorize(actor, user, index, snapshot)
     message = f"file too large: the limit is {limit} bytes"
     allow_body(request, limit + MAX_FORM_TEXT + MULTIPART_OVERHEAD, message)
     async with bounded_form(request, MAX_FORM_TEXT, max_files=2, max_fields=2000) as form:
