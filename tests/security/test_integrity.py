@@ -106,7 +106,11 @@ def test_a_blob_changed_in_place_is_refused_even_with_its_mtime_put_back(
     server: ServerProcess, client: httpx.Client, tmp_path: Path
 ) -> None:
     url, relative, content = upload_wheel(client, tmp_path, "flipped")
-    assert timed_get(client, url).content == content  # served once: its hash is remembered
+    good = timed_get(client, url)
+    assert good.content == content  # served once: its hash is remembered
+    # An uploader's bytes are never sniffed into a type a browser would run as a page.
+    assert good.headers["x-content-type-options"] == "nosniff"
+    assert good.headers["content-security-policy"].startswith("sandbox")
     blob = server.serverdir / relative
     before = blob.stat()
     damaged = bytearray(content)

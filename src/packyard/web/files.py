@@ -16,7 +16,7 @@ from packyard.services import Services
 from packyard.services.integrity import checked_file
 from packyard.services.packages import StoredFile
 from packyard.web.lookup import request_index, services_of
-from packyard.web.responses import api_response, wants_json
+from packyard.web.responses import UNTRUSTED_CONTENT_HEADERS, api_response, wants_json
 
 FILE_CACHE_CONTROL = "max-age=365000000, immutable, public"
 
@@ -49,6 +49,7 @@ async def get_file(request: Request) -> Response:
         "ETag": f'"{sha}"',
         "Last-Modified": http_date(found.record.uploaded_at),
         "Cache-Control": FILE_CACHE_CONTROL,
+        **UNTRUSTED_CONTENT_HEADERS,  # uploaders' bytes: never sniffed, never run as a page
     }
     if f'"{sha}"' in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
@@ -70,7 +71,7 @@ async def _from_upstream(request: Request, record: IndexRecord, relpath: str) ->
         body = await mirrors.core_metadata(record, link)
         return Response(body, media_type="application/octet-stream")
     link = await mirrors.find_link(record, relpath)
-    headers = {"ETag": f'"{link.sha256}"', "X-Accel-Buffering": "no"}
+    headers = {"ETag": f'"{link.sha256}"', "X-Accel-Buffering": "no", **UNTRUSTED_CONTENT_HEADERS}
     if link.size is not None:
         headers["Content-Length"] = str(link.size)
     stream = mirrors.stream_file(record, link)
