@@ -495,3 +495,15 @@ def test_the_upgrade_gives_existing_users_a_token_stamp(tmp_path: Path) -> None:
     finally:
         database.close()
     assert user is not None and len(user.token_stamp) == 32
+
+
+def test_a_burst_of_the_right_password_is_not_a_burst_of_guesses(services: Services) -> None:
+    """A parallel installer sending the correct password 30 times at once: one hash, the
+    rest wait for it, and none is throttled as a guess."""
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        logins = [
+            pool.submit(services.accounts.login, "root", ROOT_PASSWORD, "127.0.0.9")
+            for _ in range(30)
+        ]
+        tokens = [login.result().token for login in logins]
+    assert len(tokens) == 30

@@ -96,6 +96,7 @@ class Accounts:
         self._verified: dict[bytes, float] = {}
         self._stamps: SerialCache[Mapping[str, str]] = SerialCache(db.serial.read_config, 1)
         self._verified_lock = threading.Lock()
+        self._check_stripes = [threading.Lock() for _ in range(64)]
         self._verified_key = hmac.new(secret, b"verified-passwords", hashlib.sha256).digest()
         self._throttle = LoginThrottle(
             settings.login_failures_per_user,
@@ -201,21 +202,29 @@ class Accounts:
             return store.token_stamps(conn)
 
     def _check_password(self, name: str, password: str, address: str) -> bool:
-        with self._throttle.guess(name, address) as guess:
-            with self._db.read() as conn:
-                user = store.get_user(conn, name)
-            if user is None or user.pwhash is None:
-                return False
-            cache_key = hmac.new(
-                self._verified_key, f"{name}\0{password}\0{user.pwhash}".encode(), hashlib.sha256
-            ).digest()
-            with self._verified_lock:
-                guess.correct = self._verified.get(cache_key, 0.0) > time.monotonic()
-            if not guess.correct and self._verify(user, password):
-                self._upgrade_hash(user, password)
-                self._remember_verified(cache_key)
-                guess.correct = True
-            return guess.correct
+        with self._db.read() as conn:
+            user = store.get_user(conn, name)
+        pwhash = user.pwhash if user is not None else None
+        cache_key = hmac.new(
+            self._verified_key, f"{name}\0{password}\0{pwhash}".encode(), hashlib.sha256
+        ).digest()
+        # One check at a time per (user, password): a burst of requests carrying the same
+        # password (a parallel installer) waits for one hash and is not a burst of guesses.
+        with self._check_stripes[cache_key[0] % len(self._check_stripes)]:
+            if self._is_verified(cache_key):
+                return True
+            with self._throttle.guess(name, address) as guess:
+                if user is None or user.pwhash is None:
+                    return False
+                if self._verify(user, password):
+                    self._upgrade_hash(user, password)
+                    self._remember_verified(cache_key)
+                    guess.correct = True
+                return guess.correct
+
+    def _is_verified(self, cache_key: bytes) -> bool:
+        with self._verified_lock:
+            return self._verified.get(cache_key, 0.0) > time.monotonic()
 
     def _remember_verified(self, cache_key: bytes) -> None:
         with self._verified_lock:
