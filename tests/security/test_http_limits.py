@@ -11,7 +11,7 @@ import json
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -116,6 +116,15 @@ def open_descriptors(server: ServerProcess) -> int:
     return len(list(Path(f"/proc/{server.process.pid}/fd").iterdir()))
 
 
+def eventually(condition: Callable[[], bool], within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def dir_size(path: Path) -> int:
     return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
 
@@ -211,6 +220,8 @@ def test_slow_body_is_cut_off_and_nothing_stored(server: ServerProcess) -> None:
     assert b"request body too slow" in raw
     assert elapsed < BODY_TIMEOUT + 3
     assert httpx.get(f"{server.url}/slowpoke", headers=JSON).status_code == 404
+    # The operator's log says the client was cut off, not that the server failed.
+    assert "PUT /slowpoke 499" in server.log_path.read_text()
 
 
 def test_oversized_json_body_is_refused_and_user_not_created(server: ServerProcess) -> None:
@@ -317,12 +328,14 @@ def test_huge_form_fields_to_the_upload_route_are_refused(server: ServerProcess)
 
 def test_half_open_connections_cannot_exhaust_the_server(server: ServerProcess) -> None:
     held: list[socket.socket] = []
+    before = open_descriptors(server)
     try:
         for _ in range(MAX_CONNECTIONS * 3):
             sock = connect(server, timeout=5)
             send_all(sock, b"GET /+api HTTP/1.1\r\nHost: x\r\n")  # and never the end
             held.append(sock)
-        assert open_descriptors(server) < MAX_CONNECTIONS + 60
+        # The refused two thirds are closed by the server, perhaps a moment after their 503.
+        assert eventually(lambda: open_descriptors(server) - before <= MAX_CONNECTIONS + 10)
         overflow = read_until_closed(held[-1])  # refused at once, not after the deadline
         assert statuses(overflow) == [503], overflow
         assert b"too many connections" in overflow

@@ -80,6 +80,11 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc)
 
 
+# Logged for a request the app never answered because its client went away (or was cut off
+# by the protocol, which answered it itself): nginx's "client closed request".
+CLIENT_GONE = 499
+
+
 class ServerHeaders:
     """Adds devpi's headers (API version, serial) and logs one line per request."""
 
@@ -92,7 +97,7 @@ class ServerHeaders:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status = CLIENT_GONE  # unless the app answers (an exception becomes a 500 below)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -110,6 +115,9 @@ class ServerHeaders:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except BaseException:
+            status = 500 if status == CLIENT_GONE else status
+            raise
         finally:
             if self.services.settings.log_requests:
                 elapsed = (time.perf_counter() - started) * 1000
