@@ -22,7 +22,7 @@ from packyard.web.auth import client_address, current_user
 from packyard.web.batches import Batches
 from packyard.web.limits import allow_body, bounded_form
 from packyard.web.lookup import request_index, services_of
-from packyard.web.responses import REASON_HEADER, api_response
+from packyard.web.responses import REASON_HEADER, api_response, devpi_api
 from packyard.web.simple import is_installer, refresh_mirrors
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
@@ -61,6 +61,7 @@ def _flag(request: Request, name: str) -> bool:
 # --- discovery, login, status --------------------------------------------------------------
 
 
+@devpi_api
 async def api_discovery(request: Request) -> Response:
     services = services_of(request)
     root = base_url(request)
@@ -79,6 +80,7 @@ async def api_discovery(request: Request) -> Response:
     return api_response(result, "apiconfig")
 
 
+@devpi_api
 async def login(request: Request) -> Response:
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return await ui.login_submit(request)
@@ -94,6 +96,7 @@ async def login(request: Request) -> Response:
     return api_response(result, "proxyauth", message="login successful")
 
 
+@devpi_api
 async def logout(request: Request) -> Response:
     """`POST /+logout`: revoke every login token of the caller (the UI's form posts here too)."""
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
@@ -104,6 +107,7 @@ async def logout(request: Request) -> Response:
     return api_response(message=f"logged out: every login token of {actor} is revoked")
 
 
+@devpi_api
 async def status(request: Request) -> Response:
     """Server facts; where it runs and its caches only for root (they help an attacker)."""
     services = services_of(request)
@@ -152,6 +156,7 @@ def user_view(services: Services, user: User, viewer: str | None) -> dict[str, A
     return view
 
 
+@devpi_api
 async def root(request: Request) -> Response:
     if ui.prefers_html(request):
         return await ui.root_page(request)
@@ -164,6 +169,7 @@ async def root(request: Request) -> Response:
     return api_response(await run_in_threadpool(all_users), "list:userconfig")
 
 
+@devpi_api
 async def user_resource(request: Request) -> Response:
     services = services_of(request)
     name = request.path_params["user"]
@@ -195,6 +201,7 @@ async def user_resource(request: Request) -> Response:
 # --- indexes --------------------------------------------------------------------------------
 
 
+@devpi_api
 async def index_resource(request: Request) -> Response:
     services = services_of(request)
     user, name = request.path_params["user"], request.path_params["index"]
@@ -239,6 +246,7 @@ async def index_resource(request: Request) -> Response:
     raise InvalidInput(f"method {method} not supported here")
 
 
+@devpi_api
 async def cached_files(request: Request) -> Response:
     """`GET /USER/INDEX/+cached`: the files a mirror has cached (what bundles carry)."""
     services = services_of(request)
@@ -281,6 +289,7 @@ async def upload(request: Request, user: str, index: str) -> Response:
 # --- projects, versions, files ----------------------------------------------------------------
 
 
+@devpi_api
 async def project_resource(request: Request) -> Response:
     services = services_of(request)
     record = await request_index(request)
@@ -322,6 +331,7 @@ async def _drop_mirrored(request: Request, record: IndexRecord, project: str) ->
     return api_response(message=f"dropped {count} cached file(s) ({size} bytes) of {project}")
 
 
+@devpi_api
 async def version_resource(request: Request) -> Response:
     services = services_of(request)
     record = await request_index(request)
@@ -350,6 +360,7 @@ async def version_resource(request: Request) -> Response:
     return api_response(result, "versiondata")
 
 
+@devpi_api
 async def file_resource(request: Request) -> Response:
     services = services_of(request)
     record = await request_index(request)

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -25,7 +26,7 @@ from packyard.web import api, docs, files, simple, ui
 from packyard.web.auth import Authentication
 from packyard.web.batches import Batches
 from packyard.web.limits import CONNECTION_LIMITS, BodyLimit, ConnectionLimits
-from packyard.web.responses import error_response
+from packyard.web.responses import error_from_status, error_response
 
 log = logging.getLogger("packyard.requests")
 
@@ -78,6 +79,14 @@ def routes() -> list[BaseRoute]:
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PackyardError)
     return error_response(request, exc)
+
+
+async def routing_error(request: Request, exc: Exception) -> Response:
+    """The router's own refusals (no such route, method not allowed) in the one error shape."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return error_from_status(request, exc.status_code, exc.detail, dict(exc.headers or {}))
 
 
 # Logged for a request the app never answered because its client went away (or was cut off
@@ -139,7 +148,7 @@ def create_app(services: Services) -> Starlette:
 
     app = Starlette(
         routes=routes(),
-        exception_handlers={PackyardError: domain_error},
+        exception_handlers={PackyardError: domain_error, HTTPException: routing_error},
         lifespan=lifespan,
     )
     app.state.services = services

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from packyard import __version__, errors
 
@@ -15,6 +17,12 @@ from packyard import __version__, errors
 JSON_TYPE = "application/json"
 # A header the server runner turns into the HTTP reason phrase (twine and devpi print it).
 REASON_HEADER = "x-packyard-reason"
+# Statuses whose reason phrase keeps the standard words first, whatever the message.
+STANDARD_REASON_FIRST = frozenset({401, 403})
+# Content types of the UI's form posts (their errors are pages).
+FORM_TYPES = ("application/x-www-form-urlencoded",)
+_DEVPI_API = "packyard_devpi_api"
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 # The UI's pages run no script at all: even a README that slipped past sanitising stays inert,
 # and no other site may frame the owner's forms.
 PAGE_HEADERS = {
@@ -103,44 +111,96 @@ def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
-def error_response(request: Request, exc: errors.PackyardError) -> Response:
-    """The one error shape: JSON `{"message"}` for API clients, plain text otherwise.
+def devpi_api(endpoint: Endpoint) -> Endpoint:
+    """Marks an endpoint of devpi's JSON API: its errors are JSON whatever the Accept header
+    (as devpi answers them), except where it hands a browser a web page."""
+    setattr(endpoint, _DEVPI_API, True)
+    return endpoint
 
-    For non-JSON clients (uploads from twine and devpi) the message is also the reason
-    phrase, as devpi and PyPI do.
-    """
+
+def is_devpi_api(request: Request) -> bool:
+    """Whether the route the request goes to (or went to) is marked with `devpi_api`.
+
+    Errors raised before routing (bad credentials, in middleware) find their route here."""
+    endpoint = request.scope.get("endpoint")
+    if endpoint is None:
+        endpoint = _route_endpoint(request)
+    return bool(getattr(endpoint, _DEVPI_API, False))
+
+
+def _route_endpoint(request: Request) -> object:
+    """The endpoint the router would choose; a path-only match when no method matches."""
+    app = request.scope.get("app")
+    router = getattr(app, "router", None)
+    partial: object = None
+    for route in getattr(router, "routes", ()):
+        match, child_scope = route.matches(request.scope)
+        if match == Match.FULL:
+            return child_scope.get("endpoint")
+        if match == Match.PARTIAL and partial is None:
+            partial = child_scope.get("endpoint")
+    return partial
+
+
+def is_page_request(request: Request) -> bool:
+    """A browser asking for a web page or posting one of its forms: it reads HTML."""
+    if not request.headers.get("accept", "").lstrip().startswith("text/html"):
+        return False
+    form = request.headers.get("content-type", "").startswith(FORM_TYPES)
+    return request.method in ("GET", "HEAD") or form or not is_devpi_api(request)
+
+
+def error_response(request: Request, exc: errors.PackyardError) -> Response:
+    """The one error shape, chosen by who asks (see `error_from_status`)."""
     status = status_for(exc)
-    headers = {"Vary": "Accept"}
+    headers: dict[str, str] = {}
     if isinstance(exc, errors.TooLarge):
         # The rest of the body is not read: the connection cannot carry another request, and
         # saying so keeps clients from sending their next one into a closing socket.
         headers["Connection"] = "close"
-    browser = request.headers.get("accept", "").lstrip().startswith("text/html")
     # No Basic challenge for browsers: it would pop up a password dialog where the error
     # page's link to the log-in form belongs.
-    if isinstance(exc, errors.Unauthenticated) and (wants_json(request) or not browser):
+    if isinstance(exc, errors.Unauthenticated) and not is_page_request(request):
         headers["WWW-Authenticate"] = 'Basic realm="pypi"'
     if isinstance(exc, errors.LoginExpired):
         headers["Location"] = LOGIN_PATH
     if isinstance(exc, errors.TryLater):
         headers["Retry-After"] = str(exc.retry_after)
+    return error_from_status(request, status, exc.message, headers)
+
+
+def error_from_status(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """JSON `{"message"}` on devpi's API and for JSON clients; an HTML page for a browser's
+    page; plain text for the rest (installers on simple pages and files).
+
+    Clients that do not ask for JSON (twine, the devpi client's upload) print the reason
+    phrase, so it carries the message too (as devpi and PyPI do); for 401 and 403 after the
+    standard words ("401 Unauthorized: authentication required to upload").
+    """
+    headers = {"Vary": "Accept", **(headers or {})}
     if wants_json(request):
         # JSON clients print "<status> <reason>: <message>"; the standard reason reads best.
-        return api_response(message=exc.message, status=status, headers=headers)
-    if browser:
+        return api_response(message=message, status=status, headers=headers)
+    if is_page_request(request):
         html = request.app.state.jinja.get_template("ui/error.html").render(
-            status=status, title=HTTPStatus(status).phrase, message=exc.message,
+            status=status, title=HTTPStatus(status).phrase, message=message,
             version=__version__, serial=request.app.state.services.serial,
         )  # fmt: skip
         headers |= PAGE_HEADERS
         return Response(html, status_code=status, media_type="text/html", headers=headers)
-    headers[REASON_HEADER] = _reason(exc.message)
-    return Response(
-        exc.message + "\n", status_code=status, media_type="text/plain", headers=headers
-    )
+    headers[REASON_HEADER] = reason_phrase(status, message)
+    if is_devpi_api(request):
+        return api_response(message=message, status=status, headers=headers)
+    return Response(message + "\n", status_code=status, media_type="text/plain", headers=headers)
 
 
-def _reason(message: str) -> str:
-    """A reason phrase must be one line of visible ASCII."""
+def reason_phrase(status: int, message: str) -> str:
+    """The message as a reason phrase: one line of visible ASCII, after the standard words
+    for 401 and 403 (clients and people look for "Unauthorized" and "Forbidden")."""
     line = message.splitlines()[0] if message else ""
-    return "".join(char if 32 <= ord(char) < 127 else "?" for char in line)[:200]
+    text = "".join(char if 32 <= ord(char) < 127 else "?" for char in line)[:200]
+    if status in STANDARD_REASON_FIRST:
+        return f"{HTTPStatus(status).phrase}: {text}" if text else HTTPStatus(status).phrase
+    return text or HTTPStatus(status).phrase
