@@ -39,7 +39,14 @@ from packyard.storage import store
 from packyard.storage.db import Database
 
 SETTABLE_USER_KEYS = frozenset({"email", "title", "description", "custom_data"})
-OUTPUT_ONLY_USER_KEYS = frozenset({"created", "modified", "username", "indexes"})
+# What the server reports about a user; the devpi client sends it back with every PATCH.
+# `created` and `username` must come back unchanged; `modified` and `indexes` change under
+# the client between its GET and its PATCH, so they are ignored.
+READ_ONLY_USER_KEYS = frozenset({"created", "username"})
+OUTPUT_ONLY_USER_KEYS = READ_ONLY_USER_KEYS | {"modified", "indexes"}
+CREDENTIAL_KEYS = frozenset({"password", "pwhash"})
+# A user info value that means "remove this key" (devpi's rule).
+EMPTY: tuple[Any, ...] = (None, "", False)
 # A user's settable info (as JSON) at most: every user's info is in `GET /`, so one user must
 # not be able to make that page large.
 MAX_USER_INFO = 16 * 1024
@@ -78,6 +85,15 @@ def load_or_create_secret(path: Path) -> bytes:
 class LoginToken:
     token: str
     expiration: int
+
+
+@dataclass(frozen=True)
+class UserUpdate:
+    """What a PATCH of a user changed (empty: it was as asked already); `token` is a fresh
+    login token when a password was given."""
+
+    changed: tuple[str, ...]
+    token: LoginToken | None
 
 
 class Accounts:
@@ -309,32 +325,50 @@ class Accounts:
                 ),
             )
 
-    def modify(self, actor: str | None, name: str, given: Mapping[str, Any]) -> LoginToken | None:
-        """Apply changes; returns a fresh token when the password changed."""
-        self.get(name)
-        password = given.get("password")
-        changes = {key: value for key, value in given.items() if key != "password"}
-        info_changes = self._user_info(changes, ignore=OUTPUT_ONLY_USER_KEYS | {"pwhash"})
-        password_only = not info_changes
+    def existing(self, name: str) -> User:
+        """The user a change is about, looked up before the caller is judged (devpi's words):
+        every user is listed publicly, so the 404 tells nobody anything new."""
+        with self._db.read() as conn:
+            user = store.get_user(conn, name)
+        if user is None:
+            raise NotFound(f"no user {name!r}")
+        return user
+
+    def modify(self, actor: str | None, name: str, given: Mapping[str, Any]) -> UserUpdate:
+        """Apply a PATCH: every key is done, or refused (400), never silently dropped."""
+        user = self.existing(name)
+        password_only = not set(given) - {"password"} - OUTPUT_ONLY_USER_KEYS
         if not acl.may_modify_user(actor, name, self._settings.restrict_modify, password_only):
             raise Forbidden(f"no permission to modify user {name}")
-        pwhash = self._hash(str(password)) if password else None  # outside the writer's turn
+        password, pwhash = _new_credentials(given)
+        requested = self._user_info(
+            {k: v for k, v in given.items() if k not in CREDENTIAL_KEYS},
+            ignore=OUTPUT_ONLY_USER_KEYS,
+        )
+        _check_read_only(user, given)
+        if password is None and pwhash is None and not requested:
+            raise InvalidInput(
+                "nothing to change: give a password or one of "
+                + ", ".join(sorted(SETTABLE_USER_KEYS))
+            )
+        if password is None and pwhash is None and not _info_changes(user.info, requested):
+            return UserUpdate(changed=(), token=None)  # as asked already: nothing to write
+        if pwhash is None and password is not None:
+            pwhash = self._hash(password)  # outside the writer's turn
         with self._db.write("user-modify", config=True, user=name) as conn:
-            user = store.get_user(conn, name)
-            if user is None:
-                raise NotFound(f"user '{name}' does not exist")
-            info = dict(user.info)
-            for key, value in info_changes.items():
-                if value in (None, "", False):
-                    info.pop(key, None)
-                else:
-                    info[key] = value
+            current = store.get_user(conn, name)
+            if current is None:
+                raise NotFound(f"no user {name!r}")
+            changed = _info_changes(current.info, requested)
+            info = {k: v for k, v in (current.info | requested).items() if v not in EMPTY}
             values: dict[str, Any] = {"info": check_info_size(info), "modified": now_text()}
-            if pwhash:
+            if pwhash is not None:
                 # A new stamp: the tokens issued with the old password stop working.
                 values.update(pwhash=pwhash, pwsalt=None, token_stamp="")
+                changed.append("password")
             store.update_user(conn, name, **values)
-        return self.issue_token(name) if password else None
+        token = self.issue_token(name) if password is not None else None
+        return UserUpdate(changed=tuple(changed), token=token)
 
     def delete(self, actor: str | None, name: str) -> None:
         self.get(name)
@@ -376,3 +410,30 @@ def _refuse_look_alike(name: str, existing: list[str]) -> None:
                 f"user already exists: {name!r} is the same name as {other!r}"
                 " (user names are compared ignoring case and look-alike characters)"
             )
+
+
+def _new_credentials(given: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(password, pwhash) as given: a password may be empty (devpi sets it), a hash not."""
+    password, pwhash = given.get("password"), given.get("pwhash")
+    if password is not None and not isinstance(password, str):
+        raise InvalidInput("password must be a string")
+    if pwhash is not None and (not isinstance(pwhash, str) or not pwhash):
+        raise InvalidInput("pwhash must be a non-empty string (a password hash)")
+    return password, pwhash
+
+
+def _check_read_only(user: User, given: Mapping[str, Any]) -> None:
+    """`username` and `created` may be echoed back, not changed."""
+    current = {"username": user.name, "created": user.created}
+    for key in sorted(READ_ONLY_USER_KEYS & set(given)):
+        if given[key] != current[key]:
+            raise InvalidInput(f"'{key}' is set by the server and cannot be changed")
+
+
+def _info_changes(info: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
+    """The keys of `requested` whose value differs from what `info` holds."""
+    return sorted(
+        key
+        for key, value in requested.items()
+        if (None if value in EMPTY else value) != info.get(key)
+    )

@@ -57,15 +57,16 @@ class Indexes:
         self, actor: str | None, user: str, name: str, given: Mapping[str, Any]
     ) -> IndexRecord:
         check_account_name(name, "indexname")
+        # Looked up before the caller is judged (as devpi does): users and indexes are listed
+        # publicly, so a 404 or 409 tells nobody anything new.
+        with self._db.read() as conn:
+            _check_new_index(conn, user, name)
         if not acl.may_manage_index(actor, user, self._settings.restrict_modify):
             raise Forbidden(f"no permission to create index {user}/{name}")
         config = indexconfig.new_config(user, given, self._settings.mirror_cache_expiry)
         self._check_mirror_url(actor, config, None)
         with self._db.write("index-create", config=True, index=f"{user}/{name}") as conn:
-            if store.get_user(conn, user) is None:
-                raise NotFound(f"user '{user}' does not exist")
-            if store.get_index(conn, user, name):
-                raise Conflict(f"index '{user}/{name}' exists")
+            _check_new_index(conn, user, name)  # again, in the writer's turn
             self._check_bases(conn, f"{user}/{name}", config)
             index_id = store.insert_index(conn, user, name, config)
         return IndexRecord(index_id, user, name, config)
@@ -137,3 +138,11 @@ class Indexes:
             return
         configs = {item.full_name: item.config for item in store.list_indexes(conn)}
         inheritance.check_no_cycle(full_name, bases, configs)
+
+
+def _check_new_index(conn: Any, user: str, name: str) -> None:
+    """404 for a missing owner, 409 for an existing index (devpi's words)."""
+    if store.get_user(conn, user) is None:
+        raise NotFound(f"no user {user!r}")
+    if store.get_index(conn, user, name):
+        raise Conflict(f"index '{user}/{name}' exists")

@@ -353,12 +353,12 @@ class Packages:
     def delete_version(
         self, actor: str | None, record: IndexRecord, project: str, version: str, force: bool
     ) -> None:
+        _refuse_on_mirror(record)  # a property of the index, not of the caller
+        with self._db.read() as conn:
+            _existing_version(conn, record, project, version)
         self._check_delete(actor, record, force, "cannot delete version on non-volatile index")
         with self._changing("delete-version", record, project=project, version=version) as change:
-            key = canonicalize_version(version)
-            found = store.get_version(change.conn, record.id, project, key)
-            if found is None:
-                raise NotFound(f"The version {version} of project {project} does not exist.")
+            found = _existing_version(change.conn, record, project, version)
             files = store.project_files(change.conn, record.id, project)
             change.release(f for f in files if f.version == found.version)
             store.delete_version(change.conn, record.id, project, found.version)
@@ -366,11 +366,13 @@ class Packages:
     def delete_project(
         self, actor: str | None, record: IndexRecord, project: str, force: bool
     ) -> None:
+        _refuse_on_mirror(record)  # a property of the index, not of the caller
+        with self._db.read() as conn:
+            _existing_project(conn, record, project)
         message = f"project '{project}' is on non-volatile index {record.full_name}"
         self._check_delete(actor, record, force, message)
         with self._changing("delete-project", record, project=project) as change:
-            if not store.has_project(change.conn, record.id, project):
-                raise NotFound("project not found")
+            _existing_project(change.conn, record, project)
             change.release(store.project_files(change.conn, record.id, project))
             store.delete_project(change.conn, record.id, project)
 
@@ -395,8 +397,7 @@ class Packages:
     def _check_delete(
         self, actor: str | None, record: IndexRecord, force: bool, message: str
     ) -> None:
-        if record.is_mirror:
-            raise Forbidden("deleting from a mirror index is not supported yet")
+        _refuse_on_mirror(record)
         if actor is None:
             raise Unauthenticated("authentication required to delete")
         if not acl.may_delete_entries(actor, record.user, record.config.get("acl_upload", ())):
@@ -426,26 +427,56 @@ class Packages:
         yanked: str | None,
     ) -> int:
         """Yank (reason text, '' for none) or unyank (None) a release or one file (PEP 592)."""
+        with self._db.read() as conn:
+            _yank_targets(conn, record, project, version, filename)
         if actor is None:
             raise Unauthenticated("authentication required to yank")
         if not acl.may_delete_entries(actor, record.user, record.config.get("acl_upload", ())):
             raise Forbidden(f"no permission to yank on {record.full_name}")
         with self._db.write("yank", index=record.full_name, project=project) as conn:
-            targets = [
-                f
-                for f in store.project_files(conn, record.id, project)
-                if f.kind == "releasefile"
-                and (
-                    version is None
-                    or canonicalize_version(f.version) == canonicalize_version(version)
-                )
-                and (filename is None or f.filename == filename)
-            ]
-            if not targets:
-                raise NotFound(f"no matching release files of {project} on {record.full_name}")
+            targets = _yank_targets(conn, record, project, version, filename)
             for file in targets:
                 store.update_file(conn, file.id, yanked=yanked)
         return len(targets)
+
+
+# Lookups of what a change is about. Each runs before the caller is judged (and again in the
+# writer's turn): a missing thing is 404 for everyone, as in devpi, since project and version
+# lists are public; permissions are judged only on things that exist.
+
+
+def _refuse_on_mirror(record: IndexRecord) -> None:
+    if record.is_mirror:
+        raise Forbidden("deleting from a mirror index is not supported yet")
+
+
+def _existing_project(conn: Connection, record: IndexRecord, project: str) -> None:
+    if not store.has_project(conn, record.id, project):
+        raise NotFound("project not found")
+
+
+def _existing_version(
+    conn: Connection, record: IndexRecord, project: str, version: str
+) -> VersionRecord:
+    found = store.get_version(conn, record.id, project, canonicalize_version(version))
+    if found is None:
+        raise NotFound(f"The version {version} of project {project} does not exist.")
+    return found
+
+
+def _yank_targets(
+    conn: Connection, record: IndexRecord, project: str, version: str | None, filename: str | None
+) -> list[FileRecord]:
+    targets = [
+        f
+        for f in store.project_files(conn, record.id, project)
+        if f.kind == "releasefile"
+        and (version is None or canonicalize_version(f.version) == canonicalize_version(version))
+        and (filename is None or f.filename == filename)
+    ]
+    if not targets:
+        raise NotFound(f"no matching release files of {project} on {record.full_name}")
+    return targets
 
 
 def _releases_of(conn: Connection, item: IndexRecord, project: str) -> list[Release]:

@@ -79,11 +79,12 @@ class Transfer:
             raise InvalidInput("push needs a name and a version")
         if not body.get("targetindex") and not body.get("posturl"):
             raise InvalidInput("push needs a targetindex or a posturl")
-        if not body.get("targetindex"):
-            self._authorize_external(actor, source)
+        # The release is looked up before the caller is judged (it is public to read).
         release, files = await run_in_threadpool(
             self._release, source, normalize_project(name), version
         )
+        if not body.get("targetindex"):
+            self._authorize_external(actor, source)
         files = _select(files, bool(body.get("no_docs")), bool(body.get("only_docs")))
         if body.get("targetindex"):
             target = str(body["targetindex"])
@@ -91,7 +92,7 @@ class Transfer:
         return await self._to_external(source, release, files, body)
 
     def _authorize_external(self, actor: str | None, source: IndexRecord) -> None:
-        """Decided before anything is read or sent."""
+        """Decided before anything is sent."""
         if not self._settings.allow_external_push:
             raise Forbidden(
                 "pushing to an external upload URL is turned off on this server; root can"

@@ -335,8 +335,13 @@ class Uploads:
             index_for_search(conn, record.id, project, version, full)
         return UploadOutcome("registered", None)
 
-    def check_toxresult_upload(self, actor: str | None, record: IndexRecord) -> None:
-        """Who may attach tox results (asked before their body is read)."""
+    def check_toxresult_upload(
+        self, actor: str | None, record: IndexRecord, release: FileRecord
+    ) -> None:
+        """Who may attach tox results to `release` (asked before their body is read, of a
+        file already looked up: a missing one is 404 for everyone)."""
+        if release.kind != "releasefile":
+            raise NotFound(f"no release file found at {release.relpath}")
         if actor is None:
             raise Unauthenticated(
                 "authentication required to upload tox results; log in, or use the devpi"
@@ -354,12 +359,10 @@ class Uploads:
         self, actor: str | None, record: IndexRecord, release: FileRecord, body: bytes
     ) -> str:
         """Store a tox result (JSON) beside a release file; returns its path with hash."""
-        self.check_toxresult_upload(actor, record)
+        self.check_toxresult_upload(actor, record, release)
         limit = self._settings.max_toxresult_size
         if len(body) > limit:
             raise TooLarge(f"tox result too large: the limit is {limit} bytes")
-        if release.kind != "releasefile":
-            raise NotFound(f"no release file found at {release.relpath}")
         try:
             json.loads(body)
         except ValueError as exc:

@@ -191,11 +191,13 @@ async def user_resource(request: Request) -> Response:
     if request.method == "PUT":
         user = await run_in_threadpool(accounts.create, actor, name, body)
         return api_response(user_view(services, user, user.name), "userconfig", status=201)
-    token = await run_in_threadpool(accounts.modify, actor, name, body)
-    if token is None:
-        return api_response(message="user updated")
-    result = {"password": token.token, "expiration": token.expiration}
-    return api_response(result, "userpassword", message="user updated, new proxy auth")
+    update = await run_in_threadpool(accounts.modify, actor, name, body)
+    if update.token is not None:
+        result = {"password": update.token.token, "expiration": update.token.expiration}
+        return api_response(result, "userpassword", message="user updated, new proxy auth")
+    if not update.changed:
+        return api_response(message=f"user {name!r} unchanged: it has these settings already")
+    return api_response(message="user updated")
 
 
 # --- indexes --------------------------------------------------------------------------------
@@ -367,8 +369,8 @@ async def file_resource(request: Request) -> Response:
     relpath = request.path_params["relpath"]
     actor = await current_user(request, services)
     if request.method == "POST":
-        services.uploads.check_toxresult_upload(actor, record)  # before the body is read
         found = await run_in_threadpool(services.packages.find_file, record, relpath)
+        services.uploads.check_toxresult_upload(actor, record, found.record)  # before the body
         limit = services.settings.max_toxresult_size
         allow_body(request, limit, f"tox result too large: the limit is {limit} bytes")
         body = await request.body()
