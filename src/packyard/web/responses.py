@@ -125,6 +125,10 @@ def is_devpi_api(request: Request) -> bool:
     endpoint = request.scope.get("endpoint")
     if endpoint is None:
         endpoint = _route_endpoint(request)
+    return is_devpi_api_endpoint(endpoint)
+
+
+def is_devpi_api_endpoint(endpoint: object) -> bool:
     return bool(getattr(endpoint, _DEVPI_API, False))
 
 
