@@ -1,4 +1,10 @@
-"""Use cases over storage; `open_services(settings)` is the single composition root."""
+"""Use cases over storage; `open_services(settings)` is the single composition root.
+
+One rule for every use case that changes something: look the target up first (user, index,
+project, version, file), then judge the caller. A missing thing is 404 for everyone, as in
+devpi; users, indexes and their projects are public to read, so that leaks nothing. The
+permission helpers take the looked-up record, never a bare name.
+"""
 
 from __future__ import annotations
 
