@@ -3,7 +3,7 @@
 One rule for every use case that changes something: look the target up first (user, index,
 project, version, file), then judge the caller. A missing thing is 404 for everyone, as in
 devpi; users, indexes and their projects are public to read, so that leaks nothing. The
-checks run only after the lookup (and the lookup runs again in the writer's turn).
+permission checks run only after the lookup (and the lookup runs again in the writer's turn).
 """
 
 from __future__ import annotations
