@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import shutil
 import tarfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.builders import build_sdist, build_wheel, core_metadata
-from tests.conftest import BIN, JSON, ROOT_PASSWORD, ServerProcess, basic_auth, free_port
+from tests.conftest import BIN, JSON, ServerProcess, basic_auth
 from tests.devpi_client import Devpi, devpi_executable, signed_up  # noqa: F401 (fixture)
 from tests.e2e_support import assert_succeeded, blob_files, run_tool, upload
 from tests.packyard_cli import DevpiServer, ensure_devpi_server_venv
@@ -80,18 +77,15 @@ def build_dumb_zip(directory: Path) -> Path:
     return target
 
 
-# filetype and pyversion as the devpi client and setuptools sent them with each kind of file.
-LEGACY_FORMS = {"egg": ("bdist_egg", "3.11"), "tar": ("bdist_dumb", "any"), "zip": ("bdist_dumb", "any")}
-
-
 def all_dists(directory: Path) -> dict[str, tuple[Path, str, str]]:
     """kind → (file, filetype, pyversion): modern dists beside the legacy ones."""
     return {
         "wheel": (build_wheel(directory, PROJECT, VERSION), "bdist_wheel", "py3"),
         "sdist": (build_sdist(directory, PROJECT, VERSION), "sdist", "source"),
-        "egg": (build_egg(directory), *LEGACY_FORMS["egg"]),
-        "tar": (build_dumb_tar(directory), *LEGACY_FORMS["tar"]),
-        "zip": (build_dumb_zip(directory), *LEGACY_FORMS["zip"]),
+        # filetype and pyversion as the devpi client (and setuptools) sent them.
+        "egg": (build_egg(directory), "bdist_egg", "3.11"),
+        "tar": (build_dumb_tar(directory), "bdist_dumb", "any"),
+        "zip": (build_dumb_zip(directory), "bdist_dumb", "any"),
     }
 
 
@@ -151,3 +145,118 @@ def test_the_devpi_export_holds_every_legacy_file(legacy_export: LegacyExport) -
     files = read_dataindex(legacy_export.directory)["indexes"][INDEX]["files"]
     names = {entry["relpath"].rsplit("/", 1)[-1] for entry in files}
     assert names == {path.name for path in legacy_export.dists.values()}
+
+
+@pytest.fixture(scope="module")
+def imported(
+    legacy_export: LegacyExport, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The devpi export imported by `packyard import`, served."""
+    target = tmp_path_factory.mktemp("imported") / "server"
+    import_ok(target, legacy_export.directory, "--no-root-pypi")
+    with serving(target) as server:
+        yield server
+
+
+def test_import_serves_every_file_on_the_simple_page_with_its_bytes(
+    legacy_export: LegacyExport, imported: ServerProcess
+) -> None:
+    expected = {path.name: path.read_bytes() for path in legacy_export.dists.values()}
+    with httpx.Client(base_url=imported.url, timeout=60) as client:
+        page = client.get(f"/{INDEX}/+simple/{PROJECT}/", headers=SIMPLE_JSON)
+        assert page.status_code == 200, page.text
+        listed = {entry["filename"]: entry for entry in page.json()["files"]}
+        assert set(listed) == set(expected)
+        html = client.get(f"/{INDEX}/+simple/{PROJECT}/", headers=SIMPLE_HTML).text
+        for name, data in expected.items():
+            assert f">{name}</a>" in html, name
+            sha = hashlib.sha256(data).hexdigest()
+            assert listed[name]["hashes"] == {"sha256": sha}
+            download = client.get(str(page.url.join(listed[name]["url"])))
+            assert download.status_code == 200, name
+            assert download.content == data, name
+        # devpi's own view of the project lists them too, as release files of 1.0.
+        links = served_links(client, INDEX, PROJECT)
+        assert {path.rsplit("/", 1)[-1] for _, path, _, _ in links} == set(expected)
+
+
+def test_export_writes_every_file_again_and_a_reimport_round_trips(
+    legacy_export: LegacyExport, imported: ServerProcess, tmp_path: Path
+) -> None:
+    again = export_ok(imported.serverdir, tmp_path / "again")
+    assert comparable(again) == comparable(read_dataindex(legacy_export.directory))
+    assert file_contents(tmp_path / "again") == file_contents(legacy_export.directory)
+
+    import_ok(tmp_path / "second", tmp_path / "again", "--no-root-pypi")
+    third = export_ok(tmp_path / "second", tmp_path / "third")
+    assert comparable(third) == comparable(again)
+    assert file_contents(tmp_path / "third") == file_contents(legacy_export.directory)
+    with httpx.Client(base_url=imported.url, timeout=60) as client:
+        first_links = served_links(client, INDEX, PROJECT)
+    with serving(tmp_path / "second") as server, httpx.Client(base_url=server.url) as client:
+        assert served_links(client, INDEX, PROJECT) == first_links
+
+
+# --- 8: a doc zip without a version -----------------------------------------------------------
+
+
+@pytest.fixture
+def devpi(request: pytest.FixtureRequest, tmp_path: Path) -> Devpi:
+    return Devpi(request.getfixturevalue("devpi_executable"), tmp_path / "home")
+
+
+def versionless_doc_zip(directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.doc.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("index.html", "<html><body>docs</body></html>\n")
+    return path
+
+
+def test_doc_zip_without_version_for_a_project_without_releases_gets_devpis_message(
+    devpi: Devpi, live_server: ServerProcess, tmp_path: Path
+) -> None:
+    signed_up(devpi, live_server)
+    docs = versionless_doc_zip(tmp_path / "docs", "foo")
+    printed = devpi.fails("upload", docs)
+    message = "doczip has no version and 'foo' has no releases to derive one from"
+    assert f"400 FAIL doc_upload of foo.doc.zip to {live_server.url}/{INDEX}/" in printed
+    assert message in printed, printed
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        # The form devpi sends, asking for JSON: the same words in devpi's envelope.
+        alice = basic_auth("alice", "alicepw")
+        form = {":action": "doc_upload", "name": "foo", "protocol_version": "1"}
+        content = {"content": ("foo.doc.zip", docs.read_bytes(), "application/zip")}
+        accept = {"Accept": "application/json"}
+        answer = client.post(f"/{INDEX}/", data=form, files=content, headers=accept | alice)
+        assert (answer.status_code, answer.json()["message"]) == (400, message)
+        assert client.get(f"/{INDEX}/foo", headers=JSON).status_code == 404
+    assert blob_files(live_server) == set(), "a refused doc zip left a blob behind"
+
+
+# --- 9: /+status and `devpi --version` ---------------------------------------------------------
+
+
+def test_status_names_the_devpi_server_protocol_level_and_devpi_version_prints_it(
+    devpi: Devpi, live_server: ServerProcess
+) -> None:
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        status = client.get("/+status", headers=JSON)
+    assert status.status_code == 200
+    versioninfo = status.json()["result"]["versioninfo"]
+    assert versioninfo == {"devpi-server": "6.20.3", "packyard": packyard_version()}
+
+    devpi.ok("use", live_server.url)
+    printed = devpi.ok("--version")
+    assert f"current devpi server: {live_server.url}/" in printed
+    server_lines = printed.split("current devpi server:", 1)[1].splitlines()[1:]
+    assert [line.strip() for line in server_lines if line.strip()] == [
+        "devpi-server 6.20.3",
+        f"packyard {packyard_version()}",
+    ]
+
+
+def packyard_version() -> str:
+    result = run_tool([BIN / "packyard", "--version"])
+    assert_succeeded(result)
+    return result.stdout.split()[-1]

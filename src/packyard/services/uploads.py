@@ -312,8 +312,10 @@ class Uploads:
     def _latest_version(self, record: IndexRecord, project: str) -> str:
         with self._db.read() as conn:
             versions = [v.version for v in store.list_versions(conn, record.id, project)]
-        if not versions:
-            raise InvalidInput(f"no version given, and project {project!r} has no versions")
+        if not versions:  # devpi's words: its client and scripts match on them
+            raise InvalidInput(
+                f"doczip has no version and {project!r} has no releases to derive one from"
+            )
         return max(versions, key=parse_version)
 
     def _register(self, record: IndexRecord, form: UploadForm) -> UploadOutcome:
