@@ -20,12 +20,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from packyard.core.dists import legacy_dist, refuse_legacy_upload, upload_filetype
+from packyard.errors import InvalidInput
 from tests.builders import build_sdist, build_wheel, core_metadata
 from tests.conftest import BIN, JSON, ServerProcess, basic_auth
 from tests.devpi_client import Devpi, devpi_executable, signed_up  # noqa: F401 (fixture)
 from tests.e2e_support import assert_succeeded, blob_files, run_tool, upload
 from tests.packyard_cli import DevpiServer, ensure_devpi_server_venv
 from tests.test_dump import (
+    assert_links_download,
     comparable,
     export_ok,
     file_contents,
@@ -195,6 +198,75 @@ def test_export_writes_every_file_again_and_a_reimport_round_trips(
         first_links = served_links(client, INDEX, PROJECT)
     with serving(tmp_path / "second") as server, httpx.Client(base_url=server.url) as client:
         assert served_links(client, INDEX, PROJECT) == first_links
+
+
+def test_push_carries_the_imported_legacy_files_to_another_index(
+    legacy_export: LegacyExport, devpi: Devpi, tmp_path: Path
+) -> None:
+    """devpi's staging workflow on a migrated server: `devpi push` copies every file of the
+    release, eggs and bdist_dumb archives too (they are already on the server)."""
+    import_ok(tmp_path / "server", legacy_export.directory, "--no-root-pypi")
+    with serving(tmp_path / "server") as server:
+        devpi.ok("use", f"{server.url}/{INDEX}")
+        devpi.ok("login", "alice", "--password", "alicepw")
+        devpi.ok("index", "-c", "prod", "bases=", "volatile=False")
+        printed = devpi.ok("push", f"{PROJECT}=={VERSION}", "alice/prod")
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            pushed = served_links(client, "alice/prod", PROJECT)
+            names = {path.rsplit("/", 1)[-1] for _, path, _, _ in pushed}
+            assert names == {path.name for path in legacy_export.dists.values()}, printed
+            for name in names:
+                assert "store_releasefile alice/prod/+f/" in printed and name in printed
+            assert_links_download(client, pushed)
+
+
+def test_new_uploads_of_eggs_and_bdist_dumb_stay_refused(
+    devpi: Devpi, live_server: ServerProcess, tmp_path: Path
+) -> None:
+    """PEP 527 and PEP 715: PyPI takes no eggs or bdist_dumb archives, and packyard neither;
+    the uploader is told why, and nothing is stored."""
+    signed_up(devpi, live_server)
+    dists = all_dists(tmp_path / "dists")
+    printed = devpi.fails("upload", dists["egg"][0])
+    assert "400 FAIL file_upload of legacy_kit-1.0-py3.11.egg" in printed
+    assert "uploads of bdist_egg files are refused, as on PyPI" in printed, printed
+    alice = basic_auth("alice", "alicepw") | {"Accept": "application/json"}
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        for kind in ("egg", "tar", "zip"):
+            path, filetype, pyversion = dists[kind]
+            fields = {"name": PROJECT, "version": VERSION, "filetype": filetype}
+            fields["pyversion"] = pyversion
+            answer = upload(client, f"/{INDEX}", path.name, path.read_bytes(), alice, fields)
+            assert answer.status_code == 400, path.name
+            assert answer.json()["message"] == (
+                f"{path.name!r}: uploads of {filetype} files are refused, as on PyPI (PEP 527,"
+                " PEP 715); upload a wheel (.whl) or an sdist (.tar.gz)"
+            )
+        assert client.get(f"/{INDEX}/{PROJECT}", headers=JSON).status_code == 404
+    assert blob_files(live_server) == set(), "a refused upload left a blob behind"
+
+
+@pytest.mark.parametrize(
+    ("filename", "filetype", "pyversion"),
+    [
+        ("legacy_kit-1.0-py3.11.egg", "bdist_egg", "3.11"),
+        ("foo-1.0-py2.7-linux-x86_64.egg", "bdist_egg", "2.7"),
+        ("legacy-kit-1.0.linux-x86_64.tar.gz", "bdist_dumb", "any"),
+        ("legacy-kit-1.0.win-amd64.zip", "bdist_dumb", "any"),
+        ("foo-1.0.win32-py2.7.exe", "bdist_wininst", "2.7"),
+    ],
+)
+def test_a_push_to_an_upload_url_names_legacy_files_as_devpi_does(
+    filename: str, filetype: str, pyversion: str
+) -> None:
+    """The `filetype`/`pyversion` form fields devpi-common's get_pyversion_filetype gives."""
+    dist = legacy_dist(filename, "foo", "1.0")
+    assert upload_filetype(dist) == (filetype, pyversion)
+    assert dist.identity != legacy_dist(f"x{filename}", "foo", "1.0").identity
+    # An upload names the file's type in its form; eggs, .exe and .msi say it by name too.
+    declared = filetype if filetype == "bdist_dumb" else ""
+    with pytest.raises(InvalidInput, match=f"uploads of {filetype} files are refused"):
+        refuse_legacy_upload(filename, declared)
 
 
 # --- 8: a doc zip without a version -----------------------------------------------------------

@@ -33,6 +33,7 @@ from packyard.core.dists import (
     parse_core_metadata,
     parse_dist_filename,
     parse_version,
+    refuse_legacy_upload,
 )
 from packyard.core.models import FileRecord, IndexRecord
 from packyard.core.names import check_project_name, normalize_project
@@ -428,6 +429,7 @@ class Uploads:
         name, version = form.value("name"), form.value("version")
         if not form.filename:
             raise InvalidInput("content file field not found")
+        refuse_legacy_upload(form.filename, form.value("filetype"))
         dist = parse_dist_filename(form.filename)
         check_project_name(dist.raw_name)
         if not form.filename.isascii():  # PyPI's rule too; the name goes into reason phrases
