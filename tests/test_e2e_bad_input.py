@@ -176,7 +176,10 @@ BAD_UPLOADS = {
         "demo-1.1.zip", "empty zip", DEMO_1_1, 400, "has no PKG-INFO"
     ),
     "not a distribution extension": BadUpload(
-        "demo-1.1.exe", "garbage", DEMO_1_1, 400, "is not a valid archive name"
+        "demo-1.1.rar", "garbage", DEMO_1_1, 400, "is not a valid archive name"
+    ),
+    "a legacy format (PEP 527)": BadUpload(
+        "demo-1.1.win32.exe", "garbage", DEMO_1_1, 400, "uploads of bdist_wininst files are refused"
     ),
     "unsupported action": BadUpload(
         "demo-1.1.tar.gz", "sdist", {**DEMO_1_1, ":action": "remove_pkg"}, 400, "not supported"

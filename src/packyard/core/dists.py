@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,11 @@ from packyard.errors import InvalidInput
 
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 MAX_FILENAME_LENGTH = 255
+# Formats PyPI no longer takes (PEP 527, PEP 715). A devpi export may hold them: an import keeps
+# them (kind "legacy"), an upload of one is refused.
+LEGACY_FILETYPES = frozenset({"bdist_egg", "bdist_dumb", "bdist_wininst", "bdist_msi", "bdist_rpm"})
+_LEGACY_SUFFIX_FILETYPES = {".egg": "bdist_egg", ".exe": "bdist_wininst", ".msi": "bdist_msi"}
+_PYTHON_TAG = re.compile(r"-(?:py|cp|ip|pp|jy)(\d[\d.]*)", re.IGNORECASE)  # foo-1.0-py3.11.egg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +40,10 @@ class ReleaseIdentity:
 
     project: str  # PEP 503 normalised
     version: str  # canonical (PEP 440): 1.0 == 1.0.0
-    kind: str  # "sdist" (.tar.gz and .zip alike) | "wheel"
+    kind: str  # "sdist" (.tar.gz and .zip alike) | "wheel" | "legacy"
     build: str = ""  # a wheel's build tag
     tags: frozenset[str] = frozenset()  # a wheel's expanded tags, e.g. {"py3-none-any"}
+    legacy_name: str = ""  # a legacy file's name: each one is a file of its own
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +53,7 @@ class DistFilename:
     filename: str
     project: str  # normalised
     version: Version
-    kind: str  # "wheel" | "sdist"
+    kind: str  # "wheel" | "sdist" | "legacy" (an egg, a bdist_dumb ... kept by an import)
     build: str = ""
     tags: frozenset[str] = frozenset()
 
@@ -60,7 +67,8 @@ class DistFilename:
     @property
     def identity(self) -> ReleaseIdentity:
         version = canonicalize_version(self.version)
-        return ReleaseIdentity(self.project, version, self.kind, self.build, self.tags)
+        legacy_name = self.filename if self.kind == "legacy" else ""
+        return ReleaseIdentity(self.project, version, self.kind, self.build, self.tags, legacy_name)
 
 
 def check_safe_filename(filename: str) -> str:
@@ -93,6 +101,37 @@ def parse_dist_filename(filename: str) -> DistFilename:
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as exc:
         raise InvalidInput(f"{filename!r} is not a valid distribution filename: {exc}") from exc
     raise InvalidInput(f"{filename!r} is not a valid archive name: use .whl, .tar.gz or .zip")
+
+
+def legacy_dist(filename: str, project: str, version: str) -> DistFilename:
+    """A stored release file in a format uploads no longer take (LEGACY_FILETYPES), which a
+    devpi import keeps: a file of the project and version it was stored under."""
+    check_safe_filename(filename)
+    return DistFilename(filename, normalize_project(project), parse_version(version), "legacy")
+
+
+def refuse_legacy_upload(filename: str, filetype: str) -> None:
+    """Uploads of eggs and other legacy formats are refused, as on PyPI (PEP 527, PEP 715)."""
+    suffix = filename[filename.rfind(".") :].lower() if "." in filename else ""
+    filetype = filetype or _LEGACY_SUFFIX_FILETYPES.get(suffix, "")
+    if filetype in LEGACY_FILETYPES:
+        raise InvalidInput(
+            f"{filename!r}: uploads of {filetype} files are refused, as on PyPI (PEP 527,"
+            " PEP 715); upload a wheel (.whl) or an sdist (.tar.gz)"
+        )
+
+
+def upload_filetype(dist: DistFilename) -> tuple[str, str]:
+    """The `filetype` and `pyversion` an upload form gives for a file, as devpi derives them
+    (devpi-common's get_pyversion_filetype): what a push to an upload URL sends along."""
+    if dist.kind == "wheel":
+        return "bdist_wheel", dist.filename[:-4].split("-")[-3]
+    if dist.kind == "sdist":
+        return "sdist", "source"
+    suffix = dist.filename[dist.filename.rfind(".") :].lower()
+    filetype = _LEGACY_SUFFIX_FILETYPES.get(suffix, "bdist_dumb")
+    tag = _PYTHON_TAG.search(dist.filename) if filetype != "bdist_dumb" else None
+    return filetype, tag.group(1).rstrip(".") if tag else "any"
 
 
 def parse_version(text: str) -> Version:

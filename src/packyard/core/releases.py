@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from packyard.core.dists import DistFilename, parse_dist_filename
+from packyard.core.dists import DistFilename, legacy_dist, parse_dist_filename
 from packyard.core.models import FileRecord, VersionRecord
 from packyard.errors import Conflict, InvalidInput
 
@@ -93,8 +93,17 @@ def uploader(file: FileRecord) -> str | None:
     return str(entries[-1].get("who")) if entries and entries[-1].get("who") else None
 
 
+def stored_dist(file: FileRecord) -> DistFilename:
+    """What a stored release file is: its name parsed, or, for a legacy format an import kept
+    (an egg, a bdist_dumb archive), a file of the project and version it was stored under."""
+    try:
+        return parse_dist_filename(file.filename)
+    except InvalidInput:
+        return legacy_dist(file.filename, file.project, file.version)
+
+
 def _identity_of(file: FileRecord) -> object:
     try:
-        return parse_dist_filename(file.filename).identity
-    except InvalidInput:  # a name stored before the rules: it is its own identity
+        return stored_dist(file).identity
+    except InvalidInput:  # a name or version stored before the rules: its own identity
         return file.filename

@@ -20,10 +20,17 @@ from starlette.concurrency import run_in_threadpool
 
 from packyard.config import Settings
 from packyard.core import acl
-from packyard.core.dists import parse_dist_filename
+from packyard.core.dists import upload_filetype
 from packyard.core.models import FileRecord, IndexRecord, VersionRecord
 from packyard.core.names import normalize_project, split_index_name
-from packyard.core.releases import EXISTS, Admission, Upload, admit, check_metadata_change
+from packyard.core.releases import (
+    EXISTS,
+    Admission,
+    Upload,
+    admit,
+    check_metadata_change,
+    stored_dist,
+)
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
@@ -195,12 +202,13 @@ class Transfer:
             rows.append(await self._post(url, headers, fields, None, "register"))
         for file in files:
             if file.kind == "releasefile":
+                filetype, pyversion = upload_filetype(stored_dist(file))
                 fields = {
                     **metadata,
                     ":action": "file_upload",
                     "protocol_version": "1",
-                    "filetype": "bdist_wheel" if file.filename.endswith(".whl") else "sdist",
-                    "pyversion": _pyversion(file.filename),
+                    "filetype": filetype,
+                    "pyversion": pyversion,
                     "sha256_digest": file.sha256,
                 }
                 label = f"{source.full_name}/{file.relpath}"
@@ -250,7 +258,7 @@ def _admitted(
 ) -> Admission:
     """The release rule (core/releases.py) for a pushed file: a push brings a whole release
     at once, so a version the target already holds gets no new files (no release window)."""
-    upload = Upload(parse_dist_filename(file.filename), file.sha256, actor, time.time())
+    upload = Upload(stored_dist(file), file.sha256, actor, time.time())
     return admit(upload, released, target.volatile, window=0)
 
 
@@ -277,9 +285,3 @@ def _push_row(original: FileRecord, copy: FileRecord, target: IndexRecord) -> Ro
     if original.kind == "toxresult":
         return [200, "store_toxresult", path]
     return [200, "store_doczip", original.project, original.version, "->", target.full_name]
-
-
-def _pyversion(filename: str) -> str:
-    if filename.endswith(".whl"):
-        return filename[:-4].split("-")[-3]
-    return "source"

@@ -33,6 +33,7 @@ from packyard.core.dists import (
     parse_core_metadata,
     parse_dist_filename,
     parse_version,
+    refuse_legacy_upload,
 )
 from packyard.core.models import FileRecord, IndexRecord
 from packyard.core.names import check_project_name, normalize_project
@@ -312,8 +313,10 @@ class Uploads:
     def _latest_version(self, record: IndexRecord, project: str) -> str:
         with self._db.read() as conn:
             versions = [v.version for v in store.list_versions(conn, record.id, project)]
-        if not versions:
-            raise InvalidInput(f"no version given, and project {project!r} has no versions")
+        if not versions:  # devpi's words: its client and scripts match on them
+            raise InvalidInput(
+                f"doczip has no version and {project!r} has no releases to derive one from"
+            )
         return max(versions, key=parse_version)
 
     def _register(self, record: IndexRecord, form: UploadForm) -> UploadOutcome:
@@ -429,6 +432,7 @@ class Uploads:
         name, version = form.value("name"), form.value("version")
         if not form.filename:
             raise InvalidInput("content file field not found")
+        refuse_legacy_upload(form.filename, form.value("filetype"))
         dist = parse_dist_filename(form.filename)
         check_project_name(dist.raw_name)
         if not form.filename.isascii():  # PyPI's rule too; the name goes into reason phrases

@@ -26,6 +26,10 @@ from packyard.web.responses import REASON_HEADER, api_response, devpi_api
 from packyard.web.simple import is_installer, refresh_mirrors
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
+# The devpi-server release whose protocol this API implements (devpi-protocol.md), reported in
+# /+status `versioninfo` as devpi does: clients and scripts read the protocol level from the
+# `devpi-server` entry, and the `packyard` entry beside it says which server really answers.
+DEVPI_SERVER_COMPATIBLE = "6.20.3"
 # All text fields of one upload together (a long description fits); the file part is apart.
 MAX_FORM_TEXT = 8 * 1024 * 1024
 # Room for the multipart boundaries and part headers around the file and the fields.
@@ -112,7 +116,7 @@ async def status(request: Request) -> Response:
     """Server facts; where it runs and its caches only for root (they help an attacker)."""
     services = services_of(request)
     result: dict[str, Any] = {
-        "versioninfo": {"packyard": __version__},
+        "versioninfo": {"devpi-server": DEVPI_SERVER_COMPATIBLE, "packyard": __version__},
         "serial": services.serial,
         "role": "MASTER",
     }
