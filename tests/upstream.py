@@ -215,11 +215,14 @@ class Upstream:
             return _page(request, _json_page(project, files, self._listing), JSON_V1)
         return _page(request, _html_page(files, self._listing))
 
+    def _sha256(self, file: Published) -> str:
+        return hashlib.sha256(self.replaced.get(file.filename, file.data)).hexdigest()
+
     def _listing(self, file: Published) -> Listing:
         return Listing(
             url=f"/files/{self.url_names.get(file.filename, file.filename)}",
             text=self.link_texts.get(file.filename, file.filename),
-            sha256=None if file.filename in self.hashless else file.sha256,
+            sha256=None if file.filename in self.hashless else self._sha256(file),
         )
 
     async def _file(self, request: Request) -> Response:
