@@ -252,5 +252,10 @@ def test_an_upstream_project_without_files_is_an_empty_page_not_a_404(
     html = client.get(f"{index}/+simple/nofiles/", headers={"Accept": "text/html"})
     assert html.status_code == 200, html.text
     assert "<a " not in html.text
-    # A project the upstream does not have stays a 404.
+    # devpi's project JSON (what `devpi list NAME` reads): no versions, not "no project".
+    listed = client.get(f"{index}/nofiles", headers=JSON)
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["result"] == {}
+    # A project the upstream does not have stays a 404, in both.
     assert client.get(f"{index}/+simple/nosuchproject/", headers=SIMPLE_JSON).status_code == 404
+    assert client.get(f"{index}/nosuchproject", headers=JSON).status_code == 404

@@ -223,9 +223,13 @@ class Packages:
                         result[version].setdefault("+shadowing", []).append(data)
                     else:
                         result[version] = data
-        if not result:
+        if not result and not self._has_project(record, project, ignore_bases):
             raise NotFound(f"no project {project!r}")
-        return result
+        return result  # empty for a project its mirror's upstream lists with no files (devpi)
+
+    def _has_project(self, record: IndexRecord, project: str, ignore_bases: bool) -> bool:
+        found = self.contributors(record, project)
+        return any(item.id == record.id for item in found) if ignore_bases else bool(found)
 
     def version_view(
         self,
