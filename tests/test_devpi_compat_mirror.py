@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from packyard.core.mirror import MirrorLink, keep_known_hashes, trusted_directory
+from packyard.core.models import FileRecord
 from tests.builders import build_wheel
 from tests.conftest import JSON, ROOT_PASSWORD, ServerProcess
 from tests.devpi_client import (
@@ -259,3 +261,49 @@ def test_an_upstream_project_without_files_is_an_empty_page_not_a_404(
     # A project the upstream does not have stays a 404, in both.
     assert client.get(f"{index}/+simple/nosuchproject/", headers=SIMPLE_JSON).status_code == 404
     assert client.get(f"{index}/nosuchproject", headers=JSON).status_code == 404
+
+
+# --- the rule that keeps a trusted hash, as a table ---------------------------------------------
+
+A, B = "a" * 64, "b" * 64
+NAME = "demo-1.0-py3-none-any.whl"
+
+
+def _link(sha256: str, trusted: bool) -> MirrorLink:
+    return MirrorLink(NAME, "http://up.example/demo.whl", sha256, trusted_on_first_use=trusted)
+
+
+def _cached(sha256: str, trusted: bool) -> FileRecord:
+    directory = trusted_directory(NAME) if trusted else None
+    return FileRecord(
+        id=1, index_id=1, project="demo", version="1.0", filename=NAME, kind="releasefile",
+        sha256=sha256, size=1, uploaded_at=0.0, yanked=None, metadata_sha256=None,
+        requires_python=None, for_file=None, log=[], dir_sha256=directory,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fresh", "stored", "cached", "kept"),
+    [
+        # hash-less, never fetched: stays unknown, to be trusted on first use
+        (_link("", True), [], [], _link("", True)),
+        # hash-less, first download recorded on the stored page: that hash stays
+        (_link("", True), [_link(A, True)], [], _link(A, True)),
+        # ... or known from the cached file (the page was lost, e.g. a 404 in between)
+        (_link("", True), [], [_cached(A, True)], _link(A, True)),
+        # the upstream now declares another hash for a trusted file: the trusted one stays
+        (_link(B, False), [_link(A, True)], [], _link(A, True)),
+        # the upstream drops a hash it once declared: the declared one stays, not "trusted"
+        (_link("", True), [_link(A, False)], [], _link(A, False)),
+        # a declared hash replaces a declared hash, as before (the upstream's word)
+        (_link(B, False), [_link(A, False)], [], _link(B, False)),
+    ],
+    ids=["unknown", "recorded", "from-cache", "redeclared", "dropped-hash", "declared"],
+)
+def test_known_hashes_are_kept_for_links_without_one(
+    fresh: MirrorLink, stored: list[MirrorLink], cached: list[FileRecord], kept: MirrorLink
+) -> None:
+    assert keep_known_hashes([fresh], stored, cached) == [kept]
+    assert kept.relpath == _link(kept.sha256, kept.trusted_on_first_use).relpath
+    if kept.trusted_on_first_use:  # one link before and after the first download
+        assert kept.relpath == _link("", True).relpath
