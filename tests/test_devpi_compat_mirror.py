@@ -186,6 +186,7 @@ def test_other_bytes_for_a_file_trusted_on_first_use_are_refused_and_the_first_c
     # With the cached copy dropped, the mirror fetches again, and refuses what it gets.
     dropped = client.delete(f"{index}/swapped", headers=ROOT_AUTH)
     assert dropped.status_code == 200, dropped.text
+    assert "dropped 1 cached file(s)" in dropped.text, dropped.text
     started = time.monotonic()
     refused = client.get(url)
     assert time.monotonic() - started < 10

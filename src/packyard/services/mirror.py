@@ -391,6 +391,11 @@ class Mirrors:
             doomed = [f for f in candidates if cutoff is None or self._last_used(f) < cutoff]
             change.release(doomed)
             store.delete_files(change.conn, [f.id for f in doomed])
+        for file in doomed:
+            # A finished download lingers (LINGER) to be joined: not for a dropped file, which
+            # is fetched again. (Called from a thread; a dict pop is atomic, and _forget
+            # releases the lingering hold whether the entry is still there or not.)
+            self._downloads.pop((record.id, file.filename), None)
         return len(doomed), sum(f.size for f in doomed)
 
     def _last_used(self, file: FileRecord) -> float:
