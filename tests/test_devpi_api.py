@@ -407,7 +407,15 @@ def test_create_index_from_strings_with_defaults(client: TestClient) -> None:
             400,
             "volatile must be true or false, not 'maybe'",
         ),
-        ("/alice/new", {"type": "mirror"}, "alice", 400, "a mirror index needs a mirror_url"),
+        (
+            # No mirror_url: it defaults to pip's index (issue 14), which only root may mirror.
+            "/alice/new",
+            {"type": "mirror"},
+            "alice",
+            403,
+            "only root may create a mirror index or change its mirror_url (root can allow"
+            " users with the setting users_create_mirrors)",
+        ),
         ("/alice/new", {"type": "weird"}, "alice", 400, "unknown index type 'weird'"),
     ],
     ids=[

@@ -9,6 +9,11 @@ PEP 503 HTML when asked, or always with `html_only`), `/files/<name>` with the b
 - `hanging = True`    connections are accepted, requests read and never answered
 - `tampered`          file names (`.metadata` ones too) served with their last byte flipped
 - `file_delay`        seconds every file response waits before it starts
+- `hashless`          file names listed without any hash (no `#sha256=`, empty `hashes`)
+- `link_texts`        file name -> the anchor text its HTML link shows instead of the name
+- `url_names`         file name -> the last segment of its URL (e.g. percent-encoded)
+- `empty_projects`    project names whose page is served (200) with no files
+- `replaced`          file name -> other bytes served for it from now on
 
 and reads `count(path)` (requests per path, hanging ones included) and `if_none_match(path)`.
 It runs uvicorn in a background thread with its own event loop.
@@ -26,6 +31,7 @@ import threading
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,6 +87,11 @@ class Upstream:
         self.tampered: set[str] = set()
         self.file_delay = 0.0
         self.html_only = False
+        self.hashless: set[str] = set()
+        self.link_texts: dict[str, str] = {}
+        self.url_names: dict[str, str] = {}
+        self.empty_projects: set[str] = set()
+        self.replaced: dict[str, bytes] = {}
         self.port = 0
         self._counts: Counter[str] = Counter()
         self._if_none_match: dict[str, list[str | None]] = {}
@@ -198,11 +209,21 @@ class Upstream:
         if canonicalize_name(project) != project:
             return Response(status_code=301, headers={"Location": f"/simple/{project}/"})
         files = [file for file in self.files.values() if file.project == project]
-        if not files:
+        if not files and project not in self.empty_projects:
             return Response("not found", status_code=404)
         if self._wants_json(request):
-            return _page(request, _json_page(project, files), JSON_V1)
-        return _page(request, _html_page(files))
+            return _page(request, _json_page(project, files, self._listing), JSON_V1)
+        return _page(request, _html_page(files, self._listing))
+
+    def _sha256(self, file: Published) -> str:
+        return hashlib.sha256(self.replaced.get(file.filename, file.data)).hexdigest()
+
+    def _listing(self, file: Published) -> Listing:
+        return Listing(
+            url=f"/files/{self.url_names.get(file.filename, file.filename)}",
+            text=self.link_texts.get(file.filename, file.filename),
+            sha256=None if file.filename in self.hashless else self._sha256(file),
+        )
 
     async def _file(self, request: Request) -> Response:
         if self.file_delay:
@@ -211,7 +232,7 @@ class Upstream:
         published = self.files.get(filename.removesuffix(".metadata"))
         if published is None:
             return Response("not found", status_code=404)
-        data = published.data
+        data = self.replaced.get(published.filename, published.data)
         if filename.endswith(".metadata"):
             if published.metadata is None:
                 return Response("not found", status_code=404)
@@ -233,13 +254,25 @@ def _page(request: Request, body: bytes, media_type: str = "text/html") -> Respo
     return Response(body, media_type=media_type, headers={"ETag": etag})
 
 
-def _json_page(project: str, files: list[Published]) -> bytes:
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """How a page lists one file: its URL, its anchor text, its hash (None: not given)."""
+
+    url: str
+    text: str
+    sha256: str | None
+
+
+def _json_page(
+    project: str, files: list[Published], listing: Callable[[Published], Listing]
+) -> bytes:
     entries = []
     for file in files:
+        listed = listing(file)
         entry: dict[str, object] = {
             "filename": file.filename,
-            "url": f"/files/{file.filename}",
-            "hashes": {"sha256": file.sha256},
+            "url": listed.url,
+            "hashes": {"sha256": listed.sha256} if listed.sha256 else {},
             "size": len(file.data),
             "upload-time": file.upload_time_text,
             "yanked": file.yanked if file.yanked is not None else False,
@@ -259,10 +292,12 @@ def _json_page(project: str, files: list[Published]) -> bytes:
     return json.dumps(document).encode()
 
 
-def _html_page(files: list[Published]) -> bytes:
+def _html_page(files: list[Published], listing: Callable[[Published], Listing]) -> bytes:
     anchors = []
     for file in files:
-        attributes = [f'href="/files/{file.filename}#sha256={file.sha256}"']
+        listed = listing(file)
+        fragment = f"#sha256={listed.sha256}" if listed.sha256 else ""
+        attributes = [f'href="{html.escape(listed.url)}{fragment}"']
         if file.requires_python:
             attributes.append(f'data-requires-python="{html.escape(file.requires_python)}"')
         if file.yanked is not None:
@@ -270,7 +305,7 @@ def _html_page(files: list[Published]) -> bytes:
         if file.metadata is not None:
             digest = hashlib.sha256(file.metadata).hexdigest()
             attributes.append(f'data-core-metadata="sha256={digest}"')
-        anchors.append(f"<a {' '.join(attributes)}>{file.filename}</a><br/>")
+        anchors.append(f"<a {' '.join(attributes)}>{html.escape(listed.text)}</a><br/>")
     body = "\n".join(anchors)
     return f"<!DOCTYPE html><html><body>\n{body}\n</body></html>".encode()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,17 +18,29 @@ class MirrorLink:
 
     filename: str
     url: str  # absolute upstream URL, without fragment
-    sha256: str
+    sha256: str  # "" while unknown: the upstream gave none and the file was never fetched
     size: int | None = None
     upload_time: str | None = None  # PEP 700 text, as the upstream sent it
     requires_python: str | None = None
     yanked: str | None = None  # None: not yanked; "" yanked without reason
     core_metadata: bool = False
     core_metadata_sha256: str | None = None
+    # The upstream gave no hash: `sha256` is what the first download had, and every later
+    # download must have it too (trust on first use).
+    trusted_on_first_use: bool = False
 
     @property
     def relpath(self) -> str:
-        return f"+f/{self.sha256[:3]}/{self.sha256[3:16]}/{self.filename}"
+        directory = self.directory_hash
+        return f"+f/{directory[:3]}/{directory[3:16]}/{self.filename}"
+
+    @property
+    def directory_hash(self) -> str:
+        """What names the file's +f/ directory: its hash, or for a file trusted on first use
+        one made from its name, so its link is the same before and after the first download."""
+        if self.trusted_on_first_use:
+            return trusted_directory(self.filename)
+        return self.sha256
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -36,21 +50,57 @@ class MirrorLink:
         fields = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in fields})
 
-    def file_link(
-        self, index: str, cached_size: int | None, cached_metadata_sha256: str | None
-    ) -> FileLink:
-        """The link as this server serves it: under the mirror index, hash set unchanged."""
+    def file_link(self, index: str, cached: FileRecord | None) -> FileLink:
+        """The link as this server serves it: under the mirror index, hash set unchanged
+        (a hash the upstream did not give is known once the file is cached)."""
+        cached_size, cached_metadata_sha256 = (
+            (cached.size, cached.metadata_sha256) if cached else (None, None)
+        )
         return FileLink(
             filename=self.filename,
             url=f"{index}/{self.relpath}",
-            sha256=self.sha256,
+            sha256=self.sha256 or (cached.sha256 if cached else ""),
             size=self.size if self.size is not None else cached_size,
             index=index,
             upload_time=parse_upload_time(self.upload_time),
             requires_python=self.requires_python,
             yanked=self.yanked,
             core_metadata_sha256=self.core_metadata_sha256 or cached_metadata_sha256,
+            trusted_on_first_use=self.trusted_on_first_use,
         )
+
+
+def trusted_directory(filename: str) -> str:
+    """The +f/ directory hash of a file whose upstream gave no hash (unique per index, as
+    the file name is)."""
+    return hashlib.sha256(f"trusted-on-first-use/{filename}".encode()).hexdigest()
+
+
+def keep_known_hashes(
+    fresh: Iterable[MirrorLink], stored: Iterable[MirrorLink], cached: Iterable[FileRecord]
+) -> list[MirrorLink]:
+    """The links of a newly fetched page, each hash-less one given the hash this mirror
+    already knows for its file name (from an earlier page, or the cached file itself).
+
+    A hash trusted on first use stays whatever the upstream says now: an upstream that later
+    serves other bytes, with or without declaring their hash, is refused at the download.
+    """
+    known = {link.filename: link for link in stored if link.sha256}
+    for file in cached:
+        if file.kind == "releasefile" and file.filename not in known:
+            trusted = file.dir_sha256 == trusted_directory(file.filename)
+            known[file.filename] = MirrorLink(
+                file.filename, "", file.sha256, trusted_on_first_use=trusted
+            )
+    kept = []
+    for link in fresh:
+        before = known.get(link.filename)
+        if before is not None and (not link.sha256 or before.trusted_on_first_use):
+            link = dataclasses.replace(
+                link, sha256=before.sha256, trusted_on_first_use=before.trusted_on_first_use
+            )
+        kept.append(link)
+    return kept
 
 
 def parse_upload_time(text: str | None) -> datetime | None:

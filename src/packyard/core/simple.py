@@ -88,13 +88,15 @@ class FileLink:
 
     filename: str
     url: str
-    sha256: str
+    sha256: str  # "" only for a mirrored file whose upstream gave no hash, never fetched yet
     size: int | None  # None only for mirrored files whose upstream did not say
     index: str  # the index that owns the file
     upload_time: datetime | None = None
     requires_python: str | None = None
     yanked: str | None = None  # None: not yanked; "" yanked without a reason
     core_metadata_sha256: str | None = None
+    # Mirrored from an upstream that gave no hash: the hash is the first download's.
+    trusted_on_first_use: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +119,8 @@ def project_page_json(page: ProjectPage, to_root: str) -> bytes:
         entry: dict[str, object] = {
             "filename": link.filename,
             "url": f"{to_root}{link.url}",
-            "hashes": {"sha256": link.sha256},
+            # PEP 691: `hashes` is always there, empty when no hash is known.
+            "hashes": {"sha256": link.sha256} if link.sha256 else {},
         }
         if link.size is not None:
             entry["size"] = link.size

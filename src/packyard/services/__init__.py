@@ -9,6 +9,7 @@ permission checks run only after the lookup (and the lookup runs again in the wr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 import string
 import uuid
@@ -65,7 +66,8 @@ def open_services(settings: Settings) -> Services:
     db = Database(settings.database_url, settings.serverdir / "serial", blobs)
     secret = load_or_create_secret(settings.serverdir / "secret")
     outbound = Outbound(settings)
-    indexes = Indexes(db, settings, outbound)
+    # Asked of pip once per process, when first needed (it runs pip: about a second).
+    indexes = Indexes(db, settings, outbound, functools.cache(pip_index_url))
     return Services(
         settings=settings,
         db=db,
@@ -155,7 +157,7 @@ def initialize_root_pypi(services: Services, mirror_url: Callable[[], str] | Non
         {
             "type": "mirror",
             "volatile": False,
-            "mirror_url": (mirror_url or pip_index_url)(),
+            "mirror_url": (mirror_url or services.indexes.default_mirror_url)(),
             "mirror_cache_expiry": services.settings.mirror_cache_expiry,
             "title": "PyPI",
         },

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from packyard.config import Settings
@@ -19,10 +19,18 @@ from packyard.storage.db import Database
 class Indexes:
     """Index configuration and resolution, cached per change serial."""
 
-    def __init__(self, db: Database, settings: Settings, outbound: Outbound) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        outbound: Outbound,
+        default_mirror_url: Callable[[], str],
+    ) -> None:
         self._db = db
         self._settings = settings
         self._outbound = outbound
+        # Where a mirror created without a mirror_url points (and root/pypi): pip's index.
+        self.default_mirror_url = default_mirror_url
         self._snapshot: SerialCache[dict[str, IndexRecord]] = SerialCache(db.serial.read_config, 1)
 
     def all(self) -> dict[str, IndexRecord]:
@@ -63,6 +71,7 @@ class Indexes:
             _check_new_index(conn, user, name)
         if not acl.may_manage_index(actor, user, self._settings.restrict_modify):
             raise Forbidden(f"no permission to create index {user}/{name}")
+        given = self._with_default_mirror_url(actor, given)
         config = indexconfig.new_config(user, given, self._settings.mirror_cache_expiry)
         self._check_mirror_url(actor, config, None)
         with self._db.write("index-create", config=True, index=f"{user}/{name}") as conn:
@@ -70,6 +79,16 @@ class Indexes:
             self._check_bases(conn, f"{user}/{name}", config)
             index_id = store.insert_index(conn, user, name, config)
         return IndexRecord(index_id, user, name, config)
+
+    def _with_default_mirror_url(
+        self, actor: str | None, given: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """A mirror created without a mirror_url mirrors what root/pypi does (devpi: PyPI);
+        pip is asked only for someone who may create a mirror."""
+        if given.get("type") != indexconfig.MIRROR or given.get("mirror_url"):
+            return given
+        self._check_may_set_mirror_url(actor)
+        return {**given, "mirror_url": self.default_mirror_url()}
 
     def create_initial(self, user: str, name: str, config: dict[str, Any]) -> None:
         """Create an index at init or import time, without permission checks."""
@@ -124,12 +143,15 @@ class Indexes:
         unchanged = before is not None and before.get("type") == "mirror"
         if unchanged and before is not None and before.get("mirror_url") == url:
             return
+        self._check_may_set_mirror_url(actor)
+        self._outbound.check_resolved(url, "mirror_url")
+
+    def _check_may_set_mirror_url(self, actor: str | None) -> None:
         if actor != acl.ROOT and not self._settings.users_create_mirrors:
             raise Forbidden(
                 "only root may create a mirror index or change its mirror_url (root can allow"
                 " users with the setting users_create_mirrors)"
             )
-        self._outbound.check_resolved(url, "mirror_url")
 
     @staticmethod
     def _check_bases(conn: Any, full_name: str, config: dict[str, Any]) -> None:

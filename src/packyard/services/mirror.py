@@ -18,18 +18,26 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from functools import partial
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import NoReturn, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from pypi_simple import DistributionPackage, ProjectPage
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from packyard.config import Settings
 from packyard.core.dists import check_safe_filename, parse_dist_filename
-from packyard.core.mirror import MirrorLink, is_fresh, parse_upload_time
+from packyard.core.mirror import (
+    MirrorLink,
+    is_fresh,
+    keep_known_hashes,
+    parse_upload_time,
+    trusted_directory,
+)
 from packyard.core.models import FileRecord, IndexRecord, MirrorList, MirrorPage
 from packyard.core.names import check_project_name, normalize_project
 from packyard.core.simple import upload_time_text
@@ -266,7 +274,8 @@ class Mirrors:
         elif response.status == 200:
             self.stats.page_fetches += 1
             # Off the event loop: a large page must not stall other requests while it parses.
-            page = await run_in_threadpool(self._parse_page, record, project, response, now)
+            parse = partial(self._parse_page, record, project, response, now, stored)
+            page = await run_in_threadpool(parse)
             log.info("fetched %s from upstream: %d files", url, len(page.links))
             if _went_backwards(record, stored, page):
                 log.warning("%s: upstream serial went backwards for %s", url, project)
@@ -304,7 +313,12 @@ class Mirrors:
         raise UpstreamUnavailable(told)
 
     def _parse_page(
-        self, record: IndexRecord, project: str, response: Fetched, now: float
+        self,
+        record: IndexRecord,
+        project: str,
+        response: Fetched,
+        now: float,
+        stored: MirrorPage | None,
     ) -> MirrorPage:
         base = response.url
         limit = self._settings.outbound_max_page_links
@@ -326,15 +340,20 @@ class Mirrors:
                 " set by outbound_max_page_links"
             )
             self._upstream_failed(base, f"{count} links", told)
-        links = [link.to_json() for link in map(_mirror_link, parsed.packages) if link]
+        # PEP 503: an HTML page names a file by its URL; the link text is only for show.
+        from_url = "json" not in response.headers.get("content-type", "")
+        found = (_mirror_link(package, from_url) for package in parsed.packages)
+        links = [link.to_json() for link in found if link]
         serial = _int(str(parsed.last_serial or response.headers.get("x-pypi-last-serial") or ""))
-        return MirrorPage(
+        page = MirrorPage(
             record.id, project, "ok", now, response.headers.get("etag"),
             response.headers.get("last-modified"), serial, links,
         )  # fmt: skip
+        return _known(page, stored)
 
     def _store_page(self, record: IndexRecord, page: MirrorPage) -> None:
         with self._db.write("mirror-page", index=record.full_name, project=page.project) as conn:
+            page = _with_known_hashes(conn, page)
             store.put_mirror_page(conn, page)
             if page.status == "ok":
                 search.upsert(conn, record.id, page.project, "", "", "")
@@ -372,6 +391,11 @@ class Mirrors:
             doomed = [f for f in candidates if cutoff is None or self._last_used(f) < cutoff]
             change.release(doomed)
             store.delete_files(change.conn, [f.id for f in doomed])
+        for file in doomed:
+            # A finished download lingers (LINGER) to be joined: not for a dropped file, which
+            # is fetched again. (Called from a thread; a dict pop is atomic, and _forget
+            # releases the lingering hold whether the entry is still there or not.)
+            self._downloads.pop((record.id, file.filename), None)
         return len(doomed), sum(f.size for f in doomed)
 
     def _last_used(self, file: FileRecord) -> float:
@@ -514,12 +538,11 @@ class Mirrors:
                     download.size = writer.size
                     await download.notify()
             sha256 = await run_in_threadpool(writer.finish)
-            if sha256 != link.sha256:
-                self._upstream_failed(
-                    link.url, f"sha256 mismatch: expected {link.sha256}, got {sha256}",
-                    f"{link.filename} from the upstream does not match its sha256",
-                )  # fmt: skip
-            await run_in_threadpool(self._store_file, record, link, writer)
+            if link.sha256 and sha256 != link.sha256:
+                self._refuse_body(link, link.sha256, sha256)
+            refused = await run_in_threadpool(self._store_file, record, link, writer)
+            if refused is not None:
+                self._refuse_body(link, refused, sha256)
             self.stats.bytes_from_upstream += writer.size
             log.info("cached %s from upstream (%d bytes)", link.filename, writer.size)
             download.verified = True
@@ -536,7 +559,20 @@ class Mirrors:
             await download.notify()
             download.release()
 
-    def _store_file(self, record: IndexRecord, link: MirrorLink, writer: BlobWriter) -> None:
+    def _refuse_body(self, link: MirrorLink, expected: str, got: str) -> NoReturn:
+        told = f"{link.filename} from the upstream does not match its sha256"
+        if link.trusted_on_first_use:
+            told = (
+                f"{link.filename} from the upstream differs from the copy this mirror first"
+                f" fetched (sha256 {expected}); the upstream gives no hash, so the first copy"
+                " is trusted and other bytes are refused"
+            )
+        self._upstream_failed(link.url, f"sha256 mismatch: expected {expected}, got {got}", told)
+
+    def _store_file(self, record: IndexRecord, link: MirrorLink, writer: BlobWriter) -> str | None:
+        """Keep a verified download; a file trusted on first use records its hash beside the
+        link. Returns the trusted hash when another download got there first with other bytes
+        (the write is then refused), else None."""
         dist = parse_dist_filename(link.filename)
         metadata_sha = None
         if dist.kind == "wheel":
@@ -546,8 +582,12 @@ class Mirrors:
                 metadata_sha = None
         uploaded = parse_upload_time(link.upload_time)
         with self._db.write("mirror-file", index=record.full_name, file=link.filename) as conn:
+            if link.trusted_on_first_use:
+                trusted = _trust_first_use(conn, record, dist.project, link, writer.sha256)
+                if trusted != writer.sha256:
+                    return trusted
             if store.get_file(conn, record.id, link.filename) is not None:
-                return
+                return None
             writer.commit()
             store.insert_file(
                 conn,
@@ -558,8 +598,11 @@ class Mirrors:
                     uploaded_at=uploaded.timestamp() if uploaded else time.time(),
                     yanked=None, metadata_sha256=metadata_sha,
                     requires_python=link.requires_python, for_file=None, log=[],
+                    dir_sha256=trusted_directory(link.filename)
+                    if link.trusted_on_first_use else None,
                 ),
             )  # fmt: skip
+        return None
 
     async def core_metadata(self, record: IndexRecord, link: MirrorLink) -> bytes:
         """A wheel's `.metadata` from the upstream, verified and kept by its hash."""
@@ -616,22 +659,26 @@ class _AnchorTexts(HTMLParser):
             self.texts[-1] += data
 
 
-def _mirror_link(package: DistributionPackage) -> MirrorLink | None:
-    sha256 = (package.digests or {}).get("sha256")
+def _mirror_link(package: DistributionPackage, name_from_url: bool) -> MirrorLink | None:
+    """What we keep of one upstream file; None for a name that is no safe file name. A file
+    without a sha256 is kept, its hash to be trusted on first use."""
+    url = package.url.split("#", 1)[0]
+    filename = _url_filename(url) if name_from_url else package.filename
     try:
-        check_safe_filename(package.filename)
+        check_safe_filename(filename)
     except InvalidInput:
-        log.warning("skipping upstream file with an unsafe name: %r", package.filename)
+        log.warning("skipping upstream file with an unsafe name: %r", filename)
         return None
-    if not sha256:
-        log.warning("skipping upstream file without a sha256: %s", package.url)
-        return None
+    sha256 = (package.digests or {}).get("sha256") or ""
+    if not _is_sha256(sha256):
+        sha256 = ""  # a malformed hash is no hash: the first download decides
     yanked = (package.yanked_reason or "") if package.is_yanked else None
     metadata_sha = (package.metadata_digests or {}).get("sha256")
     return MirrorLink(
-        filename=package.filename,
-        url=package.url.split("#", 1)[0],
+        filename=filename,
+        url=url,
         sha256=sha256.lower(),
+        trusted_on_first_use=not sha256,
         size=package.size,
         upload_time=upload_time_text(package.upload_time) if package.upload_time else None,
         requires_python=package.requires_python,
@@ -639,6 +686,60 @@ def _mirror_link(package: DistributionPackage) -> MirrorLink | None:
         core_metadata=bool(package.has_metadata),
         core_metadata_sha256=metadata_sha.lower() if metadata_sha else None,
     )
+
+
+def _url_filename(url: str) -> str:
+    """The last segment of a URL's path, percent-decoded (PEP 503: the file's name)."""
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(char in "0123456789abcdefABCDEF" for char in text)
+
+
+def _known(
+    page: MirrorPage, stored: MirrorPage | None, cached: Iterable[FileRecord] = ()
+) -> MirrorPage:
+    """`page` with the hashes this mirror already knows of the files its upstream lists
+    without one (see keep_known_hashes); unchanged, and cheaply, when no hash is missing."""
+    before = stored.links if stored else []
+    if not any(data.get("trusted_on_first_use") for data in (*page.links, *before)):
+        return page
+    fresh = [MirrorLink.from_json(data) for data in page.links]
+    known = [MirrorLink.from_json(data) for data in before]
+    kept = keep_known_hashes(fresh, known, cached)
+    return dataclasses.replace(page, links=[link.to_json() for link in kept])
+
+
+def _with_known_hashes(conn: Connection, page: MirrorPage) -> MirrorPage:
+    """_known, against what the database holds now (inside the write that stores `page`)."""
+    stored = store.get_mirror_page(conn, page.index_id, page.project)
+    if not any(data.get("trusted_on_first_use") for data in page.links):
+        return _known(page, stored)
+    return _known(page, stored, store.project_files(conn, page.index_id, page.project))
+
+
+def _trust_first_use(
+    conn: Connection, record: IndexRecord, project: str, link: MirrorLink, sha256: str
+) -> str:
+    """The hash trusted for the file of `link`, a file its upstream gives no hash for: the
+    one already recorded (on its page, or of the cached file), else `sha256`, recorded now."""
+    cached = store.get_file(conn, record.id, link.filename)
+    if cached is not None:
+        return cached.sha256
+    page = store.get_mirror_page(conn, record.id, project)
+    if page is None:
+        return sha256
+    links = [MirrorLink.from_json(data) for data in page.links]
+    for position, known in enumerate(links):
+        if known.filename == link.filename:
+            if known.sha256:
+                return known.sha256
+            links[position] = dataclasses.replace(known, sha256=sha256)
+            recorded = [item.to_json() for item in links]
+            store.put_mirror_page(conn, dataclasses.replace(page, links=recorded))
+            break
+    return sha256
 
 
 def _went_backwards(record: IndexRecord, stored: MirrorPage | None, page: MirrorPage) -> bool:

@@ -223,9 +223,13 @@ class Packages:
                         result[version].setdefault("+shadowing", []).append(data)
                     else:
                         result[version] = data
-        if not result:
+        if not result and not self._has_project(record, project, ignore_bases):
             raise NotFound(f"no project {project!r}")
-        return result
+        return result  # empty for a project its mirror's upstream lists with no files (devpi)
+
+    def _has_project(self, record: IndexRecord, project: str, ignore_bases: bool) -> bool:
+        found = self.contributors(record, project)
+        return any(item.id == record.id for item in found) if ignore_bases else bool(found)
 
     def version_view(
         self,
@@ -513,14 +517,24 @@ def _mirror_version_data(release: Release, base_url: str) -> dict[str, Any]:
         {
             "rel": "releasefile",
             "href": f"{base_url}/{link.url}",
-            "hash_spec": f"sha256={link.sha256}",
-            "hashes": {"sha256": link.sha256},
+            **_hash_fields(link),
             **({"yanked": link.yanked or True} if link.yanked is not None else {}),
         }
         for link in release.files
     ]
     data["+index"] = release.index
     return data
+
+
+def _hash_fields(link: FileLink) -> dict[str, Any]:
+    """devpi's hash keys of a link, and whether its hash was trusted on first use (none
+    while a hash-less upstream file was never fetched)."""
+    fields: dict[str, Any] = {}
+    if link.sha256:
+        fields = {"hash_spec": f"sha256={link.sha256}", "hashes": {"sha256": link.sha256}}
+    if link.trusted_on_first_use:
+        fields["trusted_on_first_use"] = True
+    return fields
 
 
 def _stage_links(
@@ -545,9 +559,7 @@ def _mirror_links(
     links, versions = [], set()
     for data in page.links:
         link = MirrorLink.from_json(data)
-        file = cached.get(link.filename)
-        size, metadata_sha = (file.size, file.metadata_sha256) if file else (None, None)
-        links.append(link.file_link(item.full_name, size, metadata_sha))
+        links.append(link.file_link(item.full_name, cached.get(link.filename)))
         versions.add(_version_of(link.filename))
     return links, versions - {""}
 

@@ -71,7 +71,9 @@ async def _from_upstream(request: Request, record: IndexRecord, relpath: str) ->
         body = await mirrors.core_metadata(record, link)
         return Response(body, media_type="application/octet-stream")
     link = await mirrors.find_link(record, relpath)
-    headers = {"ETag": f'"{link.sha256}"', "X-Accel-Buffering": "no", **UNTRUSTED_CONTENT_HEADERS}
+    headers = {"X-Accel-Buffering": "no", **UNTRUSTED_CONTENT_HEADERS}
+    if link.sha256:  # not known before a hash-less upstream file's first download
+        headers["ETag"] = f'"{link.sha256}"'
     if link.size is not None:
         headers["Content-Length"] = str(link.size)
     stream = mirrors.stream_file(record, link)
@@ -102,13 +104,11 @@ async def _file_meta(request: Request, record: IndexRecord, relpath: str) -> Res
             raise
         link = await services.mirrors.find_link(record, relpath)
         dist = parse_dist_filename(link.filename)  # find_link only finds parseable names
-        meta = {
-            "url": link.url,
-            "hash_spec": f"sha256={link.sha256}",
-            "hashes": {"sha256": link.sha256},
-            "project": dist.project,
-            "version": str(dist.version),
-        }
+        meta = {"url": link.url, "project": dist.project, "version": str(dist.version)}
+        if link.sha256:
+            meta |= {"hash_spec": f"sha256={link.sha256}", "hashes": {"sha256": link.sha256}}
+        if link.trusted_on_first_use:
+            meta["trusted_on_first_use"] = True
     return api_response(meta, "releasefilemeta")
 
 
