@@ -111,7 +111,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *extra: str, timeout: float = 30) -> None:
+    def start(self, *extra: str, timeout: float = 60) -> None:
         command = [
             str(BIN / "packyard"),
             "serve",
@@ -139,7 +139,8 @@ class ServerProcess:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError(f"server did not come up:\n{self.log()}")
+        self.stop(signal.SIGKILL)  # else it outlives the test and fails a later one
+        raise RuntimeError(f"server did not come up in {timeout:g} s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.process is not None
