@@ -386,10 +386,11 @@ def test_errors_say_what_to_do(live_server: ServerProcess, tmp_path: Path) -> No
     wrong = fresh.fails("login", "root", "--password", "wrong")
     assert "401" in wrong
     assert "check the user name and the password" in wrong
+    admin.ok("use", "root/hints")
+    admin.ok("upload", wheel)  # a project exists; a missing one is a 404 before any login
     removing = fresh.fails("remove", "-y", "hint-demo")
     assert "you are not logged in" in removing
 
-    admin.ok("use", "root/hints")
     missing = admin.fails("remove", "-y", "no-such-project")
     assert "404" in missing
     assert "`packyard list` shows the projects" in missing

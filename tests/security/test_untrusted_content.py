@@ -290,24 +290,30 @@ def test_pathological_description_does_not_freeze_the_server(
     assert time.monotonic() - started < 3
     assert "only the first 200000 are shown, as plain text" in response.text
 
-    during: dict[str, float] = {}
+    # Probes the API while the render runs. A server frozen by the render answers none of them
+    # before the render's own answer, however fast the machine; a live one answers some.
+    answered: list[tuple[int, float]] = []
+    rendered = threading.Event()
 
-    def ask_api() -> None:
-        time.sleep(0.5)
-        begun = time.monotonic()
-        during["status"] = httpx.get(f"{server.url}/+api", timeout=30).status_code
-        during["seconds"] = time.monotonic() - begun
+    def probe_api() -> None:
+        time.sleep(0.2)
+        while not rendered.is_set():
+            status = httpx.get(f"{server.url}/+api", timeout=30).status_code
+            answered.append((status, time.monotonic()))
 
-    thread = threading.Thread(target=ask_api)
+    thread = threading.Thread(target=probe_api)
     thread.start()
     started = time.monotonic()
     response = api.get(f"/{ATTACKER}/dev/slowdoc/2.0", headers=browser)
-    elapsed = time.monotonic() - started
+    render_done = time.monotonic()
+    rendered.set()
     thread.join(30)
+    elapsed = render_done - started
     assert response.status_code == 200
     assert "took too long to render: shown as plain text" in response.text
     assert elapsed < 2 + 30, elapsed  # the deadline, plus a new worker's start-up under load
-    assert during == {"status": 200, "seconds": during["seconds"]} and during["seconds"] < 1
+    assert {status for status, _ in answered} == {200}
+    assert any(when < render_done for _, when in answered), answered
     # Cached: the second view costs no render.
     started = time.monotonic()
     assert api.get(f"/{ATTACKER}/dev/slowdoc/2.0", headers=browser).status_code == 200
