@@ -250,6 +250,7 @@ def test_a_browser_walk_never_leaves_the_mount(
     proxy: Proxy, published: Path, browser: Browser
 ) -> None:
     context = browser.new_context(extra_http_headers={"Accept": BROWSER_ACCEPT})
+    context.set_default_timeout(15_000)  # the machine is shared: more than Playwright's 5 s
     try:
         page = context.new_page()
         page.goto(f"{proxy.url}/")
