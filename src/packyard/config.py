@@ -61,7 +61,8 @@ class Settings:
     body_timeout: int = 30
     # Open connections per server process; more are answered 503 at once and closed.
     max_connections: int = 1000
-    # Absolute base URL to build links from instead of the request's Host header.
+    # Absolute URL clients reach the server at, mount path included (https://host/pypi):
+    # every link is built under it (web/urls.py); a proxy's X-Outside-Url header wins.
     outside_url: str = ""
     # Never contact a mirror's upstream.
     offline: bool = False

@@ -24,6 +24,7 @@ from packyard.web.limits import allow_body, bounded_form
 from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import REASON_HEADER, api_response, devpi_api
 from packyard.web.simple import is_installer, refresh_mirrors
+from packyard.web.urls import urls_of
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
 # The devpi-server release whose protocol this API implements (devpi-protocol.md), reported in
@@ -34,12 +35,6 @@ DEVPI_SERVER_COMPATIBLE = "6.20.3"
 MAX_FORM_TEXT = 8 * 1024 * 1024
 # Room for the multipart boundaries and part headers around the file and the fields.
 MULTIPART_OVERHEAD = 64 * 1024
-
-
-def base_url(request: Request) -> str:
-    """Absolute URL of the server root, for links in JSON (outside URL wins)."""
-    outside = request.headers.get("x-outside-url") or services_of(request).settings.outside_url
-    return (outside or str(request.base_url)).rstrip("/")
 
 
 async def json_body(request: Request) -> Any:
@@ -68,19 +63,19 @@ def _flag(request: Request, name: str) -> bool:
 @devpi_api
 async def api_discovery(request: Request) -> Response:
     services = services_of(request)
-    root = base_url(request)
+    urls = urls_of(request)
     actor = await current_user(request, services)
     result: dict[str, Any] = {
-        "login": f"{root}/+login",
+        "login": urls.absolute("+login"),
         "authstatus": ["ok", actor, []] if actor else ["noauth", "", []],
         "features": FEATURES,
     }
     if "index" in request.path_params:
         record = await request_index(request)
-        result["index"] = f"{root}/{record.full_name}"
-        result["simpleindex"] = f"{root}/{record.full_name}/+simple/"
+        result["index"] = urls.absolute(record.full_name)
+        result["simpleindex"] = urls.absolute(record.full_name, "+simple") + "/"
         if not record.is_mirror:
-            result["pypisubmit"] = f"{root}/{record.full_name}/"
+            result["pypisubmit"] = urls.absolute(record.full_name) + "/"
     return api_response(result, "apiconfig")
 
 
@@ -321,7 +316,7 @@ async def project_resource(request: Request) -> Response:
         services.packages.project_view,
         record,
         normalized,
-        base_url(request),
+        urls_of(request).root,
         _flag(request, "ignore_bases"),
     )
     return api_response(result, "projectconfig")
@@ -360,7 +355,7 @@ async def version_resource(request: Request) -> Response:
         record,
         project,
         version,
-        base_url(request),
+        urls_of(request).root,
         _flag(request, "ignore_bases"),
     )
     return api_response(result, "versiondata")

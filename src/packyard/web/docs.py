@@ -21,10 +21,11 @@ from packyard.core.names import normalize_project
 from packyard.services.archives import stream_member
 from packyard.web.lookup import request_index, services_of
 from packyard.web.responses import UNTRUSTED_CONTENT_HEADERS, UNTRUSTED_SCRIPTED_HEADERS
+from packyard.web.urls import urls_of
 
 
 async def doc_root(request: Request) -> Response:
-    return RedirectResponse(request.url.path + "/index.html", status_code=302)
+    return RedirectResponse(urls_of(request).path(request.url.path, "index.html"), status_code=302)
 
 
 async def serve_doc(request: Request) -> Response:

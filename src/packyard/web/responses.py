@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from packyard import __version__, errors
+from packyard.web.urls import urls_of
 
 # devpi-client shows `message` only when the content type is exactly this (no charset).
 JSON_TYPE = "application/json"
@@ -67,9 +68,6 @@ STATUS = {
     errors.TooManyAttempts: 429,
     errors.Busy: 503,
 }
-# Where a client whose login token died can get a new one; devpi-client drops its stored
-# token when a 401 carries a Location (and says so).
-LOGIN_PATH = "/+login"
 
 
 def status_for(exc: errors.PackyardError) -> int:
@@ -167,7 +165,9 @@ def error_response(request: Request, exc: errors.PackyardError) -> Response:
     if isinstance(exc, errors.Unauthenticated) and not is_page_request(request):
         headers["WWW-Authenticate"] = 'Basic realm="pypi"'
     if isinstance(exc, errors.LoginExpired):
-        headers["Location"] = LOGIN_PATH
+        # Where a client whose login token died can get a new one; devpi-client drops its
+        # stored token when a 401 carries a Location (and says so).
+        headers["Location"] = urls_of(request).login()
     if isinstance(exc, errors.TryLater):
         headers["Retry-After"] = str(exc.retry_after)
     return error_from_status(request, status, exc.message, headers)
@@ -191,6 +191,7 @@ def error_from_status(
         html = request.app.state.jinja.get_template("ui/error.html").render(
             status=status, title=HTTPStatus(status).phrase, message=message,
             version=__version__, serial=request.app.state.services.serial,
+            urls=urls_of(request),
         )  # fmt: skip
         headers |= PAGE_HEADERS
         return Response(html, status_code=status, media_type="text/html", headers=headers)

@@ -16,6 +16,7 @@ from packyard.errors import NotFound, UpstreamUnavailable
 from packyard.services import Services
 from packyard.web.cached import CachedBody, render_cached, respond
 from packyard.web.lookup import request_index
+from packyard.web.urls import relative_root, urls_of
 
 # Private indexes change under their users' feet: let clients revalidate (ETag) every time.
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate"
@@ -41,6 +42,7 @@ def _content_type(request: Request) -> str | Response:
 
 
 def _redirect(request: Request, path: str) -> Response:
+    """301 to `path` (under the root users see), keeping the query."""
     query = f"?{request.url.query}" if request.url.query else ""
     return RedirectResponse(path + query, status_code=301)
 
@@ -52,7 +54,7 @@ async def project_list(request: Request) -> Response:
     if isinstance(content_type, Response):
         return content_type
     if not request.url.path.endswith("/") and not is_installer(request):
-        return _redirect(request, request.url.path + "/")
+        return _redirect(request, urls_of(request).path(request.url.path) + "/")
     record = await request_index(request)
     listing = await services.mirrors.project_list(record) if record.is_mirror else None
     if listing is not None:
@@ -108,9 +110,9 @@ async def project_page(request: Request) -> Response:
     with_slash = request.url.path.endswith("/")
     normalized = normalize_project(project)
     if normalized != project or (not with_slash and not is_installer(request)):
-        return _redirect(request, f"/{user}/{index}/+simple/{normalized}/")
+        return _redirect(request, urls_of(request).simple_project(f"{user}/{index}", normalized))
     # File links are relative: from `/u/i/+simple/p/`, or the installer shortcut `/u/i/p/`.
-    to_root = "../" * (request.url.path.count("/") - 1)
+    to_root = relative_root(request.url.path)
     key = ("simple-project", user, index, project, content_type, to_root)
     cached = services.pages.get(key)
     if isinstance(cached, CachedBody) and _mirrors_fresh(services, cached, project):
@@ -170,5 +172,5 @@ async def refresh(request: Request) -> Response:
     for item in services.indexes.resolution_order(record):
         if item.is_mirror:
             await services.mirrors.refresh(item, project)
-    target = f"/{record.full_name}/+simple/{project}/"
+    target = urls_of(request).simple_project(record.full_name, project)
     return RedirectResponse(target, status_code=302)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import secrets
 from typing import Any
-from urllib.parse import quote
 
 from jinja2 import Environment
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +25,7 @@ from packyard.services import Services
 from packyard.web.auth import client_address
 from packyard.web.lookup import index_named, request_index, services_of
 from packyard.web.responses import PAGE_HEADERS
+from packyard.web.urls import urls_of
 
 SESSION_COOKIE = "packyard_session"
 LOGIN_COOKIE = "packyard_login"
@@ -91,6 +91,7 @@ async def page(request: Request, template: str, code: int = 200, **context: Any)
         csrf=_csrf(request),
         version=__version__,
         serial=services.serial,
+        urls=urls_of(request),
         **context,
     )
     headers = {"Vary": "Accept, Cookie", **PAGE_HEADERS}
@@ -146,7 +147,6 @@ async def index_page(request: Request) -> Response:
         settings=sorted(record.config.items()),
         order=services.indexes.resolution_order(record),
         projects=await run_in_threadpool(gather),
-        base_url=_outside_url(request),
         can_manage=acl.may_manage_index(current, record.user, services.settings.restrict_modify),
     )
 
@@ -210,19 +210,22 @@ async def status_page(request: Request, facts: dict[str, Any]) -> Response:
 
 async def login_form(request: Request) -> Response:
     nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+    urls = urls_of(request)
     response = await page(
-        request, "ui/login.html", next=request.query_params.get("next", "/"),
+        request, "ui/login.html", next=request.query_params.get("next", urls.home()),
         login_csrf=_login_csrf(request, nonce),
     )  # fmt: skip
-    response.set_cookie(LOGIN_COOKIE, nonce, path="/+login", httponly=True, samesite="strict")
+    # The path the browser sees: behind a proxy's mount the form is at /MOUNT/+login.
+    response.set_cookie(LOGIN_COOKIE, nonce, path=urls.login(), httponly=True, samesite="strict")
     return response
 
 
 async def login_submit(request: Request) -> Response:
     services = services_of(request)
+    urls = urls_of(request)
     async with request.form() as form:
         user, password = str(form.get("user", "")), str(form.get("password", ""))
-        target = str(form.get("next") or "/")
+        target = str(form.get("next") or urls.home())
         sent_csrf = str(form.get("csrf", ""))
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     if not nonce or not hmac.compare_digest(sent_csrf, _login_csrf(request, nonce)):
@@ -235,8 +238,8 @@ async def login_submit(request: Request) -> Response:
             request, "ui/login.html", code=401, next=target, login_csrf=sent_csrf,
             error="Unknown user or wrong password.",
         )  # fmt: skip
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"
+    if not urls.is_inside(target):
+        target = urls.home()
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         SESSION_COOKIE, f"{user}:{token.token}", max_age=token.expiration, httponly=True,
@@ -249,7 +252,7 @@ async def logout(request: Request) -> Response:
     """Log out and revoke the session's token (with every other token of the user)."""
     user, _fields = await _form_actor(request)
     await run_in_threadpool(services_of(request).accounts.revoke_tokens, user)
-    response = RedirectResponse("/", status_code=303)
+    response = RedirectResponse(urls_of(request).home(), status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
 
@@ -267,7 +270,7 @@ async def create_index(request: Request) -> Response:
         "title": fields.get("title", ""),
     }
     record = await run_in_threadpool(services.indexes.create, actor, user, name, config)
-    return RedirectResponse(f"/{quote(record.full_name)}", status_code=303)
+    return RedirectResponse(urls_of(request).index(record.full_name), status_code=303)
 
 
 async def index_settings(request: Request) -> Response:
@@ -284,7 +287,7 @@ async def index_settings(request: Request) -> Response:
         changes["bases"] = fields.get("bases", "")
         changes["mirror_whitelist"] = fields.get("mirror_whitelist", "")
     await run_in_threadpool(services.indexes.modify, actor, user, name, changes)
-    return RedirectResponse(f"/{quote(record.full_name)}", status_code=303)
+    return RedirectResponse(urls_of(request).index(record.full_name), status_code=303)
 
 
 async def yank(request: Request) -> Response:
@@ -296,7 +299,8 @@ async def yank(request: Request) -> Response:
     await run_in_threadpool(
         services.packages.set_yanked, actor, record, project, version, None, reason
     )
-    return RedirectResponse(_version_url(record.full_name, project, version), status_code=303)
+    target = urls_of(request).version(record.full_name, project, version)
+    return RedirectResponse(target, status_code=303)
 
 
 async def delete_release(request: Request) -> Response:
@@ -307,14 +311,4 @@ async def delete_release(request: Request) -> Response:
     await run_in_threadpool(
         services.packages.delete_version, actor, record, project, version, False
     )
-    return RedirectResponse(f"/{quote(record.full_name)}/{project}", status_code=303)
-
-
-def _outside_url(request: Request) -> str:
-    """The server root as users reach it (behind a proxy: X-Outside-Url or --outside-url)."""
-    outside = request.headers.get("x-outside-url") or services_of(request).settings.outside_url
-    return (outside or str(request.base_url)).rstrip("/")
-
-
-def _version_url(index: str, project: str, version: str) -> str:
-    return f"/{quote(index)}/{project}/{quote(version)}"
+    return RedirectResponse(urls_of(request).project(record.full_name, project), status_code=303)
