@@ -12,9 +12,9 @@ import pytest
 
 from packyard.errors import Conflict, InvalidInput, NotFound
 from packyard.services import Services
+from packyard.services.batches import Batches
 from packyard.services.uploads import UploadForm, UploadOutcome, UploadRequest
 from packyard.storage import store
-from packyard.web.batches import Batches
 from tests.builders import build_wheel
 
 

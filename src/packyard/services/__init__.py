@@ -18,6 +18,7 @@ from collections.abc import Callable
 from packyard.config import SQLITE_FILENAME, Settings
 from packyard.pip_index import pip_index_url
 from packyard.services.accounts import Accounts, load_or_create_secret
+from packyard.services.boundary import Boundary
 from packyard.services.cache import SerialCache
 from packyard.services.indexes import Indexes
 from packyard.services.mirror import Mirrors
@@ -49,6 +50,11 @@ class Services:
     pages: SerialCache[object]
     # This server's identity (devpi's X-Devpi-Uuid), kept in the database.
     uuid: str
+
+    @functools.cached_property
+    def boundary(self) -> Boundary:
+        """The async use cases the web layer awaits (each owns its thread hop)."""
+        return Boundary.over(self)
 
     @property
     def serial(self) -> int:

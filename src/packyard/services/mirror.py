@@ -27,7 +27,6 @@ from urllib.parse import unquote, urlsplit
 
 from pypi_simple import DistributionPackage, ProjectPage
 from sqlalchemy import Connection
-from starlette.concurrency import run_in_threadpool
 
 from packyard.config import Settings
 from packyard.core.dists import check_safe_filename, parse_dist_filename
@@ -42,6 +41,7 @@ from packyard.core.models import FileRecord, IndexRecord, MirrorList, MirrorPage
 from packyard.core.names import check_project_name, normalize_project
 from packyard.core.simple import upload_time_text
 from packyard.errors import InvalidInput, NotFound, PackyardError, UpstreamUnavailable
+from packyard.services._threads import in_thread
 from packyard.services.archives import read_core_metadata
 from packyard.services.changes import changing
 from packyard.services.outbound import Fetched, Outbound, OutboundFailure, capped_chunks
@@ -191,7 +191,7 @@ class Mirrors:
         failed = self._failures.get(key)
         if failed is not None and failed[0] > time.time():
             raise UpstreamUnavailable(failed[1])
-        stored = await run_in_threadpool(self._stored_page, record.id, project)
+        stored = await in_thread(self._stored_page, record.id, project)
         expiry = self._expiry(record)
         forced = key in self._force_refresh
         self._force_refresh.discard(key)
@@ -263,26 +263,26 @@ class Mirrors:
         if response.status == 304 and stored is not None:
             self.stats.page_revalidations += 1
             if not forced:  # a forced refresh that changed nothing writes nothing
-                await run_in_threadpool(self._touch_page, record, project, now)
+                await in_thread(self._touch_page, record, project, now)
         elif response.status == 404:
             self.stats.page_fetches += 1
             # Only a project that went away leaves a row saying so: one never seen leaves
             # none (a client can name any number of those; it gets a 404 either way).
             if stored is not None:
                 page = MirrorPage(record.id, project, "missing", now, None, None, None, [])
-                await run_in_threadpool(self._store_page, record, page)
+                await in_thread(self._store_page, record, page)
         elif response.status == 200:
             self.stats.page_fetches += 1
             # Off the event loop: a large page must not stall other requests while it parses.
             parse = partial(self._parse_page, record, project, response, now, stored)
-            page = await run_in_threadpool(parse)
+            page = await in_thread(parse)
             log.info("fetched %s from upstream: %d files", url, len(page.links))
             if _went_backwards(record, stored, page):
                 log.warning("%s: upstream serial went backwards for %s", url, project)
             elif forced and stored is not None and stored.links == page.links:
                 pass  # unchanged: nothing to write
             else:
-                await run_in_threadpool(self._store_page, record, page)
+                await in_thread(self._store_page, record, page)
         else:
             self._upstream_failed(url, f"HTTP {response.status}")
         _prune(self._fresh_until, lambda until: until > now)
@@ -409,7 +409,7 @@ class Mirrors:
     async def project_list(self, record: IndexRecord) -> MirrorList | None:
         """The stored full project list (names blob: `names_bytes`); a stale or missing one
         is refreshed in the background, never while a request waits."""
-        stored = await run_in_threadpool(self._stored_list, record.id)
+        stored = await in_thread(self._stored_list, record.id)
         stale = stored is None or not is_fresh(stored.fetched_at, self._expiry(record), time.time())
         wanted = not record.config.get("mirror_no_project_list") and not self._settings.offline
         if stale and wanted and record.id not in self._list_flights:
@@ -442,13 +442,13 @@ class Mirrors:
         if response.status == 304 and stored is not None:
             listing = dataclasses.replace(stored, fetched_at=now)
         elif response.status == 200:
-            names = await run_in_threadpool(parse_project_list, response)
-            sha = await run_in_threadpool(self._blobs.put_bytes, "\n".join(names).encode())
+            names = await in_thread(parse_project_list, response)
+            sha = await in_thread(self._blobs.put_bytes, "\n".join(names).encode())
             etag = response.headers.get("etag")
             listing = MirrorList(record.id, now, etag, sha, len(names))
         else:
             self._upstream_failed(url, f"HTTP {response.status}")
-        await run_in_threadpool(self._store_list, record, listing)
+        await in_thread(self._store_list, record, listing)
 
     def _store_list(self, record: IndexRecord, listing: MirrorList) -> None:
         with self._db.write("mirror-list", index=record.full_name, count=listing.count) as conn:
@@ -464,7 +464,7 @@ class Mirrors:
         except InvalidInput as exc:
             raise NotFound("no such file") from exc
         await self.ensure_page(record, project)
-        page = await run_in_threadpool(self._stored_page, record.id, project)
+        page = await in_thread(self._stored_page, record.id, project)
         for data in page.links if page else ():
             link = MirrorLink.from_json(data)
             if link.relpath == f"+f/{relpath}":
@@ -537,10 +537,10 @@ class Mirrors:
                     writer.write(chunk)
                     download.size = writer.size
                     await download.notify()
-            sha256 = await run_in_threadpool(writer.finish)
+            sha256 = await in_thread(writer.finish)
             if link.sha256 and sha256 != link.sha256:
                 self._refuse_body(link, link.sha256, sha256)
-            refused = await run_in_threadpool(self._store_file, record, link, writer)
+            refused = await in_thread(self._store_file, record, link, writer)
             if refused is not None:
                 self._refuse_body(link, refused, sha256)
             self.stats.bytes_from_upstream += writer.size
@@ -608,7 +608,7 @@ class Mirrors:
         """A wheel's `.metadata` from the upstream, verified and kept by its hash."""
         expected = link.core_metadata_sha256
         if expected and self._blobs.exists(expected):
-            return await run_in_threadpool(self._blobs.read_bytes, expected)
+            return await in_thread(self._blobs.read_bytes, expected)
         if not link.core_metadata or not expected or self._settings.offline:
             raise NotFound("no core metadata for this file")
         url = f"{link.url}.metadata"
@@ -618,7 +618,7 @@ class Mirrors:
         # Verified before it is kept: a wrong file must leave nothing behind.
         if hashlib.sha256(response.body).hexdigest() != expected:
             self._upstream_failed(url, "sha256 of the metadata file does not match")
-        await run_in_threadpool(self._blobs.put_bytes, response.body)
+        await in_thread(self._blobs.put_bytes, response.body)
         return response.body
 
 

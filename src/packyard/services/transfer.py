@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from packaging.utils import canonicalize_version
-from starlette.concurrency import run_in_threadpool
 
 from packyard.config import Settings
 from packyard.core import acl
@@ -32,6 +31,7 @@ from packyard.core.releases import (
     stored_dist,
 )
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from packyard.services._threads import in_thread
 from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
 from packyard.services.outbound import Outbound, OutboundFailure
@@ -87,15 +87,13 @@ class Transfer:
         if not body.get("targetindex") and not body.get("posturl"):
             raise InvalidInput("push needs a targetindex or a posturl")
         # The release is looked up before the caller is judged (it is public to read).
-        release, files = await run_in_threadpool(
-            self._release, source, normalize_project(name), version
-        )
+        release, files = await in_thread(self._release, source, normalize_project(name), version)
         if not body.get("targetindex"):
             self._authorize_external(actor, source)
         files = _select(files, bool(body.get("no_docs")), bool(body.get("only_docs")))
         if body.get("targetindex"):
             target = str(body["targetindex"])
-            return await run_in_threadpool(self._to_index, actor, source, release, files, target)
+            return await in_thread(self._to_index, actor, source, release, files, target)
         return await self._to_external(source, release, files, body)
 
     def _authorize_external(self, actor: str | None, source: IndexRecord) -> None:
@@ -233,7 +231,7 @@ class Transfer:
         files = None
         if file is not None:
             name = file.filename if file.kind == "releasefile" else f"{fields['name']}.zip"
-            content = await run_in_threadpool(self._blobs.read_bytes, file.sha256)
+            content = await in_thread(self._blobs.read_bytes, file.sha256)
             files = {"content": (name, content)}
         data = {key: value for key, value in fields.items() if value not in ("", [], None)}
         try:

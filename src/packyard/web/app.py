@@ -24,13 +24,11 @@ from packyard.errors import PackyardError
 from packyard.services import Services, open_services
 from packyard.web import api, docs, files, simple, ui
 from packyard.web.auth import Authentication
-from packyard.web.batches import Batches
 from packyard.web.limits import CONNECTION_LIMITS, BodyLimit, ConnectionLimits
 from packyard.web.responses import error_from_status, error_response
+from packyard.web.routing import by_body, json_or, represented
 
 log = logging.getLogger("packyard.requests")
-
-ANY = ["GET", "HEAD", "PUT", "PATCH", "DELETE", "POST", "PUSH"]
 
 
 def routes() -> list[BaseRoute]:
@@ -40,19 +38,25 @@ def routes() -> list[BaseRoute]:
             Route(path + "/", endpoint, methods=methods),  # type: ignore[arg-type]
         ]
 
+    def each(path: str, by_method: dict[str, object]) -> list[Route]:
+        """One endpoint per method of `path` (and of `path/`)."""
+        return [route for method, end in by_method.items() for route in both(path, end, [method])]
+
+    project = "/{user}/{index}/{project}"
+    version = "/{user}/{index}/{project}/{version}"
     return [
-        Route("/", api.root, methods=["GET"]),
+        Route("/", represented(json=api.root, html=ui.root_page), methods=["GET"]),
         Route("/+api", api.api_discovery, methods=["GET"]),
-        Route("/+login", api.login, methods=["POST"]),
+        Route("/+login", by_body(json=api.login, form=ui.login_submit), methods=["POST"]),
         Route("/+login", ui.login_form, methods=["GET"]),
-        Route("/+logout", api.logout, methods=["POST"]),
+        Route("/+logout", by_body(json=api.logout, form=ui.logout), methods=["POST"]),
         Route("/+search", ui.search_page, methods=["GET"]),
         Route("/+ui/create-index", ui.create_index, methods=["POST"]),
         Route("/+ui/index-settings", ui.index_settings, methods=["POST"]),
         Route("/+ui/yank", ui.yank, methods=["POST"]),
         Route("/+ui/delete-release", ui.delete_release, methods=["POST"]),
         Mount("/+static", StaticFiles(packages=[("packyard.web", "static")]), name="static"),
-        Route("/+status", api.status, methods=["GET"]),
+        Route("/+status", represented(json=api.status, html=ui.status_page), methods=["GET"]),
         Route("/{user}/+api", api.api_discovery, methods=["GET"]),
         Route("/{user}/{index}/+api", api.api_discovery, methods=["GET"]),
         Route("/{user}/{index}/+cached", api.cached_files, methods=["GET"]),
@@ -61,19 +65,37 @@ def routes() -> list[BaseRoute]:
         *both("/{user}/{index}/+simple/{project}/refresh", simple.refresh, ["POST"]),
         Route("/{user}/{index}/{project}/{version}/+doc/{path:path}", docs.serve_doc),
         Route("/{user}/{index}/{project}/{version}/+doc", docs.doc_root),
-        Route("/{user}/{index}/+f/{relpath:path}", files.get_file, methods=["GET"]),
         Route(
             "/{user}/{index}/+f/{relpath:path}",
-            api.file_resource,
-            methods=["DELETE", "PATCH", "POST"],
+            json_or(json=files.file_meta, other=files.get_file),
+            methods=["GET"],
         ),
-        *both("/{user}", api.user_resource, ["GET", "PUT", "PATCH", "DELETE"]),
-        *both("/{user}/{index}", api.index_resource, ANY),
-        *both("/{user}/{index}/{project}", api.project_resource, ["GET", "DELETE", "PATCH"]),
-        *both(
-            "/{user}/{index}/{project}/{version}", api.version_resource, ["GET", "DELETE", "PATCH"]
-        ),
-    ]
+        Route("/{user}/{index}/+f/{relpath:path}", api.file_toxresult, methods=["POST"]),
+        Route("/{user}/{index}/+f/{relpath:path}", api.file_delete, methods=["DELETE"]),
+        Route("/{user}/{index}/+f/{relpath:path}", api.file_patch, methods=["PATCH"]),
+        *each("/{user}", {
+            "GET": represented(json=api.user_get, html=ui.user_page),
+            "PUT": api.user_put, "PATCH": api.user_patch, "DELETE": api.user_delete,
+        }),
+        *each("/{user}/{index}", {
+            "GET": represented(
+                json=api.index_get, html=ui.index_page, installer=simple.project_list
+            ),
+            "PUT": api.index_put, "PATCH": api.index_patch, "DELETE": api.index_delete,
+            "POST": by_body(json=api.index_push, multipart=api.upload),
+            "PUSH": api.index_push,
+        }),
+        *each(project, {
+            "GET": represented(
+                json=api.project_get, html=ui.project_page, installer=simple.project_page
+            ),
+            "DELETE": api.project_delete, "PATCH": api.project_patch,
+        }),
+        *each(version, {
+            "GET": represented(json=api.version_get, html=ui.version_page),
+            "DELETE": api.version_delete, "PATCH": api.version_patch,
+        }),
+    ]  # fmt: skip
 
 
 async def domain_error(request: Request, exc: Exception) -> Response:
@@ -152,8 +174,6 @@ def create_app(services: Services) -> Starlette:
         lifespan=lifespan,
     )
     app.state.services = services
-    # Concurrent uploads are stored together: one disk flush and one transaction per batch.
-    app.state.upload_batches = Batches(services.uploads.upload_many)
     # Rendered full project lists of mirrors, per (index id, content type): (names sha, body).
     app.state.upstream_lists = {}
     app.state.jinja = Environment(

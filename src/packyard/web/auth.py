@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -61,13 +60,7 @@ async def _authenticate(request: Request, services: Services) -> str | None:
         raise Unauthenticated(
             "the credentials sent could not be read: expected base64 of 'user:secret'"
         )
-    accounts = services.accounts
-    # A token of unchanged users is settled on the event loop; passwords go to a thread.
-    user = accounts.authenticate_quickly(name, secret)
-    if user is None:
-        address = client_address(request)
-        user = await run_in_threadpool(accounts.authenticate, name, secret, address)
-    return user
+    return await services.boundary.accounts.authenticate(name, secret, client_address(request))
 
 
 def judges_its_own_credentials(request: Request) -> bool:

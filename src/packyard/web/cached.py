@@ -7,7 +7,6 @@ import gzip
 import hashlib
 from collections.abc import Callable, Hashable
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -55,10 +54,4 @@ async def render_cached(
     services: Services, key: Hashable, render: Callable[[], CachedBody]
 ) -> CachedBody:
     """The cached rendering for `key`, rendered (off the event loop) when missing or stale."""
-    cached = services.pages.get(key)
-    if isinstance(cached, CachedBody):
-        return cached
-    serial = services.pages.current()
-    fresh = await run_in_threadpool(render)
-    services.pages.store(key, fresh, serial)
-    return fresh
+    return await services.boundary.pages.cached(key, render)

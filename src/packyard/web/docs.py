@@ -13,13 +13,12 @@ import mimetypes
 import posixpath
 from urllib.parse import urlsplit
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from packyard.core.names import normalize_project
 from packyard.services.archives import stream_member
-from packyard.web.lookup import request_index, services_of
+from packyard.web.lookup import boundary_of, services_of
 from packyard.web.responses import UNTRUSTED_CONTENT_HEADERS, UNTRUSTED_SCRIPTED_HEADERS
 from packyard.web.urls import urls_of
 
@@ -34,16 +33,13 @@ async def serve_doc(request: Request) -> Response:
     on_docs_origin = bool(docs_url) and _origin(str(request.url)) == _origin(docs_url)
     if docs_url and not on_docs_origin:
         return RedirectResponse(docs_url + request.url.path, status_code=302)
-    record = await request_index(request)
+    user, index = request.path_params["user"], request.path_params["index"]
     project = normalize_project(request.path_params["project"])
     version = request.path_params["version"]
     path = posixpath.normpath(request.path_params["path"] or "index.html").lstrip("/")
     if path.endswith("/") or path in ("", "."):
         path = (path.rstrip("/") + "/index.html").lstrip("/")
-    member = await run_in_threadpool(
-        services.packages.doc_file, record, project, version, path,
-        services.settings.max_archive_unpacked,
-    )  # fmt: skip
+    member = await boundary_of(request).files.doc_member(user, index, project, version, path)
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     headers = {
         "Cache-Control": "max-age=600",

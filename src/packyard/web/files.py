@@ -5,18 +5,13 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import AsyncIterator
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
-from packyard.core.dists import http_date, parse_dist_filename
-from packyard.core.models import IndexRecord
-from packyard.errors import NotFound
-from packyard.services import Services
-from packyard.services.integrity import checked_file
-from packyard.services.packages import StoredFile
-from packyard.web.lookup import request_index, services_of
-from packyard.web.responses import UNTRUSTED_CONTENT_HEADERS, api_response, wants_json
+from packyard.core.dists import http_date
+from packyard.services.boundary.files import Upstream
+from packyard.web.lookup import boundary_of
+from packyard.web.responses import UNTRUSTED_CONTENT_HEADERS, api_response
 
 FILE_CACHE_CONTROL = "max-age=365000000, immutable, public"
 
@@ -31,19 +26,12 @@ def _media_type(filename: str) -> str:
 
 
 async def get_file(request: Request) -> Response:
-    services = services_of(request)
-    record = await request_index(request)
-    relpath = request.path_params["relpath"]
-    if wants_json(request):
-        return await _file_meta(request, record, relpath)
-    try:
-        found = await _stored_file(services, record, relpath)
-    except NotFound:
-        if not record.is_mirror:
-            raise
-        return await _from_upstream(request, record, relpath)
-    if record.is_mirror:
-        services.mirrors.note_served(found.record, found.path)
+    params = request.path_params
+    files = boundary_of(request).files
+    found = await files.stored(params["user"], params["index"], params["relpath"])
+    filename = params["relpath"].rsplit("/", 1)[-1]
+    if isinstance(found, Upstream):
+        return await _from_upstream(found, filename)
     sha = found.path.name
     headers = {
         "ETag": f'"{sha}"',
@@ -55,28 +43,30 @@ async def get_file(request: Request) -> Response:
         return Response(status_code=304, headers=headers)
     # Checked on every request (a stat; the hash once per process and file identity): a
     # missing or damaged blob is an error, never bytes with immutable caching.
-    stat = await run_in_threadpool(checked_file, services.blobs, found, request.url.path)
-    filename = request.path_params["relpath"].rsplit("/", 1)[-1]
+    checked = await files.checked(found, request.url.path)
     return FileResponse(
-        found.path, media_type=_media_type(filename), headers=headers, stat_result=stat
+        found.path, media_type=_media_type(filename), headers=headers, stat_result=checked.stat
     )
 
 
-async def _from_upstream(request: Request, record: IndexRecord, relpath: str) -> Response:
+async def file_meta(request: Request) -> Response:
+    """devpi's `releasefilemeta` (`GET` of a +f path with `Accept: application/json`)."""
+    params = request.path_params
+    meta = await boundary_of(request).files.meta(params["user"], params["index"], params["relpath"])
+    return api_response(meta, "releasefilemeta")
+
+
+async def _from_upstream(upstream: Upstream, filename: str) -> Response:
     """A mirror file not cached yet: streamed from the upstream while it is cached."""
-    mirrors = services_of(request).mirrors
-    filename = relpath.rsplit("/", 1)[-1]
-    if filename.endswith(".metadata"):
-        link = await mirrors.find_link(record, relpath.removesuffix(".metadata"))
-        body = await mirrors.core_metadata(record, link)
-        return Response(body, media_type="application/octet-stream")
-    link = await mirrors.find_link(record, relpath)
+    if upstream.whole is not None or upstream.chunks is None:
+        return Response(upstream.whole or b"", media_type="application/octet-stream")
+    link = upstream.link
     headers = {"X-Accel-Buffering": "no", **UNTRUSTED_CONTENT_HEADERS}
     if link.sha256:  # not known before a hash-less upstream file's first download
         headers["ETag"] = f'"{link.sha256}"'
     if link.size is not None:
         headers["Content-Length"] = str(link.size)
-    stream = mirrors.stream_file(record, link)
+    stream = upstream.chunks
     # The status goes out with the first bytes: an upstream that fails before delivering any
     # (unreachable, hanging, an error status, a small file that fails its hash) is a 502,
     # not a 200 whose body breaks off.
@@ -92,33 +82,3 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
     yield first
     async for chunk in rest:
         yield chunk
-
-
-async def _file_meta(request: Request, record: IndexRecord, relpath: str) -> Response:
-    """devpi's `releasefilemeta`; for a mirror file not cached yet, from its upstream link."""
-    services = services_of(request)
-    try:
-        meta = await run_in_threadpool(services.packages.file_meta, record, relpath)
-    except NotFound:
-        if not record.is_mirror:
-            raise
-        link = await services.mirrors.find_link(record, relpath)
-        dist = parse_dist_filename(link.filename)  # find_link only finds parseable names
-        meta = {"url": link.url, "project": dist.project, "version": str(dist.version)}
-        if link.sha256:
-            meta |= {"hash_spec": f"sha256={link.sha256}", "hashes": {"sha256": link.sha256}}
-        if link.trusted_on_first_use:
-            meta["trusted_on_first_use"] = True
-    return api_response(meta, "releasefilemeta")
-
-
-async def _stored_file(services: Services, record: IndexRecord, relpath: str) -> StoredFile:
-    """The stored file behind a +f path; lookups are kept until the next change."""
-    key = ("file", record.id, relpath)
-    known = services.pages.get(key)
-    if isinstance(known, StoredFile):
-        return known
-    serial = services.pages.current()
-    found = await run_in_threadpool(services.packages.find_file, record, relpath)
-    services.pages.store(key, found, serial)
-    return found

@@ -1,12 +1,12 @@
-"""Finding the index a request names without blocking the event loop on the database."""
+"""The services a request reaches, and the index it names (looked up through the boundary)."""
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from packyard.core.models import IndexRecord
 from packyard.services import Services
+from packyard.services.boundary import Boundary
 
 
 def services_of(request: Request) -> Services:
@@ -14,15 +14,12 @@ def services_of(request: Request) -> Services:
     return services
 
 
+def boundary_of(request: Request) -> Boundary:
+    """The async use cases: what a handler awaits."""
+    return services_of(request).boundary
+
+
 async def request_index(request: Request) -> IndexRecord:
     """The index of `/{user}/{index}/...`."""
-    return await index_named(request, request.path_params["user"], request.path_params["index"])
-
-
-async def index_named(request: Request, user: str, name: str) -> IndexRecord:
-    """An index by name; the config snapshot, when stale, is reloaded off the event loop."""
-    indexes = services_of(request).indexes
-    snapshot = indexes.fresh()
-    if snapshot is None:
-        snapshot = await run_in_threadpool(indexes.all)
-    return indexes.get(user, name, snapshot)
+    params = request.path_params
+    return await boundary_of(request).indexes.get(params["user"], params["index"])

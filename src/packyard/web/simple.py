@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import re
-
 from jinja2 import Environment
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from packyard.core import simple
-from packyard.core.models import IndexRecord, MirrorList
+from packyard.core.models import MirrorList
 from packyard.core.names import normalize_project
 from packyard.errors import NotFound, UpstreamUnavailable
 from packyard.services import Services
 from packyard.web.cached import CachedBody, render_cached, respond
-from packyard.web.lookup import request_index
+from packyard.web.lookup import boundary_of
+from packyard.web.routing import is_installer
 from packyard.web.urls import relative_root, urls_of
 
 # Private indexes change under their users' feet: let clients revalidate (ETag) every time.
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate"
-_INSTALLER = re.compile(r"^([\w.\-]+\s+)*(distribute|setuptools|pip|pex|uv)/", re.IGNORECASE)
-
-
-def is_installer(request: Request) -> bool:
-    return bool(_INSTALLER.match(request.headers.get("user-agent", "")))
 
 
 def _content_type(request: Request) -> str | Response:
@@ -55,12 +48,10 @@ async def project_list(request: Request) -> Response:
         return content_type
     if not request.url.path.endswith("/") and not is_installer(request):
         return _redirect(request, urls_of(request).path(request.url.path) + "/")
-    record = await request_index(request)
-    listing = await services.mirrors.project_list(record) if record.is_mirror else None
+    record, listing = await boundary_of(request).pages.project_list(user, index)
     if listing is not None:
-        return respond(
-            request, await _upstream_list(request, listing, content_type), PAGE_CACHE_CONTROL
-        )
+        body = await _upstream_list(request, record.full_name, listing, content_type)
+        return respond(request, body, PAGE_CACHE_CONTROL)
 
     def render() -> CachedBody:
         names = services.packages.project_names(record)
@@ -81,20 +72,21 @@ def _render_list(request: Request, index: str, names: list[str], content_type: s
     return CachedBody.of(html.encode(), content_type)
 
 
-async def _upstream_list(request: Request, listing: MirrorList, content_type: str) -> CachedBody:
+async def _upstream_list(
+    request: Request, index: str, listing: MirrorList, content_type: str
+) -> CachedBody:
     """A mirror's full upstream list, rendered once per stored list (it can be ~40 MB)."""
     rendered: dict[tuple[int, str], tuple[str, CachedBody]] = request.app.state.upstream_lists
     known = rendered.get((listing.index_id, content_type))
     if known is not None and known[0] == listing.names_sha256:
         return known[1]
     services: Services = request.app.state.services
-    record = await request_index(request)
 
     def render() -> CachedBody:
         names = services.mirrors.names_bytes(listing).decode().split("\n")
-        return _render_list(request, record.full_name, names, content_type)
+        return _render_list(request, index, names, content_type)
 
-    body = await run_in_threadpool(render)
+    body = await boundary_of(request).pages.rendered(render)
     rendered[(listing.index_id, content_type)] = (listing.names_sha256, body)
     return body
 
@@ -117,8 +109,7 @@ async def project_page(request: Request) -> Response:
     cached = services.pages.get(key)
     if isinstance(cached, CachedBody) and _mirrors_fresh(services, cached, project):
         return respond(request, cached, PAGE_CACHE_CONTROL)
-    record = await request_index(request)
-    failures = await refresh_mirrors(services, record, project)
+    record, failures = await boundary_of(request).pages.simple_project(user, index, project)
 
     def render() -> CachedBody:
         mirror_ids = tuple(m.id for m in services.packages.mirrors_to_consult(record, project))
@@ -146,31 +137,10 @@ def _mirrors_fresh(services: Services, cached: CachedBody, project: str) -> bool
     return all(services.mirrors.is_fresh(index_id, project) for index_id in cached.mirror_ids)
 
 
-async def refresh_mirrors(
-    services: Services, record: IndexRecord, project: str
-) -> list[UpstreamUnavailable]:
-    """Bring stale mirror pages up to date; a failing base mirror only counts as a failure."""
-    if not any(item.is_mirror for item in services.indexes.resolution_order(record)):
-        return []
-    mirrors = await run_in_threadpool(services.packages.mirrors_to_consult, record, project)
-    failures = []
-    for mirror in mirrors:
-        try:
-            await services.mirrors.ensure_page(mirror, project)
-        except UpstreamUnavailable as exc:
-            if mirror.id == record.id:
-                raise
-            failures.append(exc)
-    return failures
-
-
 async def refresh(request: Request) -> Response:
     """Forget what mirrors know of a project and ask their upstreams again (devpi refresh)."""
-    services: Services = request.app.state.services
-    record = await request_index(request)
+    user, index = request.path_params["user"], request.path_params["index"]
     project = normalize_project(request.path_params["project"])
-    for item in services.indexes.resolution_order(record):
-        if item.is_mirror:
-            await services.mirrors.refresh(item, project)
+    record = await boundary_of(request).packages.forget_mirrored(user, index, project)
     target = urls_of(request).simple_project(record.full_name, project)
     return RedirectResponse(target, status_code=302)

@@ -13,28 +13,21 @@ import secrets
 from typing import Any
 
 from jinja2 import Environment
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from packyard import __version__
 from packyard.core import acl
 from packyard.core.names import normalize_project, split_index_name
-from packyard.errors import Forbidden, NotFound, Unauthenticated
-from packyard.services import Services
-from packyard.web.auth import client_address
-from packyard.web.lookup import index_named, request_index, services_of
+from packyard.errors import Forbidden, Unauthenticated
+from packyard.web.auth import client_address, current_user
+from packyard.web.lookup import boundary_of, services_of
 from packyard.web.responses import PAGE_HEADERS
 from packyard.web.urls import urls_of
 
 SESSION_COOKIE = "packyard_session"
 LOGIN_COOKIE = "packyard_login"
 FORM_EXPIRED = "the form expired or came from another site; reload the page and retry"
-
-
-def prefers_html(request: Request) -> bool:
-    """Browsers list text/html first; API clients, pip and curl do not."""
-    return request.headers.get("accept", "").lstrip().startswith("text/html")
 
 
 # --- sessions ---------------------------------------------------------------------------------
@@ -52,8 +45,8 @@ async def viewer(request: Request) -> str | None:
     if session is None:
         return None
     if "packyard.viewer" not in request.scope:
-        authenticate = services_of(request).accounts.authenticate_token
-        request.scope["packyard.viewer"] = await run_in_threadpool(authenticate, *session)
+        session_user = boundary_of(request).accounts.session_user
+        request.scope["packyard.viewer"] = await session_user(*session)
     user: str | None = request.scope["packyard.viewer"]
     return user
 
@@ -102,61 +95,40 @@ async def page(request: Request, template: str, code: int = 200, **context: Any)
 
 
 async def root_page(request: Request) -> Response:
-    services = services_of(request)
-
-    def gather() -> list[dict[str, Any]]:
-        return [
-            {"name": user.name, "indexes": services.indexes.of_user(user.name)}
-            for user in services.accounts.list()
-        ]
-
-    return await page(request, "ui/root.html", users=await run_in_threadpool(gather))
+    users = await boundary_of(request).pages.users()
+    listed = [{"name": user.name, "indexes": indexes} for user, indexes in users]
+    return await page(request, "ui/root.html", users=listed)
 
 
 async def user_page(request: Request) -> Response:
-    services = services_of(request)
     name = request.path_params["user"]
-    user = await run_in_threadpool(services.accounts.get, name)
-    current = await viewer(request)
-    can_manage = acl.may_manage_index(current, name, services.settings.restrict_modify)
-    indexes = await run_in_threadpool(services.indexes.of_user, name)
+    user, indexes = await boundary_of(request).pages.user(name)
+    restrict = services_of(request).settings.restrict_modify
+    can_manage = acl.may_manage_index(await viewer(request), name, restrict)
     return await page(request, "ui/user.html", user=user, indexes=indexes, can_manage=can_manage)
 
 
 async def index_page(request: Request) -> Response:
-    services = services_of(request)
-    record = await request_index(request)
-
-    def gather() -> list[tuple[str, str]]:
-        sources: dict[str, str] = {}
-        for item in services.indexes.resolution_order(record):
-            names = (
-                services.packages.project_names(item)
-                if item.is_mirror
-                else services.packages.own_project_names(item)
-            )
-            for name in names:
-                sources.setdefault(name, item.full_name)
-        return sorted(sources.items())
-
-    current = await viewer(request)
+    params = request.path_params
+    shown = await boundary_of(request).pages.index(params["user"], params["index"])
+    record = shown.record
+    restrict = services_of(request).settings.restrict_modify
     return await page(
         request,
         "ui/index.html",
         index=record,
         settings=sorted(record.config.items()),
-        order=services.indexes.resolution_order(record),
-        projects=await run_in_threadpool(gather),
-        can_manage=acl.may_manage_index(current, record.user, services.settings.restrict_modify),
+        order=shown.order,
+        projects=shown.projects,
+        can_manage=acl.may_manage_index(await viewer(request), record.user, restrict),
     )
 
 
 async def project_page(request: Request) -> Response:
-    services = services_of(request)
-    record = await request_index(request)
-    project = normalize_project(request.path_params["project"])
-    releases = await run_in_threadpool(services.packages.releases, record, project)
-    blocked = await run_in_threadpool(services.packages.blocked_mirror, record, project)
+    params = request.path_params
+    project = normalize_project(params["project"])
+    shown = await boundary_of(request).pages.project(params["user"], params["index"], project)
+    record, releases, blocked = shown
     return await page(
         request, "ui/project.html", index=record, project=project, releases=releases,
         blocked=blocked,
@@ -164,19 +136,12 @@ async def project_page(request: Request) -> Response:
 
 
 async def version_page(request: Request) -> Response:
-    services = services_of(request)
-    record = await request_index(request)
-    project = normalize_project(request.path_params["project"])
-    version = request.path_params["version"]
-    releases = await run_in_threadpool(services.packages.releases, record, project)
-    release = next((r for r in releases if r.version == version), None)
-    if release is None:
-        raise NotFound(f"The version {version} of project {project} does not exist.")
-    current = await viewer(request)
-    owner = await index_named(request, *split_index_name(release.index))
-    can_change = release.index == record.full_name and acl.may_delete_entries(
-        current, owner.user, owner.config.get("acl_upload", ())
+    params = request.path_params
+    project, version = normalize_project(params["project"]), params["version"]
+    record, shown = await boundary_of(request).pages.version(
+        params["user"], params["index"], project, version, await viewer(request)
     )
+    release = shown.release
     return await page(
         request,
         "ui/version.html",
@@ -184,22 +149,24 @@ async def version_page(request: Request) -> Response:
         project=project,
         release=release,
         metadata=release.metadata,
-        description=await run_in_threadpool(services.readmes.describe, release.metadata),
+        description=shown.description,
         docs=any(a.kind == "doczip" for a in release.attachments),
         toxresults=[a for a in release.attachments if a.kind == "toxresult"],
         all_yanked=bool(release.files) and all(f.yanked is not None for f in release.files),
-        can_change=can_change,
+        can_change=shown.can_change,
     )
 
 
 async def search_page(request: Request) -> Response:
-    services = services_of(request)
     query = request.query_params.get("q", "").strip()
-    results = await run_in_threadpool(services.packages.search, query) if query else []
+    results = await boundary_of(request).pages.search(query)
     return await page(request, "ui/search.html", query=query, results=results)
 
 
-async def status_page(request: Request, facts: dict[str, Any]) -> Response:
+async def status_page(request: Request) -> Response:
+    """`/+status` for a browser: root logged in through the browser sees what root sees."""
+    who = await current_user(request, services_of(request)) or await viewer(request)
+    facts = await boundary_of(request).pages.status(who)
     cache = facts.pop("mirror-cache", None)
     cached = cache.items() if cache is not None else None
     return await page(request, "ui/status.html", status=facts.items(), cache=cached)
@@ -221,7 +188,6 @@ async def login_form(request: Request) -> Response:
 
 
 async def login_submit(request: Request) -> Response:
-    services = services_of(request)
     urls = urls_of(request)
     async with request.form() as form:
         user, password = str(form.get("user", "")), str(form.get("password", ""))
@@ -232,7 +198,7 @@ async def login_submit(request: Request) -> Response:
         raise Forbidden(f"log-in refused: {FORM_EXPIRED}")
     address = client_address(request)
     try:
-        token = await run_in_threadpool(services.accounts.login, user, password, address)
+        token = await boundary_of(request).accounts.login(user, password, address)
     except Unauthenticated:
         return await page(
             request, "ui/login.html", code=401, next=target, login_csrf=sent_csrf,
@@ -251,7 +217,7 @@ async def login_submit(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """Log out and revoke the session's token (with every other token of the user)."""
     user, _fields = await _form_actor(request)
-    await run_in_threadpool(services_of(request).accounts.revoke_tokens, user)
+    await boundary_of(request).accounts.logout(user)
     response = RedirectResponse(urls_of(request).home(), status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -261,7 +227,6 @@ async def logout(request: Request) -> Response:
 
 
 async def create_index(request: Request) -> Response:
-    services = services_of(request)
     actor, fields = await _form_actor(request)
     user, name = fields.get("user", ""), fields.get("name", "").strip()
     config = {
@@ -269,46 +234,39 @@ async def create_index(request: Request) -> Response:
         "volatile": fields.get("volatile") == "true",
         "title": fields.get("title", ""),
     }
-    record = await run_in_threadpool(services.indexes.create, actor, user, name, config)
-    return RedirectResponse(urls_of(request).index(record.full_name), status_code=303)
+    await boundary_of(request).indexes.create(actor, user, name, config)
+    return RedirectResponse(urls_of(request).index(f"{user}/{name}"), status_code=303)
 
 
 async def index_settings(request: Request) -> Response:
-    services = services_of(request)
     actor, fields = await _form_actor(request)
     user, name = split_index_name(fields.get("index", ""))
-    record = await index_named(request, user, name)
     changes: dict[str, Any] = {
         "title": fields.get("title", ""),
         "description": fields.get("description", ""),
         "volatile": fields.get("volatile") == "true",
+        # Bases and the whitelist mean nothing to a mirror: the service leaves them out there.
+        "bases": fields.get("bases", ""),
+        "mirror_whitelist": fields.get("mirror_whitelist", ""),
     }
-    if not record.is_mirror:
-        changes["bases"] = fields.get("bases", "")
-        changes["mirror_whitelist"] = fields.get("mirror_whitelist", "")
-    await run_in_threadpool(services.indexes.modify, actor, user, name, changes)
-    return RedirectResponse(urls_of(request).index(record.full_name), status_code=303)
+    await boundary_of(request).indexes.modify_from_form(actor, user, name, changes)
+    return RedirectResponse(urls_of(request).index(f"{user}/{name}"), status_code=303)
 
 
 async def yank(request: Request) -> Response:
-    services = services_of(request)
     actor, fields = await _form_actor(request)
-    record = await index_named(request, *split_index_name(fields.get("index", "")))
+    user, index = split_index_name(fields.get("index", ""))
     project, version = normalize_project(fields.get("project", "")), fields.get("version", "")
     reason = fields.get("reason", "") if fields.get("action") == "yank" else None
-    await run_in_threadpool(
-        services.packages.set_yanked, actor, record, project, version, None, reason
-    )
-    target = urls_of(request).version(record.full_name, project, version)
+    await boundary_of(request).packages.set_yanked(actor, user, index, project, version, reason)
+    target = urls_of(request).version(f"{user}/{index}", project, version)
     return RedirectResponse(target, status_code=303)
 
 
 async def delete_release(request: Request) -> Response:
-    services: Services = services_of(request)
     actor, fields = await _form_actor(request)
-    record = await index_named(request, *split_index_name(fields.get("index", "")))
+    user, index = split_index_name(fields.get("index", ""))
     project, version = normalize_project(fields.get("project", "")), fields.get("version", "")
-    await run_in_threadpool(
-        services.packages.delete_version, actor, record, project, version, False
-    )
-    return RedirectResponse(urls_of(request).project(record.full_name, project), status_code=303)
+    packages = boundary_of(request).packages
+    await packages.delete_version(actor, user, index, project, version, False)
+    return RedirectResponse(urls_of(request).project(f"{user}/{index}", project), status_code=303)

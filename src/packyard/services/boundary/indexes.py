@@ -1,0 +1,87 @@
+"""Index lookup, configuration and push."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from packyard.core.models import IndexRecord
+from packyard.services._threads import in_thread
+from packyard.services.boundary.accounts import index_config_view
+from packyard.services.transfer import PushResult
+
+if TYPE_CHECKING:
+    from packyard.services import Services
+
+T = TypeVar("T")
+# Settings of an index that reads other indexes; the UI's form sends them for every kind.
+MIRRORLESS_KEYS = ("bases", "mirror_whitelist")
+
+
+class IndexUseCases:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._indexes = services.indexes
+
+    async def with_configs(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)`, which reads only the index configuration: on the event loop while the
+        configuration snapshot is current, else in a thread (reloading it runs SQL)."""
+        if self._indexes.fresh() is not None:
+            return fn(*args)
+        return await in_thread(fn, *args)
+
+    async def get(self, user: str, name: str) -> IndexRecord:
+        return await self.with_configs(self._indexes.get, user, name)
+
+    async def resolution_order(self, record: IndexRecord) -> list[IndexRecord]:
+        return await self.with_configs(self._indexes.resolution_order, record)
+
+    async def view(self, user: str, name: str, with_projects: bool) -> dict[str, Any]:
+        record = await self.get(user, name)
+        view = index_config_view(record)
+        if with_projects:
+            packages = self._services.packages
+            view["projects"] = await in_thread(packages.own_project_names, record)
+        return view
+
+    async def create(
+        self, actor: str | None, user: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        record = await in_thread(self._indexes.create, actor, user, name, body)
+        return index_config_view(record)
+
+    async def modify(
+        self,
+        actor: str | None,
+        user: str,
+        name: str,
+        body: dict[str, Any] | list[str],
+        error_on_noop: bool = False,
+    ) -> dict[str, Any]:
+        modify = self._indexes.modify
+        record = await in_thread(modify, actor, user, name, body, error_on_noop)
+        return index_config_view(record)
+
+    async def modify_from_form(
+        self, actor: str | None, user: str, name: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The web UI's settings form: a mirror has no bases nor whitelist to set."""
+        record = await self.get(user, name)
+        if record.is_mirror:
+            changes = {k: v for k, v in changes.items() if k not in MIRRORLESS_KEYS}
+        return await self.modify(actor, user, name, changes)
+
+    async def delete(self, actor: str | None, user: str, name: str) -> None:
+        await in_thread(self._indexes.delete, actor, user, name)
+
+    async def push(
+        self, actor: str | None, user: str, name: str, body: dict[str, Any]
+    ) -> PushResult:
+        record = await self.get(user, name)
+        return await self._services.transfer.push(actor, record, body)
+
+    async def authorize_upload(self, actor: str | None, user: str, name: str) -> None:
+        """Who may upload, decided before the body is read (on the loop when configs are
+        current)."""
+        authorize = self._services.uploads.authorize
+        await self.with_configs(lambda: authorize(actor, user, name, self._indexes.fresh()))

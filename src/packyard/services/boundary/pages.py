@@ -1,0 +1,163 @@
+"""What the web UI's pages, the status page and the cached simple pages show."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from packyard import __version__
+from packyard.core import acl
+from packyard.core.models import IndexRecord, MirrorList, User
+from packyard.core.names import split_index_name
+from packyard.errors import NotFound, UpstreamUnavailable
+from packyard.services._threads import in_thread
+from packyard.services.boundary.indexes import IndexUseCases
+from packyard.services.boundary.packages import PackageUseCases
+from packyard.services.packages import Release
+from packyard.services.readmes import Description
+from packyard.storage.search import SearchHit
+
+if TYPE_CHECKING:
+    from packyard.services import Services
+
+Body = TypeVar("Body")
+# The devpi-server release whose protocol the API implements (devpi-protocol.md), reported in
+# /+status `versioninfo` as devpi does: clients and scripts read the protocol level from the
+# `devpi-server` entry, and the `packyard` entry beside it says which server really answers.
+DEVPI_SERVER_COMPATIBLE = "6.20.3"
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexPage:
+    record: IndexRecord
+    order: list[IndexRecord]
+    projects: list[tuple[str, str]]  # (name, the index it comes from)
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionPage:
+    release: Release
+    description: Description | None
+    can_change: bool
+
+
+class PageUseCases:
+    def __init__(
+        self, services: Services, indexes: IndexUseCases, packages: PackageUseCases
+    ) -> None:
+        self._services = services
+        self._indexes = indexes
+        self._packages = packages
+
+    async def cached(self, key: Hashable, render: Callable[[], Body]) -> Body:
+        """The rendering kept for `key` until the next change; rendered (it reads the
+        database) in a thread when missing or stale."""
+        pages = self._services.pages
+        known = pages.get(key)
+        if known is not None:
+            return known  # type: ignore[return-value]  # each key holds one kind of body
+        serial = pages.current()
+        fresh = await in_thread(render)
+        pages.store(key, fresh, serial)
+        return fresh
+
+    async def rendered(self, render: Callable[[], Body]) -> Body:
+        """A rendering not kept per change serial (its caller keeps it its own way)."""
+        return await in_thread(render)
+
+    async def project_list(self, user: str, index: str) -> tuple[IndexRecord, MirrorList | None]:
+        """The index, and for a mirror its stored upstream list (refreshed when stale)."""
+        record = await self._indexes.get(user, index)
+        if not record.is_mirror:
+            return record, None
+        return record, await self._services.mirrors.project_list(record)
+
+    async def simple_project(
+        self, user: str, index: str, project: str
+    ) -> tuple[IndexRecord, list[UpstreamUnavailable]]:
+        """The index of a simple project page, its mirrors brought up to date first."""
+        record = await self._indexes.get(user, index)
+        return record, await self._packages.refresh_mirrors(record, project)
+
+    async def status(self, viewer: str | None) -> dict[str, Any]:
+        """Server facts; where it runs and its caches only for root (they help an attacker)."""
+        services = self._services
+        result: dict[str, Any] = {
+            "versioninfo": {"devpi-server": DEVPI_SERVER_COMPATIBLE, "packyard": __version__},
+            "serial": services.serial,
+            "role": "MASTER",
+        }
+        if viewer == acl.ROOT:
+            result |= {
+                "serverdir": str(services.settings.serverdir),
+                "host": services.settings.host,
+                "port": services.settings.port,
+                "outside-url": services.settings.outside_url or None,
+                "offline": services.settings.offline,
+                "mirror-cache": services.mirrors.stats.as_dict(),
+            }
+        return result
+
+    async def users(self) -> list[tuple[User, list[IndexRecord]]]:
+        services = self._services
+
+        def gather() -> list[tuple[User, list[IndexRecord]]]:
+            return [
+                (user, services.indexes.of_user(user.name)) for user in services.accounts.list()
+            ]
+
+        return await in_thread(gather)
+
+    async def user(self, name: str) -> tuple[User, list[IndexRecord]]:
+        services = self._services
+        return await in_thread(
+            lambda: (services.accounts.get(name), services.indexes.of_user(name))
+        )
+
+    async def index(self, user: str, name: str) -> IndexPage:
+        record = await self._indexes.get(user, name)
+        packages = self._services.packages
+        order = await self._indexes.resolution_order(record)
+
+        def gather() -> list[tuple[str, str]]:
+            sources: dict[str, str] = {}
+            for item in order:
+                mirror = item.is_mirror
+                names = packages.project_names(item) if mirror else packages.own_project_names(item)
+                for project in names:
+                    sources.setdefault(project, item.full_name)
+            return sorted(sources.items())
+
+        return IndexPage(record, order, await in_thread(gather))
+
+    async def project(
+        self, user: str, index: str, project: str
+    ) -> tuple[IndexRecord, list[Release], str | None]:
+        """The index, the releases of `project` and the mirror that blocks it, if any."""
+        record = await self._indexes.get(user, index)
+        packages = self._services.packages
+
+        def gather() -> tuple[list[Release], str | None]:
+            return packages.releases(record, project), packages.blocked_mirror(record, project)
+
+        releases, blocked = await in_thread(gather)
+        return record, releases, blocked
+
+    async def version(
+        self, user: str, index: str, project: str, version: str, viewer: str | None
+    ) -> tuple[IndexRecord, VersionPage]:
+        record = await self._indexes.get(user, index)
+        releases = await in_thread(self._services.packages.releases, record, project)
+        release = next((r for r in releases if r.version == version), None)
+        if release is None:
+            raise NotFound(f"The version {version} of project {project} does not exist.")
+        owner = await self._indexes.get(*split_index_name(release.index))
+        can_change = release.index == record.full_name and acl.may_delete_entries(
+            viewer, owner.user, owner.config.get("acl_upload", ())
+        )
+        description = await in_thread(self._services.readmes.describe, release.metadata)
+        return record, VersionPage(release, description, can_change)
+
+    async def search(self, query: str) -> list[tuple[str, SearchHit]]:
+        return await in_thread(self._services.packages.search, query) if query else []
