@@ -43,7 +43,6 @@ from packyard.core.names import check_project_name, normalize_project
 from packyard.core.simple import upload_time_text
 from packyard.errors import InvalidInput, NotFound, PackyardError, UpstreamUnavailable
 from packyard.services.archives import read_core_metadata
-from packyard.services.changes import changing
 from packyard.services.outbound import Fetched, Outbound, OutboundFailure, capped_chunks
 from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore, BlobWriter
@@ -386,11 +385,10 @@ class Mirrors:
         if not record.is_mirror:
             raise InvalidInput(f"{record.full_name} is not a mirror index")
         cutoff = time.time() - unused_days * 86400 if unused_days is not None else None
-        with changing(self._db, self._blobs, "mirror-drop", index=record.full_name) as change:
-            candidates = store.index_files(change.conn, record.id, project)
+        with self._db.write("mirror-drop", index=record.full_name) as conn:
+            candidates = store.index_files(conn, record.id, project)
             doomed = [f for f in candidates if cutoff is None or self._last_used(f) < cutoff]
-            change.release(doomed)
-            store.delete_files(change.conn, [f.id for f in doomed])
+            store.delete_files(conn, [f.id for f in doomed])
         for file in doomed:
             # A finished download lingers (LINGER) to be joined: not for a dropped file, which
             # is fetched again. (Called from a thread; a dict pop is atomic, and _forget

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import zipfile
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ from packyard.core.models import FileRecord, IndexRecord, VersionRecord
 from packyard.core.simple import FileLink, ProjectPage
 from packyard.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from packyard.services.archives import ZipMember, read_core_metadata, zip_member
-from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
 from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore
@@ -361,11 +361,9 @@ class Packages:
         with self._db.read() as conn:
             _existing_version(conn, record, project, version)
         self._check_delete(actor, record, force, "cannot delete version on non-volatile index")
-        with self._changing("delete-version", record, project=project, version=version) as change:
-            found = _existing_version(change.conn, record, project, version)
-            files = store.project_files(change.conn, record.id, project)
-            change.release(f for f in files if f.version == found.version)
-            store.delete_version(change.conn, record.id, project, found.version)
+        with self._writing("delete-version", record, project=project, version=version) as conn:
+            found = _existing_version(conn, record, project, version)
+            store.delete_version(conn, record.id, project, found.version)
 
     def delete_project(
         self, actor: str | None, record: IndexRecord, project: str, force: bool
@@ -375,10 +373,9 @@ class Packages:
             _existing_project(conn, record, project)
         message = f"project '{project}' is on non-volatile index {record.full_name}"
         self._check_delete(actor, record, force, message)
-        with self._changing("delete-project", record, project=project) as change:
-            _existing_project(change.conn, record, project)
-            change.release(store.project_files(change.conn, record.id, project))
-            store.delete_project(change.conn, record.id, project)
+        with self._writing("delete-project", record, project=project) as conn:
+            _existing_project(conn, record, project)
+            store.delete_project(conn, record.id, project)
 
     def delete_file(self, actor: str | None, record: IndexRecord, relpath: str, force: bool) -> str:
         found = self.find_file(record, relpath)
@@ -386,16 +383,15 @@ class Packages:
             raise InvalidInput("a .metadata file goes with its distribution; delete that")
         self._check_delete(actor, record, force, "cannot delete version on non-volatile index")
         file = found.record
-        with self._changing("delete-file", record, file=file.filename) as change:
+        with self._writing("delete-file", record, file=file.filename) as conn:
             results = [
                 f
-                for f in store.project_files(change.conn, record.id, file.project)
+                for f in store.project_files(conn, record.id, file.project)
                 if f.kind == "toxresult" and f.for_file == file.filename
             ]
-            change.release([file, *results])
-            store.delete_files(change.conn, [file.id, *(f.id for f in results)])
-            if store.count_files(change.conn, record.id, file.project, file.version) == 0:
-                store.delete_version(change.conn, record.id, file.project, file.version)
+            store.delete_files(conn, [file.id, *(f.id for f in results)])
+            if store.count_files(conn, record.id, file.project, file.version) == 0:
+                store.delete_version(conn, record.id, file.project, file.version)
         return f"{record.full_name}/{file.relpath}"
 
     def _check_delete(
@@ -416,8 +412,10 @@ class Packages:
                 " root may force a deletion from it"
             )
 
-    def _changing(self, what: str, record: IndexRecord, **detail: Any) -> Any:
-        return changing(self._db, self._blobs, what, index=record.full_name, **detail)
+    def _writing(
+        self, what: str, record: IndexRecord, **detail: Any
+    ) -> AbstractContextManager[Connection]:
+        return self._db.write(what, index=record.full_name, **detail)
 
     # --- yanking -------------------------------------------------------------------------------
 

@@ -32,7 +32,6 @@ from packyard.core.releases import (
     stored_dist,
 )
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
 from packyard.services.outbound import Outbound, OutboundFailure
 from packyard.services.uploads import index_for_search, log_entry, version_files
@@ -148,21 +147,20 @@ class Transfer:
         rows: list[Row] = [
             [200, "register", release.project, release.version, "->", user + "/" + name]
         ]
-        with changing(self._db, self._blobs, "push", index=target.full_name) as change:
-            released = version_files(change.conn, target.id, release.project, release.version)
-            self._register(change.conn, target, release, released)
+        with self._db.write("push", index=target.full_name) as conn:
+            released = version_files(conn, target.id, release.project, release.version)
+            self._register(conn, target, release, released)
             for file in files:
-                existing = store.get_file(change.conn, target.id, file.filename)
+                existing = store.get_file(conn, target.id, file.filename)
                 if existing is not None and not target.volatile:
                     raise Conflict(f"{file.filename} {EXISTS}")
                 replaced = [existing] if existing is not None else []
                 if file.kind == "releasefile":  # on a volatile target, the copy replaces twins
                     admission = _admitted(file, actor, target, released)
                     replaced = [*admission.replaces, *filter(None, [admission.identical])]
-                change.release(replaced)
-                store.delete_files(change.conn, [old.id for old in replaced])
+                store.delete_files(conn, [old.id for old in replaced])
                 copy = _copied(file, target, source, actor)
-                store.insert_file(change.conn, copy)
+                store.insert_file(conn, copy)
                 rows.append(_push_row(file, copy, target))
         return PushResult(200, rows)
 

@@ -40,7 +40,6 @@ from packyard.core.names import check_project_name, normalize_project
 from packyard.core.releases import EXISTS, Admission, Upload, admit, check_metadata_change
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
 from packyard.services.archives import check_zip, limits_from, read_core_metadata
-from packyard.services.changes import Change, changing, changing_each
 from packyard.services.indexes import Indexes
 from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore, BlobWriter
@@ -370,10 +369,10 @@ class Uploads:
             json.loads(body)
         except ValueError as exc:
             raise InvalidInput("a tox result must be a JSON document") from exc
-        with changing(self._db, self._blobs, "toxresult", index=record.full_name) as change:
+        with self._db.write("toxresult", index=record.full_name) as conn:
             earlier = [
                 f
-                for f in store.project_files(change.conn, record.id, release.project)
+                for f in store.project_files(conn, record.id, release.project)
                 if f.kind == "toxresult" and f.for_file == release.filename
             ]
             sha = self._blobs.put_bytes(body)
@@ -394,7 +393,7 @@ class Uploads:
                 log=[log_entry("upload", actor, dst=record.full_name)],
                 dir_sha256=release.sha256,
             )
-            store.insert_file(change.conn, result)
+            store.insert_file(conn, result)
         return f"{record.full_name}/{result.relpath}#sha256={sha}"
 
     # --- steps ----------------------------------------------------------------------------
@@ -466,7 +465,7 @@ class Uploads:
             for item in received
         ]  # fmt: skip
         try:
-            outcomes = changing_each(self._db, self._blobs, changes)
+            outcomes = self._db.write_each(changes)
         except Exception as exc:  # the transaction failed: no upload of the batch was stored
             outcomes = [exc] * len(received)
         kept = {
@@ -480,8 +479,8 @@ class Uploads:
                 self._blobs.delete(sha)
         return outcomes
 
-    def _store_rows(self, item: _Received, change: Change) -> UploadOutcome:
-        conn, record, incoming, writer = change.conn, item.record, item.incoming, item.writer
+    def _store_rows(self, item: _Received, conn: Connection) -> UploadOutcome:
+        record, incoming, writer = item.record, item.incoming, item.writer
         filename = incoming.filename
         admission = self._admit(conn, item)
         if admission.identical is not None:
@@ -494,7 +493,6 @@ class Uploads:
             entries = [entry for old in admission.replaces for entry in old.log]
             overwrites = sum(1 for entry in entries if entry.get("what") == "overwrite")
             log.insert(0, log_entry("overwrite", None, count=overwrites + 1))
-            change.release(admission.replaces)
             store.delete_files(conn, [old.id for old in admission.replaces])
         version = self._ensure_version(conn, record, incoming)
         new = FileRecord(
