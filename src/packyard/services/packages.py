@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from packyard.core import acl, inheritance
 from packyard.core.dists import http_date, parse_dist_filename
 from packyard.core.mirror import MirrorLink
-from packyard.core.models import FileRecord, IndexRecord, VersionRecord
+from packyard.core.models import FileKind, FileRecord, IndexRecord, PageStatus, VersionRecord
 from packyard.core.simple import FileLink, ProjectPage
 from packyard.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from packyard.services.archives import ZipMember, read_core_metadata, zip_member
@@ -88,7 +88,7 @@ class Packages:
             found = inheritance.contributing_indexes(
                 project,
                 [item.full_name for item in order],
-                {name: item.config for name, item in by_name.items()},
+                {name: item.index_config for name, item in by_name.items()},
                 lambda name: (
                     by_name[name].is_mirror or store.has_project(conn, by_name[name].id, project)
                 ),
@@ -114,12 +114,12 @@ class Packages:
                 if assume_mirrors_have_it:
                     return True
                 page = store.get_mirror_page(conn, item.id, project)
-                return page is not None and page.status == "ok"
+                return page is not None and page.status == PageStatus.OK
 
             found = inheritance.contributing_indexes(
                 project,
                 [item.full_name for item in order],
-                {name: item.config for name, item in by_name.items()},
+                {name: item.index_config for name, item in by_name.items()},
                 has_project,
             )
         return [by_name[name] for name in found.indexes]
@@ -205,7 +205,7 @@ class Packages:
                 "path": f"{record.full_name}/{f.relpath}",
             }
             for f in files
-            if f.kind == "releasefile"
+            if f.kind == FileKind.RELEASE
         ]
 
     # --- devpi JSON views ---------------------------------------------------------------------
@@ -387,7 +387,7 @@ class Packages:
             results = [
                 f
                 for f in store.project_files(conn, record.id, file.project)
-                if f.kind == "toxresult" and f.for_file == file.filename
+                if f.kind == FileKind.TOXRESULT and f.for_file == file.filename
             ]
             store.delete_files(conn, [file.id, *(f.id for f in results)])
             if store.count_files(conn, record.id, file.project, file.version) == 0:
@@ -400,7 +400,7 @@ class Packages:
         _refuse_on_mirror(record)
         if actor is None:
             raise Unauthenticated("authentication required to delete")
-        if not acl.may_delete_entries(actor, record.user, record.config.get("acl_upload", ())):
+        if not acl.may_delete_entries(actor, record.user, record.index_config.acl_upload):
             raise Forbidden(f"no permission to delete from {record.full_name}")
         if record.volatile:
             return
@@ -433,7 +433,7 @@ class Packages:
             _yank_targets(conn, record, project, version, filename)
         if actor is None:
             raise Unauthenticated("authentication required to yank")
-        if not acl.may_delete_entries(actor, record.user, record.config.get("acl_upload", ())):
+        if not acl.may_delete_entries(actor, record.user, record.index_config.acl_upload):
             raise Forbidden(f"no permission to yank on {record.full_name}")
         with self._db.write("yank", index=record.full_name, project=project) as conn:
             targets = _yank_targets(conn, record, project, version, filename)
@@ -472,7 +472,7 @@ def _yank_targets(
     targets = [
         f
         for f in store.project_files(conn, record.id, project)
-        if f.kind == "releasefile"
+        if f.kind == FileKind.RELEASE
         and (version is None or canonicalize_version(f.version) == canonicalize_version(version))
         and (filename is None or f.filename == filename)
     ]
@@ -498,9 +498,9 @@ def _releases_of(conn: Connection, item: IndexRecord, project: str) -> list[Rele
         links = [
             _link(f, f"{item.full_name}/{f.relpath}", item.full_name)
             for f in own
-            if f.kind == "releasefile"
+            if f.kind == FileKind.RELEASE
         ]
-        extras = [f for f in own if f.kind != "releasefile"]
+        extras = [f for f in own if f.kind != FileKind.RELEASE]
         releases.append(Release(version.version, item.full_name, version.metadata, links, extras))
     return releases
 
@@ -513,7 +513,7 @@ def _mirror_version_data(release: Release, base_url: str) -> dict[str, Any]:
         data["requires_python"] = requires_python
     data["+links"] = [
         {
-            "rel": "releasefile",
+            "rel": FileKind.RELEASE,
             "href": f"{base_url}/{link.url}",
             **_hash_fields(link),
             **({"yanked": link.yanked or True} if link.yanked is not None else {}),
@@ -541,7 +541,7 @@ def _stage_links(
     links = [
         _link(file, f"{item.full_name}/{file.relpath}", item.full_name)
         for file in store.project_files(conn, item.id, project)
-        if file.kind == "releasefile"
+        if file.kind == FileKind.RELEASE
     ]
     # Versions without files (registered only) still belong to the project (PEP 700).
     return links, {version.version for version in store.list_versions(conn, item.id, project)}

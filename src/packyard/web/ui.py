@@ -175,7 +175,7 @@ async def version_page(request: Request) -> Response:
     current = await viewer(request)
     owner = await index_named(request, *split_index_name(release.index))
     can_change = release.index == record.full_name and acl.may_delete_entries(
-        current, owner.user, owner.config.get("acl_upload", ())
+        current, owner.user, owner.index_config.acl_upload
     )
     return await page(
         request,
