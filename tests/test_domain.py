@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from packyard import errors
-from packyard.client import api, bundles, errors as client_errors, installers, state, uploads
+from packyard.client import api, bundles, installers, state, uploads
+from packyard.client import errors as client_errors
 from packyard.core import acl, indexconfig
 from packyard.core.indexconfig import InheritanceMode, MirrorConfig, StageConfig
 from packyard.core.models import FileKind, IndexRecord, PageStatus
@@ -203,9 +204,9 @@ def _classes(module: object, root: type[BaseException]) -> list[type[BaseExcepti
     return [
         value
         for value in vars(module).values()
-        if inspect.isclass(value) and issubclass(value, root) and value.__module__.startswith(
-            "packyard"
-        )
+        if inspect.isclass(value)
+        and issubclass(value, root)
+        and value.__module__.startswith("packyard")
     ]
 
 
