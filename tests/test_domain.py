@@ -7,7 +7,9 @@ client sees (error bodies, released blobs) is asked of a real `packyard serve` o
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +22,10 @@ from packyard import errors
 from packyard.client import api, bundles, installers, state, uploads
 from packyard.client import errors as client_errors
 from packyard.core import acl, indexconfig
+from packyard.core.dists import check_upload_filename
 from packyard.core.indexconfig import InheritanceMode, MirrorConfig, StageConfig
 from packyard.core.models import FileKind, IndexRecord, PageStatus
+from packyard.services.uploads import SentDigests, UploadForm
 from packyard.web.responses import STATUS, status_for
 from tests.builders import build_wheel
 from tests.conftest import JSON, ServerProcess, basic_auth
@@ -328,3 +332,67 @@ def test_every_delete_removes_the_blobs_it_released(
     _delete(http, target)
     assert blob_files(server) == before
     assert http.get(f"/{A}/dev/{project}/1.0", headers=JSON).status_code == 404
+
+
+# --- upload validation (pure steps) -------------------------------------------------------------
+
+WHEEL = "demo-1.0-py3-none-any.whl"
+
+
+@pytest.mark.parametrize(
+    ("filename", "name", "version", "filetype", "project"),
+    [
+        (WHEEL, "", "", "", "demo"),
+        ("demo-1.0.tar.gz", "demo", "1.0", "sdist", "demo"),
+        ("Demo_Pkg-1.0.tar.gz", "demo.pkg", "1.0.0", "", "demo-pkg"),  # compared normalised
+    ],
+)
+def test_upload_filename_accepted(
+    filename: str, name: str, version: str, filetype: str, project: str
+) -> None:
+    assert check_upload_filename(filename, name, version, filetype).project == project
+
+
+@pytest.mark.parametrize(
+    ("filename", "name", "version", "filetype", "message"),
+    [
+        (None, "", "", "", "content file field not found"),
+        (WHEEL, "other", "", "", "does not match project name 'other'"),
+        (WHEEL, "", "2.0", "", "does not contain version '2.0'"),
+        (WHEEL, "bad name!", "", "", "invalid project name 'bad name!'"),
+        (WHEEL, "", "one", "", "invalid version 'one'"),
+        ("demo-1.0.egg", "", "", "bdist_egg", "uploads of bdist_egg files are refused"),
+        ("demo-1.0.exe", "", "", "", "uploads of bdist_wininst files are refused"),
+        ("démo-1.0.tar.gz", "", "", "", "is not ASCII"),
+        ("../demo-1.0.tar.gz", "", "", "", "is not an acceptable file name"),
+    ],
+)
+def test_upload_filename_refused(
+    filename: str | None, name: str, version: str, filetype: str, message: str
+) -> None:
+    with pytest.raises(errors.InvalidInput, match=re.escape(message)):
+        check_upload_filename(filename, name, version, filetype)
+
+
+@pytest.mark.parametrize(
+    ("field", "digest", "ok"),
+    [
+        ("sha256_digest", hashlib.sha256(b"data").hexdigest(), True),
+        ("sha256_digest", hashlib.sha256(b"data").hexdigest().upper(), True),
+        ("md5_digest", hashlib.md5(b"data").hexdigest(), True),
+        ("blake2_256_digest", hashlib.blake2b(b"data", digest_size=32).hexdigest(), True),
+        ("sha256_digest", hashlib.sha256(b"other").hexdigest(), False),
+        ("md5_digest", "0" * 32, False),
+    ],
+)
+def test_sent_digests_are_checked_over_the_received_bytes(
+    field: str, digest: str, ok: bool
+) -> None:
+    digests = SentDigests(UploadForm({field: [digest]}))
+    digests.update(b"da")
+    digests.update(b"ta")
+    if ok:
+        digests.check()
+    else:
+        with pytest.raises(errors.InvalidInput, match=f"does not match .*\\({field}\\)"):
+            digests.check()

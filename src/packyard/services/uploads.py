@@ -29,11 +29,11 @@ from packyard.core.dists import (
     METADATA_KEYS,
     DistFilename,
     check_matches,
+    check_upload_filename,
     complete_metadata,
     parse_core_metadata,
     parse_dist_filename,
     parse_version,
-    refuse_legacy_upload,
 )
 from packyard.core.models import FileKind, FileRecord, IndexRecord
 from packyard.core.names import check_project_name, normalize_project
@@ -430,20 +430,8 @@ class Uploads:
 
     @staticmethod
     def _validate_filename(form: UploadForm) -> DistFilename:
-        name, version = form.value("name"), form.value("version")
-        if not form.filename:
-            raise InvalidInput("content file field not found")
-        refuse_legacy_upload(form.filename, form.value("filetype"))
-        dist = parse_dist_filename(form.filename)
-        check_project_name(dist.raw_name)
-        if not form.filename.isascii():  # PyPI's rule too; the name goes into reason phrases
-            raise InvalidInput(f"file name {form.filename!a} is not ASCII")
-        if name:
-            check_project_name(name)
-        if version:
-            parse_version(version)
-        check_matches(dist, name or dist.project, version or str(dist.version))
-        return dist
+        name, version, filetype = form.value("name"), form.value("version"), form.value("filetype")
+        return check_upload_filename(form.filename, name, version, filetype)
 
     def _receive(
         self,
