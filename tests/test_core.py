@@ -356,14 +356,16 @@ def test_operation_errors(operations: list[str], message: str) -> None:
 # --- inheritance -----------------------------------------------------------------------------
 
 
-def stage(*bases: str, whitelist: tuple[str, ...] = (), mode: str | None = None) -> dict[str, Any]:
+def stage(
+    *bases: str, whitelist: tuple[str, ...] = (), mode: str | None = None
+) -> indexconfig.IndexConfig:
     config: dict[str, Any] = {"type": "stage", "bases": list(bases), "mirror_whitelist": whitelist}
     if mode is not None:
         config["mirror_whitelist_inheritance"] = mode
-    return config
+    return indexconfig.parse(config)
 
 
-MIRROR = {"type": "mirror", "mirror_url": "https://example.invalid/simple/"}
+MIRROR = indexconfig.parse({"type": "mirror", "mirror_url": "https://example.invalid/simple/"})
 
 
 def test_resolution_order_is_breadth_first_with_mirrors_last() -> None:
@@ -397,7 +399,7 @@ def test_check_no_cycle(name: str, bases: list[str], message: str) -> None:
 
 
 def contributors(
-    configs: Mapping[str, dict[str, Any]], holders: set[str], project: str = "p"
+    configs: Mapping[str, indexconfig.IndexConfig], holders: set[str], project: str = "p"
 ) -> inheritance.Contributors:
     """Who serves `project` for the first index of `configs`, given which indexes have it."""
     first = next(iter(configs))

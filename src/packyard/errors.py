@@ -6,6 +6,7 @@ PackyardError
  │    └── LoginExpired    a login token that expired or was revoked (401, log in again)
  ├── Forbidden            credentials not sufficient (403)
  ├── NotFound             no such user, index, project, version or file (404)
+ ├── NotAcceptable        no representation matches the request's Accept (406)
  ├── Conflict             exists already / would clash (409)
  ├── Gone                 was there, is deleted (410)
  ├── TooLarge             over a configured size limit (413)
@@ -16,6 +17,9 @@ PackyardError
  │    ├── TooManyAttempts too many failed logins for a user or from an address (429)
  │    └── Busy            the server is saturated, e.g. with password checks (503)
  └── ConfigError          bad settings at start-up (not an HTTP error)
+
+The status codes live in one table, `packyard.web.responses.STATUS`, which has an entry for
+every class here (a test checks it).
 """
 
 
@@ -45,6 +49,10 @@ class Forbidden(PackyardError):
 
 class NotFound(PackyardError):
     """The thing asked for does not exist."""
+
+
+class NotAcceptable(PackyardError):
+    """None of the representations the resource offers matches what the client accepts."""
 
 
 class Conflict(PackyardError):

@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from packyard.client.api import Api, ClientError
-from packyard.client.state import ClientState, StateError
+from packyard.client.errors import StateError
+from packyard.client.state import ClientState
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 index_option = click.option("--index", help="USER/INDEX instead of the current one.")

@@ -14,7 +14,9 @@ import click
 
 from packyard import __version__
 from packyard.cli import bundle, client
+from packyard.cli.client_common import with_hint
 from packyard.cli.workers import serve_one, serve_workers
+from packyard.client.errors import ClientError
 from packyard.config import ENV_PREFIX, ROOT_PASSWORD_ENV, Settings, load_settings
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import ConfigError, PackyardError
@@ -94,7 +96,18 @@ def _init(services: Services, root_passwd: str | None, no_root_pypi: bool) -> No
         click.echo(f"generated password for user root (shown once): {generated}")
 
 
-@click.group()
+class PackyardGroup(click.Group):
+    """The `packyard` command: a client error no verb handled is still a readable message
+    with its hint, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClientError as exc:
+            raise click.ClickException(with_hint(exc)) from exc
+
+
+@click.group(cls=PackyardGroup)
 @click.version_option(__version__, prog_name="packyard")
 def main() -> None:
     """packyard: a private Python package index, compatible with devpi."""

@@ -11,19 +11,12 @@ from typing import Any
 import httpx
 
 from packyard import __version__
+from packyard.client.errors import ClientError
 from packyard.client.state import ClientState
 
+__all__ = ["Api", "ClientError"]
+
 JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
-
-
-class ClientError(Exception):
-    """A request failed; `message` says what went wrong and `hint` what to do, for people."""
-
-    def __init__(self, message: str, status: int = 0, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.hint = hint
 
 
 class Api:

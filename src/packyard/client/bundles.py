@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from packyard.client import errors
 from packyard.client.api import sha256_of
 from packyard.core.targets import Target
 
@@ -73,7 +74,7 @@ class Problem:
         return f"{self.target}: cannot be satisfied (missing: {names})\n{self.detail}"
 
 
-class ClosureError(Exception):
+class ClosureError(errors.ClosureError):
     """Some requirement of some target cannot be met; nothing was downloaded."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -81,8 +82,7 @@ class ClosureError(Exception):
         self.problems = problems
 
 
-class BundleError(Exception):
-    """A bundle is damaged or does not match its manifest."""
+BundleError = errors.BundleError
 
 
 Progress = Callable[[str, int, int], None]

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from packyard.client.errors import InstallerError
 
-class InstallerError(Exception):
-    """An installer or a virtualenv is missing; the message says what to do."""
+__all__ = ["InstallerError"]
 
 
 def needs_trusted_host(url: str) -> str:

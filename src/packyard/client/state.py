@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from packyard.client.errors import StateError
+
 
 def state_dir(environ: Mapping[str, str]) -> Path:
     if environ.get("PACKYARD_CLIENTDIR"):
@@ -116,7 +118,3 @@ class ClientState:
         self.tokens.get(self.url, {}).pop(self.user, None)
         self.expires.get(self.url, {}).pop(self.user, None)
         self.user = ""
-
-
-class StateError(Exception):
-    """The saved client state cannot be read; the message says which file and what to do."""

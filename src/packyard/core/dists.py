@@ -18,7 +18,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from packyard.core.names import normalize_project
+from packyard.core.names import check_project_name, normalize_project
 from packyard.errors import InvalidInput
 
 SDIST_SUFFIXES = (".tar.gz", ".zip")
@@ -132,6 +132,26 @@ def upload_filetype(dist: DistFilename) -> tuple[str, str]:
     filetype = _LEGACY_SUFFIX_FILETYPES.get(suffix, "bdist_dumb")
     tag = _PYTHON_TAG.search(dist.filename) if filetype != "bdist_dumb" else None
     return filetype, tag.group(1).rstrip(".") if tag else "any"
+
+
+def check_upload_filename(
+    filename: str | None, name: str, version: str, filetype: str
+) -> DistFilename:
+    """An upload's file name, checked before any byte is stored: a distribution's (not a
+    legacy kind), ASCII, and naming the project and version the form declares (if any)."""
+    if not filename:
+        raise InvalidInput("content file field not found")
+    refuse_legacy_upload(filename, filetype)
+    dist = parse_dist_filename(filename)
+    check_project_name(dist.raw_name)
+    if not filename.isascii():  # PyPI's rule too; the name goes into reason phrases
+        raise InvalidInput(f"file name {filename!a} is not ASCII")
+    if name:
+        check_project_name(name)
+    if version:
+        parse_version(version)
+    check_matches(dist, name or dist.project, version or str(dist.version))
+    return dist
 
 
 def parse_version(text: str) -> Version:

@@ -1,17 +1,113 @@
-"""Index configuration: devpi's keys, defaults and value normalisation (devpi-protocol.md §5)."""
+"""Index configuration: devpi's keys, defaults and value normalisation (devpi-protocol.md §5).
+
+Two forms: the wire form (a dict with devpi's keys, stored and sent as JSON), edited by
+`new_config`, `updated_config` and `apply_operations`; and the typed form (`StageConfig`,
+`MirrorConfig`), parsed once per stored record by `parse`, which is what the rest of the code
+reads instead of looking up keys.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
 
-from packyard.core.acl import normalize_principal
+from packyard.core.acl import ANONYMOUS, normalize_principal
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import InvalidInput
 
-STAGE = "stage"
-MIRROR = "mirror"
-INHERITANCE_MODES = ("intersection", "union")
+
+class IndexType(StrEnum):
+    """devpi's index kinds: a private stage, or a caching mirror of an upstream index."""
+
+    STAGE = "stage"
+    MIRROR = "mirror"
+
+
+class InheritanceMode(StrEnum):
+    """How the mirror whitelists of an index's bases combine (devpi-protocol.md §6)."""
+
+    INTERSECTION = "intersection"
+    UNION = "union"
+
+
+STAGE = IndexType.STAGE
+MIRROR = IndexType.MIRROR
+INHERITANCE_MODES = tuple(InheritanceMode)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+    """A private index: uploads by `acl_upload`, files inherited from `bases`."""
+
+    type: ClassVar[Literal[IndexType.STAGE]] = IndexType.STAGE
+    is_mirror: ClassVar[bool] = False
+    volatile: bool = True
+    title: str = ""
+    description: str = ""
+    bases: tuple[str, ...] = ()
+    acl_upload: tuple[str, ...] = ()
+    acl_toxresult_upload: tuple[str, ...] = (ANONYMOUS,)
+    mirror_whitelist: tuple[str, ...] = ()
+    # A stored config without the key is devpi's older behaviour: union.
+    mirror_whitelist_inheritance: InheritanceMode = InheritanceMode.UNION
+
+
+@dataclasses.dataclass(frozen=True)
+class MirrorConfig:
+    """A caching mirror of `mirror_url`; nobody uploads to it and it has no bases."""
+
+    type: ClassVar[Literal[IndexType.MIRROR]] = IndexType.MIRROR
+    is_mirror: ClassVar[bool] = True
+    mirror_url: str
+    volatile: bool = True
+    title: str = ""
+    description: str = ""
+    # Seconds a fetched page stays fresh; None: the server's setting.
+    mirror_cache_expiry: int | None = None
+    mirror_no_project_list: bool = False
+    mirror_ignore_serial_header: bool = False
+    mirror_use_external_urls: bool = False
+    mirror_provides_core_metadata: bool = False
+    mirror_web_url_fmt: str = ""
+    bases: ClassVar[tuple[str, ...]] = ()
+    acl_upload: ClassVar[tuple[str, ...]] = ()
+    acl_toxresult_upload: ClassVar[tuple[str, ...]] = ()
+
+
+IndexConfig = StageConfig | MirrorConfig
+
+
+def parse(config: Mapping[str, Any]) -> IndexConfig:
+    """The typed form of a stored (already normalised) config dict."""
+    if config.get("type") == MIRROR:
+        expiry = config.get("mirror_cache_expiry")
+        return MirrorConfig(
+            mirror_url=str(config.get("mirror_url") or ""),
+            volatile=bool(config.get("volatile", True)),
+            title=str(config.get("title") or ""),
+            description=str(config.get("description") or ""),
+            mirror_cache_expiry=None if expiry is None else int(expiry),
+            mirror_no_project_list=bool(config.get("mirror_no_project_list")),
+            mirror_ignore_serial_header=bool(config.get("mirror_ignore_serial_header")),
+            mirror_use_external_urls=bool(config.get("mirror_use_external_urls")),
+            mirror_provides_core_metadata=bool(config.get("mirror_provides_core_metadata")),
+            mirror_web_url_fmt=str(config.get("mirror_web_url_fmt") or ""),
+        )
+    return StageConfig(
+        volatile=bool(config.get("volatile", True)),
+        title=str(config.get("title") or ""),
+        description=str(config.get("description") or ""),
+        bases=tuple(config.get("bases") or ()),
+        acl_upload=tuple(config.get("acl_upload") or ()),
+        acl_toxresult_upload=tuple(config.get("acl_toxresult_upload", (ANONYMOUS,)) or ()),
+        mirror_whitelist=tuple(config.get("mirror_whitelist") or ()),
+        mirror_whitelist_inheritance=InheritanceMode(
+            config.get("mirror_whitelist_inheritance") or InheritanceMode.UNION
+        ),
+    )
+
 
 COMMON_KEYS = frozenset({"type", "volatile", "title", "description", "custom_data"})
 STAGE_KEYS = COMMON_KEYS | {

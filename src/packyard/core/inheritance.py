@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
 
-from packyard.core.indexconfig import MIRROR
+from packyard.core.indexconfig import IndexConfig, InheritanceMode, MirrorConfig
 from packyard.errors import InvalidInput
 
-Config = Mapping[str, Any]
+Config = IndexConfig
 
 
 def resolution_order(name: str, configs: Mapping[str, Config]) -> list[str]:
@@ -31,8 +30,8 @@ def resolution_order(name: str, configs: Mapping[str, Config]) -> list[str]:
             continue
         seen.add(current)
         config = configs[current]
-        (mirrors if config["type"] == MIRROR else stages).append(current)
-        queue.extend(config.get("bases", ()))
+        (mirrors if config.is_mirror else stages).append(current)
+        queue.extend(config.bases)
     return stages + mirrors
 
 
@@ -41,7 +40,7 @@ def check_no_cycle(name: str, bases: list[str], configs: Mapping[str, Config]) -
     for base in bases:
         if base not in configs:
             raise InvalidInput(f"base index '{base}' does not exist")
-    graph = {key: list(config.get("bases", ())) for key, config in configs.items()}
+    graph = {key: list(config.bases) for key, config in configs.items()}
     graph[name] = list(bases)
     stack = list(bases)
     seen: set[str] = set()
@@ -69,25 +68,29 @@ def contributing_indexes(
     has_project: Callable[[str], bool],
 ) -> Contributors:
     """Walk the resolution order for one (normalised) project name, as devpi does."""
-    queried = configs[order[0]] if order else {}
-    mode = queried.get("mirror_whitelist_inheritance", "union")
+    queried = configs[order[0]] if order else None
+    mode = (
+        InheritanceMode.UNION
+        if isinstance(queried, MirrorConfig) or queried is None
+        else queried.mirror_whitelist_inheritance
+    )
     whitelist: set[str] | None = None
     whitelisted = private_hit = False
     contributing: list[str] = []
     blocked: str | None = None
     for index in order:
         config = configs[index]
-        if config["type"] == MIRROR:
+        if isinstance(config, MirrorConfig):
             if private_hit and not whitelisted:
                 blocked = blocked or index
                 continue
             if has_project(index):
                 contributing.append(index)
             continue
-        own = set(config.get("mirror_whitelist", ()))
+        own = set(config.mirror_whitelist)
         if whitelist is None:
             whitelist = own
-        elif mode == "intersection":
+        elif mode == InheritanceMode.INTERSECTION:
             whitelist &= own
         else:
             whitelist |= own

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from packyard.core.models import FileRecord, MirrorPage
+from packyard.core.models import FileKind, FileRecord, MirrorPage, PageStatus
 from packyard.core.simple import FileLink, upload_time_text
 
 
@@ -87,7 +87,7 @@ def keep_known_hashes(
     """
     known = {link.filename: link for link in stored if link.sha256}
     for file in cached:
-        if file.kind == "releasefile" and file.filename not in known:
+        if file.kind == FileKind.RELEASE and file.filename not in known:
             trusted = file.dir_sha256 == trusted_directory(file.filename)
             known[file.filename] = MirrorLink(
                 file.filename, "", file.sha256, trusted_on_first_use=trusted
@@ -130,6 +130,6 @@ def page_of_cached_files(index_id: int, project: str, files: list[FileRecord]) -
             core_metadata_sha256=file.metadata_sha256,
         ).to_json()
         for file in files
-        if file.kind == "releasefile"
+        if file.kind == FileKind.RELEASE
     ]  # fmt: skip
-    return MirrorPage(index_id, project, "ok", 0.0, None, None, None, links)
+    return MirrorPage(index_id, project, PageStatus.OK, 0.0, None, None, None, links)

@@ -3,7 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+from enum import StrEnum
 from typing import Any
+
+from packyard.core import indexconfig
+from packyard.core.indexconfig import IndexConfig
+
+
+class FileKind(StrEnum):
+    """What a stored file is: devpi's `type` of an export entry and `rel` of a link."""
+
+    RELEASE = "releasefile"
+    DOCZIP = "doczip"
+    TOXRESULT = "toxresult"
+
+
+class PageStatus(StrEnum):
+    """A mirror's stored upstream page: the project exists upstream, or it does not."""
+
+    OK = "ok"
+    MISSING = "missing"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +42,12 @@ class IndexRecord:
     id: int
     user: str
     name: str
-    config: dict[str, Any]
+    config: dict[str, Any]  # the wire form (devpi's keys): stored, exported, sent as JSON
+    # The typed form of `config`, parsed once: what code reads (never `config.get`).
+    index_config: IndexConfig = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index_config", indexconfig.parse(self.config))
 
     @property
     def full_name(self) -> str:
@@ -31,11 +55,11 @@ class IndexRecord:
 
     @property
     def is_mirror(self) -> bool:
-        return bool(self.config.get("type") == "mirror")
+        return self.index_config.is_mirror
 
     @property
     def volatile(self) -> bool:
-        return bool(self.config.get("volatile", True))
+        return self.index_config.volatile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +79,7 @@ class FileRecord:
     project: str
     version: str
     filename: str
-    kind: str  # releasefile | doczip | toxresult
+    kind: FileKind
     sha256: str
     size: int
     uploaded_at: float
@@ -79,7 +103,7 @@ class MirrorPage:
 
     index_id: int
     project: str
-    status: str  # "ok" | "missing"
+    status: PageStatus
     fetched_at: float
     etag: str | None
     last_modified: str | None

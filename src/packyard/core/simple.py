@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
+from packyard import errors
+
 API_VERSION = "1.1"
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -19,8 +21,11 @@ _LATEST = {
 _OFFERS = (JSON_V1, HTML_V1, TEXT_HTML)
 
 
-class NotAcceptable(Exception):
+class NotAcceptable(errors.NotAcceptable):
     """No simple-API representation matches what the client accepts."""
+
+    def __init__(self) -> None:
+        super().__init__(f"Not Acceptable: this page is offered as {', '.join(_OFFERS)}")
 
 
 def negotiate(accept: str | None, format_param: str | None = None) -> str:
@@ -28,7 +33,7 @@ def negotiate(accept: str | None, format_param: str | None = None) -> str:
     if format_param:
         chosen = _LATEST.get(format_param, format_param)
         if chosen not in _OFFERS:
-            raise NotAcceptable(format_param)
+            raise NotAcceptable
         return chosen
     ranges = _parse_accept(accept or "*/*")
     best, best_q = None, 0.0
@@ -37,7 +42,7 @@ def negotiate(accept: str | None, format_param: str | None = None) -> str:
         if q > best_q:
             best, best_q = offer, q
     if best is None:
-        raise NotAcceptable(accept or "")
+        raise NotAcceptable
     return best
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import Connection
 from packyard import __version__
 from packyard.core.dists import check_safe_filename, http_date, parse_dist_filename
 from packyard.core.mirror import page_of_cached_files
-from packyard.core.models import FileRecord, IndexRecord, User
+from packyard.core.models import FileKind, FileRecord, IndexRecord, User
 from packyard.core.names import normalize_project
 from packyard.errors import Conflict, Damaged, InvalidInput, PackyardError
 from packyard.services.archives import read_core_metadata
@@ -211,7 +211,7 @@ def _user_record(user: User) -> dict[str, Any]:
 
 def _index_record(conn: Connection, record: IndexRecord) -> tuple[dict[str, Any], list[_Copy]]:
     # Toxresults last, as import stores them: export -> import -> export is byte-identical.
-    files = sorted(store.index_files(conn, record.id), key=lambda f: f.kind == "toxresult")
+    files = sorted(store.index_files(conn, record.id), key=lambda f: f.kind == FileKind.TOXRESULT)
     by_name = {file.filename: file for file in files}
     projects: dict[str, dict[str, Any]] = {}
     names = {file.project for file in files} | set(store.project_names(conn, record.id))
@@ -242,7 +242,7 @@ def _index_record(conn: Connection, record: IndexRecord) -> tuple[dict[str, Any]
             "log": file.log,
             **_packyard_state(file, projects.get(file.project, {}).get(file.version, {})),
         }
-        if file.kind == "toxresult" and file.for_file in by_name:
+        if file.kind == FileKind.TOXRESULT and file.for_file in by_name:
             entry["for_entrypath"] = f"{record.full_name}/{by_name[file.for_file].relpath}"
         entries.append(entry)
         copies.append(_Copy(record.full_name, file.sha256, file.size, relative))
@@ -262,9 +262,9 @@ def _packyard_state(file: FileRecord, version_metadata: dict[str, Any]) -> dict[
 
 def _export_path(record: IndexRecord, file: FileRecord, by_name: dict[str, FileRecord]) -> Path:
     base = Path(record.user, record.name)
-    if file.kind == "doczip":
+    if file.kind == FileKind.DOCZIP:
         return base / file.filename
-    if file.kind == "toxresult":
+    if file.kind == FileKind.TOXRESULT:
         release_sha = file.dir_sha256 or file.sha256
         return base / file.project / f"sha256={release_sha}" / file.filename
     return base / file.project / file.version / file.filename
@@ -407,7 +407,7 @@ class Importer:
                 writer.sha256 = expected
                 writer.commit(durable=False)  # one sync for all before the rows commit
             new.append(expected)
-        if item.record.kind == "releasefile" and item.record.filename.endswith(".whl"):
+        if item.record.kind == FileKind.RELEASE and item.record.filename.endswith(".whl"):
             metadata = _wheel_metadata(item)
             if metadata is not None:
                 sha = hashlib.sha256(metadata).hexdigest()
@@ -451,7 +451,7 @@ class Importer:
                         _ensure_version(conn, record, name, version, metadata, known)
             releases: dict[tuple[str, str], FileRecord] = {}
             inserted: list[FileRecord] = []
-            for item in sorted(planned, key=lambda p: p.record.kind == "toxresult"):
+            for item in sorted(planned, key=lambda p: p.record.kind == FileKind.TOXRESULT):
                 record = index_ids[item.index]
                 file = self._linked(item, releases)
                 file = dataclasses.replace(file, index_id=record.id)
@@ -469,7 +469,7 @@ class Importer:
     @staticmethod
     def _linked(item: _PlannedFile, releases: dict[tuple[str, str], FileRecord]) -> FileRecord:
         """Toxresults point at their release file (and live in its hash directory)."""
-        if item.record.kind != "toxresult" or not item.for_entrypath:
+        if item.record.kind != FileKind.TOXRESULT or not item.for_entrypath:
             return item.record
         # By basename, as devpi-import: older exports name other hash directories.
         release = releases.get((item.index, item.for_entrypath.rsplit("/", 1)[-1]))
@@ -582,6 +582,14 @@ def _source_problem(path: Path, expected: str) -> str:
     return ""
 
 
+def _file_kind(entry: dict[str, Any]) -> FileKind:
+    kind = entry.get("type", FileKind.RELEASE)
+    try:
+        return FileKind(kind)
+    except ValueError:
+        raise InvalidInput(f"{entry.get('relpath')}: unknown file type {kind!r}") from None
+
+
 def _file_record(
     entry: dict[str, Any], path: Path, versions: dict[str, dict[str, Any]]
 ) -> FileRecord:
@@ -590,7 +598,7 @@ def _file_record(
     if not sha256:
         spec = str(mapping.get("hash_spec", ""))
         sha256 = spec.removeprefix("sha256=") if spec.startswith("sha256=") else None
-    if entry.get("type") == "toxresult" and path.parent.name == f"sha256={sha256}":
+    if entry.get("type") == FileKind.TOXRESULT and path.parent.name == f"sha256={sha256}":
         sha256 = None  # devpi 6.5 to 6.8 exported the release file's hash for toxresults
     if not sha256 and path.is_file():  # devpi-import accepts entries without hashes (§13.4)
         sha256 = file_sha256(path)
@@ -612,7 +620,7 @@ def _file_record(
         project=project,
         version=str(version),
         filename=path.name,
-        kind=entry.get("type", "releasefile"),
+        kind=_file_kind(entry),
         sha256=(sha256 or "").lower(),
         size=path.stat().st_size if path.is_file() else 0,
         uploaded_at=modified,

@@ -58,7 +58,7 @@ class Indexes:
 
     def resolution_order(self, record: IndexRecord) -> list[IndexRecord]:
         snapshot = self.all()
-        configs = {name: item.config for name, item in snapshot.items()}
+        configs = {name: item.index_config for name, item in snapshot.items()}
         return [snapshot[name] for name in inheritance.resolution_order(record.full_name, configs)]
 
     def create(
@@ -85,7 +85,7 @@ class Indexes:
     ) -> Mapping[str, Any]:
         """A mirror created without a mirror_url mirrors what root/pypi does (devpi: PyPI);
         pip is asked only for someone who may create a mirror."""
-        if given.get("type") != indexconfig.MIRROR or given.get("mirror_url"):
+        if given.get("type") != indexconfig.IndexType.MIRROR or given.get("mirror_url"):
             return given
         self._check_may_set_mirror_url(actor)
         return {**given, "mirror_url": self.default_mirror_url()}
@@ -137,11 +137,12 @@ class Indexes:
     ) -> None:
         """A mirror makes this server fetch from the URL it names: only root sets one (unless
         the setting users_create_mirrors says otherwise), and only an allowed destination."""
-        if config.get("type") != "mirror":
+        typed = indexconfig.parse(config)
+        if not isinstance(typed, indexconfig.MirrorConfig):
             return
-        url = str(config.get("mirror_url") or "")
-        unchanged = before is not None and before.get("type") == "mirror"
-        if unchanged and before is not None and before.get("mirror_url") == url:
+        url = typed.mirror_url
+        earlier = indexconfig.parse(before) if before is not None else None
+        if isinstance(earlier, indexconfig.MirrorConfig) and earlier.mirror_url == url:
             return
         self._check_may_set_mirror_url(actor)
         self._outbound.check_resolved(url, "mirror_url")
@@ -155,10 +156,10 @@ class Indexes:
 
     @staticmethod
     def _check_bases(conn: Any, full_name: str, config: dict[str, Any]) -> None:
-        bases = list(config.get("bases", ()))
+        bases = list(indexconfig.parse(config).bases)
         if not bases:
             return
-        configs = {item.full_name: item.config for item in store.list_indexes(conn)}
+        configs = {item.full_name: item.index_config for item in store.list_indexes(conn)}
         inheritance.check_no_cycle(full_name, bases, configs)
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import Connection
 
 from packyard.config import Settings
 from packyard.core.dists import check_safe_filename, parse_dist_filename
+from packyard.core.indexconfig import MirrorConfig
 from packyard.core.mirror import (
     MirrorLink,
     is_fresh,
@@ -37,13 +38,19 @@ from packyard.core.mirror import (
     parse_upload_time,
     trusted_directory,
 )
-from packyard.core.models import FileRecord, IndexRecord, MirrorList, MirrorPage
+from packyard.core.models import (
+    FileKind,
+    FileRecord,
+    IndexRecord,
+    MirrorList,
+    MirrorPage,
+    PageStatus,
+)
 from packyard.core.names import check_project_name, normalize_project
 from packyard.core.simple import upload_time_text
 from packyard.errors import InvalidInput, NotFound, PackyardError, UpstreamUnavailable
 from packyard.services._threads import in_thread
 from packyard.services.archives import read_core_metadata
-from packyard.services.changes import changing
 from packyard.services.outbound import Fetched, Outbound, OutboundFailure, capped_chunks
 from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore, BlobWriter
@@ -241,7 +248,8 @@ class Mirrors:
             flight.exception()  # retrieved here; the waiting requests handle it
 
     def _expiry(self, record: IndexRecord) -> int:
-        return int(record.config.get("mirror_cache_expiry", self._settings.mirror_cache_expiry))
+        expiry = mirror_config(record).mirror_cache_expiry
+        return self._settings.mirror_cache_expiry if expiry is None else expiry
 
     def _stored_page(self, index_id: int, project: str) -> MirrorPage | None:
         with self._db.read() as conn:
@@ -252,7 +260,7 @@ class Mirrors:
     ) -> None:
         url = f"{upstream_url(record).rstrip('/')}/{project}/"
         headers = {"Accept": ACCEPT}
-        if stored is not None and stored.status == "ok":
+        if stored is not None and stored.status == PageStatus.OK:
             if stored.etag:
                 headers["If-None-Match"] = stored.etag
             if stored.last_modified:
@@ -269,7 +277,7 @@ class Mirrors:
             # Only a project that went away leaves a row saying so: one never seen leaves
             # none (a client can name any number of those; it gets a 404 either way).
             if stored is not None:
-                page = MirrorPage(record.id, project, "missing", now, None, None, None, [])
+                page = MirrorPage(record.id, project, PageStatus.MISSING, now, None, None, None, [])
                 await in_thread(self._store_page, record, page)
         elif response.status == 200:
             self.stats.page_fetches += 1
@@ -346,7 +354,7 @@ class Mirrors:
         links = [link.to_json() for link in found if link]
         serial = _int(str(parsed.last_serial or response.headers.get("x-pypi-last-serial") or ""))
         page = MirrorPage(
-            record.id, project, "ok", now, response.headers.get("etag"),
+            record.id, project, PageStatus.OK, now, response.headers.get("etag"),
             response.headers.get("last-modified"), serial, links,
         )  # fmt: skip
         return _known(page, stored)
@@ -355,7 +363,7 @@ class Mirrors:
         with self._db.write("mirror-page", index=record.full_name, project=page.project) as conn:
             page = _with_known_hashes(conn, page)
             store.put_mirror_page(conn, page)
-            if page.status == "ok":
+            if page.status == PageStatus.OK:
                 search.upsert(conn, record.id, page.project, "", "", "")
 
     def _touch_page(self, record: IndexRecord, project: str, now: float) -> None:
@@ -383,14 +391,12 @@ class Mirrors:
         Pages stay: a dropped file is fetched again on its next request. Returns the number
         of files and bytes dropped.
         """
-        if not record.is_mirror:
-            raise InvalidInput(f"{record.full_name} is not a mirror index")
+        mirror_config(record)  # a stage's files are not a cache
         cutoff = time.time() - unused_days * 86400 if unused_days is not None else None
-        with changing(self._db, self._blobs, "mirror-drop", index=record.full_name) as change:
-            candidates = store.index_files(change.conn, record.id, project)
+        with self._db.write("mirror-drop", index=record.full_name) as conn:
+            candidates = store.index_files(conn, record.id, project)
             doomed = [f for f in candidates if cutoff is None or self._last_used(f) < cutoff]
-            change.release(doomed)
-            store.delete_files(change.conn, [f.id for f in doomed])
+            store.delete_files(conn, [f.id for f in doomed])
         for file in doomed:
             # A finished download lingers (LINGER) to be joined: not for a dropped file, which
             # is fetched again. (Called from a thread; a dict pop is atomic, and _forget
@@ -411,7 +417,7 @@ class Mirrors:
         is refreshed in the background, never while a request waits."""
         stored = await in_thread(self._stored_list, record.id)
         stale = stored is None or not is_fresh(stored.fetched_at, self._expiry(record), time.time())
-        wanted = not record.config.get("mirror_no_project_list") and not self._settings.offline
+        wanted = not mirror_config(record).mirror_no_project_list and not self._settings.offline
         if stale and wanted and record.id not in self._list_flights:
             flight = asyncio.create_task(self._refresh_list(record, stored))
             self._list_flights[record.id] = flight
@@ -593,7 +599,7 @@ class Mirrors:
                 conn,
                 FileRecord(
                     id=0, index_id=record.id, project=dist.project, version=str(dist.version),
-                    filename=link.filename, kind="releasefile", sha256=writer.sha256,
+                    filename=link.filename, kind=FileKind.RELEASE, sha256=writer.sha256,
                     size=writer.size,
                     uploaded_at=uploaded.timestamp() if uploaded else time.time(),
                     yanked=None, metadata_sha256=metadata_sha,
@@ -622,8 +628,16 @@ class Mirrors:
         return response.body
 
 
+def mirror_config(record: IndexRecord) -> MirrorConfig:
+    """The typed config of a mirror index; a stage is refused."""
+    config = record.index_config
+    if not isinstance(config, MirrorConfig):
+        raise InvalidInput(f"{record.full_name} is not a mirror index")
+    return config
+
+
 def upstream_url(record: IndexRecord) -> str:
-    return str(record.config["mirror_url"])
+    return mirror_config(record).mirror_url
 
 
 def parse_project_list(response: Fetched) -> list[str]:
@@ -743,7 +757,7 @@ def _trust_first_use(
 
 
 def _went_backwards(record: IndexRecord, stored: MirrorPage | None, page: MirrorPage) -> bool:
-    if record.config.get("mirror_ignore_serial_header") or stored is None:
+    if mirror_config(record).mirror_ignore_serial_header or stored is None:
         return False
     return bool(stored.upstream_serial and page.upstream_serial) and (
         (page.upstream_serial or 0) < (stored.upstream_serial or 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import zipfile
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,10 @@ from sqlalchemy import Connection
 from packyard.core import acl, inheritance
 from packyard.core.dists import http_date, parse_dist_filename
 from packyard.core.mirror import MirrorLink
-from packyard.core.models import FileRecord, IndexRecord, VersionRecord
+from packyard.core.models import FileKind, FileRecord, IndexRecord, PageStatus, VersionRecord
 from packyard.core.simple import FileLink, ProjectPage
 from packyard.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from packyard.services.archives import ZipMember, read_core_metadata, zip_member
-from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
 from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore
@@ -88,7 +88,7 @@ class Packages:
             found = inheritance.contributing_indexes(
                 project,
                 [item.full_name for item in order],
-                {name: item.config for name, item in by_name.items()},
+                {name: item.index_config for name, item in by_name.items()},
                 lambda name: (
                     by_name[name].is_mirror or store.has_project(conn, by_name[name].id, project)
                 ),
@@ -114,12 +114,12 @@ class Packages:
                 if assume_mirrors_have_it:
                     return True
                 page = store.get_mirror_page(conn, item.id, project)
-                return page is not None and page.status == "ok"
+                return page is not None and page.status == PageStatus.OK
 
             found = inheritance.contributing_indexes(
                 project,
                 [item.full_name for item in order],
-                {name: item.config for name, item in by_name.items()},
+                {name: item.index_config for name, item in by_name.items()},
                 has_project,
             )
         return [by_name[name] for name in found.indexes]
@@ -205,7 +205,7 @@ class Packages:
                 "path": f"{record.full_name}/{f.relpath}",
             }
             for f in files
-            if f.kind == "releasefile"
+            if f.kind == FileKind.RELEASE
         ]
 
     # --- devpi JSON views ---------------------------------------------------------------------
@@ -361,11 +361,9 @@ class Packages:
         with self._db.read() as conn:
             _existing_version(conn, record, project, version)
         self._check_delete(actor, record, force, "cannot delete version on non-volatile index")
-        with self._changing("delete-version", record, project=project, version=version) as change:
-            found = _existing_version(change.conn, record, project, version)
-            files = store.project_files(change.conn, record.id, project)
-            change.release(f for f in files if f.version == found.version)
-            store.delete_version(change.conn, record.id, project, found.version)
+        with self._writing("delete-version", record, project=project, version=version) as conn:
+            found = _existing_version(conn, record, project, version)
+            store.delete_version(conn, record.id, project, found.version)
 
     def delete_project(
         self, actor: str | None, record: IndexRecord, project: str, force: bool
@@ -375,10 +373,9 @@ class Packages:
             _existing_project(conn, record, project)
         message = f"project '{project}' is on non-volatile index {record.full_name}"
         self._check_delete(actor, record, force, message)
-        with self._changing("delete-project", record, project=project) as change:
-            _existing_project(change.conn, record, project)
-            change.release(store.project_files(change.conn, record.id, project))
-            store.delete_project(change.conn, record.id, project)
+        with self._writing("delete-project", record, project=project) as conn:
+            _existing_project(conn, record, project)
+            store.delete_project(conn, record.id, project)
 
     def delete_file(self, actor: str | None, record: IndexRecord, relpath: str, force: bool) -> str:
         found = self.find_file(record, relpath)
@@ -386,16 +383,15 @@ class Packages:
             raise InvalidInput("a .metadata file goes with its distribution; delete that")
         self._check_delete(actor, record, force, "cannot delete version on non-volatile index")
         file = found.record
-        with self._changing("delete-file", record, file=file.filename) as change:
+        with self._writing("delete-file", record, file=file.filename) as conn:
             results = [
                 f
-                for f in store.project_files(change.conn, record.id, file.project)
-                if f.kind == "toxresult" and f.for_file == file.filename
+                for f in store.project_files(conn, record.id, file.project)
+                if f.kind == FileKind.TOXRESULT and f.for_file == file.filename
             ]
-            change.release([file, *results])
-            store.delete_files(change.conn, [file.id, *(f.id for f in results)])
-            if store.count_files(change.conn, record.id, file.project, file.version) == 0:
-                store.delete_version(change.conn, record.id, file.project, file.version)
+            store.delete_files(conn, [file.id, *(f.id for f in results)])
+            if store.count_files(conn, record.id, file.project, file.version) == 0:
+                store.delete_version(conn, record.id, file.project, file.version)
         return f"{record.full_name}/{file.relpath}"
 
     def _check_delete(
@@ -404,7 +400,7 @@ class Packages:
         _refuse_on_mirror(record)
         if actor is None:
             raise Unauthenticated("authentication required to delete")
-        if not acl.may_delete_entries(actor, record.user, record.config.get("acl_upload", ())):
+        if not acl.may_delete_entries(actor, record.user, record.index_config.acl_upload):
             raise Forbidden(f"no permission to delete from {record.full_name}")
         if record.volatile:
             return
@@ -416,8 +412,10 @@ class Packages:
                 " root may force a deletion from it"
             )
 
-    def _changing(self, what: str, record: IndexRecord, **detail: Any) -> Any:
-        return changing(self._db, self._blobs, what, index=record.full_name, **detail)
+    def _writing(
+        self, what: str, record: IndexRecord, **detail: Any
+    ) -> AbstractContextManager[Connection]:
+        return self._db.write(what, index=record.full_name, **detail)
 
     # --- yanking -------------------------------------------------------------------------------
 
@@ -435,7 +433,7 @@ class Packages:
             _yank_targets(conn, record, project, version, filename)
         if actor is None:
             raise Unauthenticated("authentication required to yank")
-        if not acl.may_delete_entries(actor, record.user, record.config.get("acl_upload", ())):
+        if not acl.may_delete_entries(actor, record.user, record.index_config.acl_upload):
             raise Forbidden(f"no permission to yank on {record.full_name}")
         with self._db.write("yank", index=record.full_name, project=project) as conn:
             targets = _yank_targets(conn, record, project, version, filename)
@@ -474,7 +472,7 @@ def _yank_targets(
     targets = [
         f
         for f in store.project_files(conn, record.id, project)
-        if f.kind == "releasefile"
+        if f.kind == FileKind.RELEASE
         and (version is None or canonicalize_version(f.version) == canonicalize_version(version))
         and (filename is None or f.filename == filename)
     ]
@@ -500,9 +498,9 @@ def _releases_of(conn: Connection, item: IndexRecord, project: str) -> list[Rele
         links = [
             _link(f, f"{item.full_name}/{f.relpath}", item.full_name)
             for f in own
-            if f.kind == "releasefile"
+            if f.kind == FileKind.RELEASE
         ]
-        extras = [f for f in own if f.kind != "releasefile"]
+        extras = [f for f in own if f.kind != FileKind.RELEASE]
         releases.append(Release(version.version, item.full_name, version.metadata, links, extras))
     return releases
 
@@ -515,7 +513,7 @@ def _mirror_version_data(release: Release, base_url: str) -> dict[str, Any]:
         data["requires_python"] = requires_python
     data["+links"] = [
         {
-            "rel": "releasefile",
+            "rel": FileKind.RELEASE,
             "href": f"{base_url}/{link.url}",
             **_hash_fields(link),
             **({"yanked": link.yanked or True} if link.yanked is not None else {}),
@@ -543,7 +541,7 @@ def _stage_links(
     links = [
         _link(file, f"{item.full_name}/{file.relpath}", item.full_name)
         for file in store.project_files(conn, item.id, project)
-        if file.kind == "releasefile"
+        if file.kind == FileKind.RELEASE
     ]
     # Versions without files (registered only) still belong to the project (PEP 700).
     return links, {version.version for version in store.list_versions(conn, item.id, project)}

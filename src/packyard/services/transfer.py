@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_version
 from packyard.config import Settings
 from packyard.core import acl
 from packyard.core.dists import upload_filetype
-from packyard.core.models import FileRecord, IndexRecord, VersionRecord
+from packyard.core.models import FileKind, FileRecord, IndexRecord, VersionRecord
 from packyard.core.names import normalize_project, split_index_name
 from packyard.core.releases import (
     EXISTS,
@@ -32,7 +32,6 @@ from packyard.core.releases import (
 )
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from packyard.services._threads import in_thread
-from packyard.services.changes import changing
 from packyard.services.indexes import Indexes
 from packyard.services.outbound import Outbound, OutboundFailure
 from packyard.services.uploads import index_for_search, log_entry, version_files
@@ -105,7 +104,7 @@ class Transfer:
             )
         if actor is None:
             raise Unauthenticated("pushing to an external upload URL needs a login")
-        if not acl.may_upload(actor, source.config.get("acl_upload", ())):
+        if not acl.may_upload(actor, source.index_config.acl_upload):
             raise Forbidden(f"user {actor!r} cannot upload to {source.full_name!r}")
 
     def _release(
@@ -141,26 +140,26 @@ class Transfer:
         except InvalidInput as exc:
             raise InvalidInput("targetindex not in format user/index") from exc
         target = self._indexes.get(user, name)
-        if target.is_mirror or not acl.may_upload(actor, target.config.get("acl_upload", ())):
+        # A mirror's acl_upload is empty: nobody uploads to it.
+        if not acl.may_upload(actor, target.index_config.acl_upload):
             raise Unauthenticated(f"user {actor!r} cannot upload to {target.full_name!r}")
         rows: list[Row] = [
             [200, "register", release.project, release.version, "->", user + "/" + name]
         ]
-        with changing(self._db, self._blobs, "push", index=target.full_name) as change:
-            released = version_files(change.conn, target.id, release.project, release.version)
-            self._register(change.conn, target, release, released)
+        with self._db.write("push", index=target.full_name) as conn:
+            released = version_files(conn, target.id, release.project, release.version)
+            self._register(conn, target, release, released)
             for file in files:
-                existing = store.get_file(change.conn, target.id, file.filename)
+                existing = store.get_file(conn, target.id, file.filename)
                 if existing is not None and not target.volatile:
                     raise Conflict(f"{file.filename} {EXISTS}")
                 replaced = [existing] if existing is not None else []
-                if file.kind == "releasefile":  # on a volatile target, the copy replaces twins
+                if file.kind == FileKind.RELEASE:  # on a volatile target, the copy replaces twins
                     admission = _admitted(file, actor, target, released)
                     replaced = [*admission.replaces, *filter(None, [admission.identical])]
-                change.release(replaced)
-                store.delete_files(change.conn, [old.id for old in replaced])
+                store.delete_files(conn, [old.id for old in replaced])
                 copy = _copied(file, target, source, actor)
-                store.insert_file(change.conn, copy)
+                store.insert_file(conn, copy)
                 rows.append(_push_row(file, copy, target))
         return PushResult(200, rows)
 
@@ -199,7 +198,7 @@ class Transfer:
             fields = {**metadata, ":action": "submit"}
             rows.append(await self._post(url, headers, fields, None, "register"))
         for file in files:
-            if file.kind == "releasefile":
+            if file.kind == FileKind.RELEASE:
                 filetype, pyversion = upload_filetype(stored_dist(file))
                 fields = {
                     **metadata,
@@ -211,7 +210,7 @@ class Transfer:
                 }
                 label = f"{source.full_name}/{file.relpath}"
                 rows.append(await self._post(url, headers, fields, file, label))
-            elif file.kind == "doczip":
+            elif file.kind == FileKind.DOCZIP:
                 fields = {"name": release.metadata.get("name") or release.project,
                           "version": release.version, ":action": "doc_upload"}  # fmt: skip
                 rows.append(await self._post(url, headers, fields, file, release.project))
@@ -227,10 +226,10 @@ class Transfer:
         label: str,
     ) -> Row:
         """One upload to the external URL; the row carries its status, never its body."""
-        what = "upload" if file is None or file.kind == "releasefile" else "docfile"
+        what = "upload" if file is None or file.kind == FileKind.RELEASE else "docfile"
         files = None
         if file is not None:
-            name = file.filename if file.kind == "releasefile" else f"{fields['name']}.zip"
+            name = file.filename if file.kind == FileKind.RELEASE else f"{fields['name']}.zip"
             content = await in_thread(self._blobs.read_bytes, file.sha256)
             files = {"content": (name, content)}
         data = {key: value for key, value in fields.items() if value not in ("", [], None)}
@@ -262,9 +261,9 @@ def _admitted(
 
 def _select(files: list[FileRecord], no_docs: bool, only_docs: bool) -> list[FileRecord]:
     if no_docs:
-        return [f for f in files if f.kind != "doczip"]
+        return [f for f in files if f.kind != FileKind.DOCZIP]
     if only_docs:
-        return [f for f in files if f.kind == "doczip"]
+        return [f for f in files if f.kind == FileKind.DOCZIP]
     return files
 
 
@@ -278,8 +277,8 @@ def _copied(
 
 def _push_row(original: FileRecord, copy: FileRecord, target: IndexRecord) -> Row:
     path = f"{target.full_name}/{copy.relpath}"
-    if original.kind == "releasefile":
+    if original.kind == FileKind.RELEASE:
         return [200, "store_releasefile", path]
-    if original.kind == "toxresult":
+    if original.kind == FileKind.TOXRESULT:
         return [200, "store_toxresult", path]
     return [200, "store_doczip", original.project, original.version, "->", target.full_name]

@@ -15,7 +15,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
@@ -29,18 +29,17 @@ from packyard.core.dists import (
     METADATA_KEYS,
     DistFilename,
     check_matches,
+    check_upload_filename,
     complete_metadata,
     parse_core_metadata,
     parse_dist_filename,
     parse_version,
-    refuse_legacy_upload,
 )
-from packyard.core.models import FileRecord, IndexRecord
+from packyard.core.models import FileKind, FileRecord, IndexRecord
 from packyard.core.names import check_project_name, normalize_project
 from packyard.core.releases import EXISTS, Admission, Upload, admit, check_metadata_change
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
 from packyard.services.archives import check_zip, limits_from, read_core_metadata
-from packyard.services.changes import Change, changing, changing_each
 from packyard.services.indexes import Indexes
 from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore, BlobWriter
@@ -97,16 +96,19 @@ class Incoming:
     project: str
     version: str
     filename: str
-    kind: str  # releasefile | doczip
+    kind: FileKind  # a release file or a doc zip
     fields: dict[str, Any]  # metadata, in devpi's key names
     core_metadata: bytes | None = None  # a wheel's METADATA, kept as its PEP 658 file
 
 
+UploadStatus = Literal["stored", "replaced", "registered", "identical"]
+
+
 @dataclasses.dataclass(frozen=True)
 class UploadOutcome:
-    """What happened: 'stored', 'replaced', 'registered' or 'identical' (nothing changed)."""
+    """What happened; 'identical': nothing changed."""
 
-    status: str
+    status: UploadStatus
     file: FileRecord | None
     replaced: tuple[FileRecord, ...] = ()  # the files a volatile index let this one replace
     index: str = ""
@@ -264,7 +266,7 @@ class Uploads:
                 project=dist.project,
                 version=str(parsed.fields.get("version") or dist.version),
                 filename=dist.filename,
-                kind="releasefile",
+                kind=FileKind.RELEASE,
                 fields=parsed.fields,
                 core_metadata=metadata if dist.kind == "wheel" else None,
             )
@@ -305,7 +307,7 @@ class Uploads:
             project=project,
             version=version,
             filename=f"{project}-{version}.doc.zip",
-            kind="doczip",
+            kind=FileKind.DOCZIP,
             fields={"name": name, "version": version},
         )
         return _Received(actor, record, incoming, writer, None, False)
@@ -343,16 +345,15 @@ class Uploads:
     ) -> None:
         """Who may attach tox results to `release` (asked before their body is read, of a
         file already looked up: a missing one is 404 for everyone)."""
-        if release.kind != "releasefile":
+        if release.kind != FileKind.RELEASE:
             raise NotFound(f"no release file found at {release.relpath}")
         if actor is None:
             raise Unauthenticated(
                 "authentication required to upload tox results; log in, or use the devpi"
                 " test --no-upload option to skip the upload."
             )
-        config = record.config
-        allowed = config.get("acl_toxresult_upload", [acl.ANONYMOUS])
-        if not acl.may_upload_toxresult(actor, allowed, config.get("acl_upload", ())):
+        config = record.index_config
+        if not acl.may_upload_toxresult(actor, config.acl_toxresult_upload, config.acl_upload):
             raise Forbidden(
                 "No permission to upload tox results. You can use the devpi test --no-upload"
                 " option to skip the upload."
@@ -370,11 +371,11 @@ class Uploads:
             json.loads(body)
         except ValueError as exc:
             raise InvalidInput("a tox result must be a JSON document") from exc
-        with changing(self._db, self._blobs, "toxresult", index=record.full_name) as change:
+        with self._db.write("toxresult", index=record.full_name) as conn:
             earlier = [
                 f
-                for f in store.project_files(change.conn, record.id, release.project)
-                if f.kind == "toxresult" and f.for_file == release.filename
+                for f in store.project_files(conn, record.id, release.project)
+                if f.kind == FileKind.TOXRESULT and f.for_file == release.filename
             ]
             sha = self._blobs.put_bytes(body)
             result = FileRecord(
@@ -383,7 +384,7 @@ class Uploads:
                 project=release.project,
                 version=release.version,
                 filename=toxresult_name(release, len(earlier), time.gmtime()),
-                kind="toxresult",
+                kind=FileKind.TOXRESULT,
                 sha256=sha,
                 size=len(body),
                 uploaded_at=time.time(),
@@ -394,7 +395,7 @@ class Uploads:
                 log=[log_entry("upload", actor, dst=record.full_name)],
                 dir_sha256=release.sha256,
             )
-            store.insert_file(change.conn, result)
+            store.insert_file(conn, result)
         return f"{record.full_name}/{result.relpath}#sha256={sha}"
 
     # --- steps ----------------------------------------------------------------------------
@@ -423,26 +424,14 @@ class Uploads:
             raise NotFound("cannot submit to mirror index")
         if actor is None:
             raise Unauthenticated("authentication required to upload")
-        if not acl.may_upload(actor, record.config.get("acl_upload", ())):
+        if not acl.may_upload(actor, record.index_config.acl_upload):
             raise Forbidden("no permission to submit")
         return record
 
     @staticmethod
     def _validate_filename(form: UploadForm) -> DistFilename:
-        name, version = form.value("name"), form.value("version")
-        if not form.filename:
-            raise InvalidInput("content file field not found")
-        refuse_legacy_upload(form.filename, form.value("filetype"))
-        dist = parse_dist_filename(form.filename)
-        check_project_name(dist.raw_name)
-        if not form.filename.isascii():  # PyPI's rule too; the name goes into reason phrases
-            raise InvalidInput(f"file name {form.filename!a} is not ASCII")
-        if name:
-            check_project_name(name)
-        if version:
-            parse_version(version)
-        check_matches(dist, name or dist.project, version or str(dist.version))
-        return dist
+        name, version, filetype = form.value("name"), form.value("version"), form.value("filetype")
+        return check_upload_filename(form.filename, name, version, filetype)
 
     def _receive(
         self,
@@ -466,7 +455,7 @@ class Uploads:
             for item in received
         ]  # fmt: skip
         try:
-            outcomes = changing_each(self._db, self._blobs, changes)
+            outcomes = self._db.write_each(changes)
         except Exception as exc:  # the transaction failed: no upload of the batch was stored
             outcomes = [exc] * len(received)
         kept = {
@@ -480,8 +469,8 @@ class Uploads:
                 self._blobs.delete(sha)
         return outcomes
 
-    def _store_rows(self, item: _Received, change: Change) -> UploadOutcome:
-        conn, record, incoming, writer = change.conn, item.record, item.incoming, item.writer
+    def _store_rows(self, item: _Received, conn: Connection) -> UploadOutcome:
+        record, incoming, writer = item.record, item.incoming, item.writer
         filename = incoming.filename
         admission = self._admit(conn, item)
         if admission.identical is not None:
@@ -494,7 +483,6 @@ class Uploads:
             entries = [entry for old in admission.replaces for entry in old.log]
             overwrites = sum(1 for entry in entries if entry.get("what") == "overwrite")
             log.insert(0, log_entry("overwrite", None, count=overwrites + 1))
-            change.release(admission.replaces)
             store.delete_files(conn, [old.id for old in admission.replaces])
         version = self._ensure_version(conn, record, incoming)
         new = FileRecord(
@@ -514,14 +502,14 @@ class Uploads:
             log=log,
         )
         file_id = store.insert_file(conn, new)
-        status = "replaced" if admission.replaces else "stored"
+        status: UploadStatus = "replaced" if admission.replaces else "stored"
         stored = dataclasses.replace(new, id=file_id)
         return UploadOutcome(status, stored, admission.replaces, record.full_name)
 
     def _admit(self, conn: Connection, item: _Received) -> Admission:
         """The release rule (core/releases.py); doc zips keep devpi's rule by filename."""
         record, incoming, writer = item.record, item.incoming, item.writer
-        if incoming.kind == "releasefile":
+        if incoming.kind == FileKind.RELEASE:
             dist = parse_dist_filename(incoming.filename)
             upload = Upload(dist, writer.sha256, item.actor, time.time())
             found = version_files(conn, record.id, upload.dist.project, incoming.version)
@@ -547,7 +535,7 @@ class Uploads:
             store.insert_version(conn, record.id, project, version, key, full, time.time())
             index_for_search(conn, record.id, project, version, full)
             return version
-        if incoming.kind != "releasefile":
+        if incoming.kind != FileKind.RELEASE:
             return current.version
         merged = dict(current.metadata)
         merged.update({k: v for k, v in complete_metadata(fields).items() if k in fields})
@@ -566,7 +554,7 @@ def version_files(conn: Connection, index_id: int, project: str, version: str) -
     return [
         file
         for file in store.project_files(conn, index_id, project)
-        if file.kind == "releasefile"
+        if file.kind == FileKind.RELEASE
         and (
             canonicalize_version(file.version) == key
             or (public is not None and public == _public_release(file.version, local_too=True))

@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
 from packyard.core.models import (
+    FileKind,
     FileRecord,
     IndexRecord,
     MirrorList,
     MirrorPage,
+    PageStatus,
     User,
     VersionRecord,
 )
@@ -248,7 +250,7 @@ def _file(row: Row[Any]) -> FileRecord:
         row.project,
         row.version,
         row.filename,
-        row.kind,
+        FileKind(row.kind),
         row.sha256,
         row.size,
         row.uploaded_at,
@@ -375,7 +377,7 @@ def _mirror_page(row: Row[Any]) -> MirrorPage:
     return MirrorPage(
         row.index_id,
         row.project,
-        row.status,
+        PageStatus(row.status),
         row.fetched_at,
         row.etag,
         row.last_modified,
@@ -443,7 +445,7 @@ def put_mirror_list(conn: Connection, listing: MirrorList) -> None:
 
 def mirror_project_names(conn: Connection, index_id: int) -> list[str]:
     query = select(mirror_pages.c.project).where(
-        mirror_pages.c.index_id == index_id, mirror_pages.c.status == "ok"
+        mirror_pages.c.index_id == index_id, mirror_pages.c.status == PageStatus.OK.value
     )
     return list(conn.execute(query.order_by(mirror_pages.c.project)).scalars())
 

@@ -54,27 +54,32 @@ UNTRUSTED_SCRIPTED_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 
-STATUS = {
+# Every class of packyard.errors has its status here (a test checks it); a subclass defined
+# elsewhere gets its nearest ancestor's.
+STATUS: dict[type[errors.PackyardError], int] = {
+    errors.PackyardError: 500,
     errors.InvalidInput: 400,
     errors.Unauthenticated: 401,
+    errors.LoginExpired: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,
+    errors.NotAcceptable: 406,
     errors.Conflict: 409,
     errors.Gone: 410,
     errors.TooLarge: 413,
     errors.UpstreamUnavailable: 502,
     errors.Damaged: 500,
     errors.StorageFull: 507,
+    errors.TryLater: 503,
     errors.TooManyAttempts: 429,
     errors.Busy: 503,
+    errors.ConfigError: 500,  # a start-up error; should one reach a request, it is ours
 }
 
 
 def status_for(exc: errors.PackyardError) -> int:
-    for kind, status in STATUS.items():
-        if isinstance(exc, kind):
-            return status
-    return 500
+    """The status of the error's class, or of its nearest ancestor in `STATUS`."""
+    return next(STATUS[kind] for kind in type(exc).__mro__ if kind in STATUS)
 
 
 def api_response(

@@ -20,18 +20,11 @@ from packyard.web.urls import relative_root, urls_of
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate"
 
 
-def _content_type(request: Request) -> str | Response:
+def _content_type(request: Request) -> str:
     # `?format=...v1+json` typed literally decodes '+' to a space; media types have no spaces.
     format_param = (request.query_params.get("format") or "").replace(" ", "+")
-    try:
-        return simple.negotiate(request.headers.get("accept"), format_param or None)
-    except simple.NotAcceptable:
-        offered = ", ".join((simple.JSON_V1, simple.HTML_V1, simple.TEXT_HTML))
-        return Response(
-            f"Not Acceptable: this page is offered as {offered}\n",
-            status_code=406,
-            media_type="text/plain",
-        )
+    # A mismatch raises NotAcceptable: a 406 in the one error shape (web/responses.py).
+    return simple.negotiate(request.headers.get("accept"), format_param or None)
 
 
 def _redirect(request: Request, path: str) -> Response:
@@ -44,8 +37,6 @@ async def project_list(request: Request) -> Response:
     services: Services = request.app.state.services
     user, index = request.path_params["user"], request.path_params["index"]
     content_type = _content_type(request)
-    if isinstance(content_type, Response):
-        return content_type
     if not request.url.path.endswith("/") and not is_installer(request):
         return _redirect(request, urls_of(request).path(request.url.path) + "/")
     record, listing = await boundary_of(request).pages.project_list(user, index)
@@ -97,8 +88,6 @@ async def project_page(request: Request) -> Response:
     user, index = request.path_params["user"], request.path_params["index"]
     project = request.path_params["project"]
     content_type = _content_type(request)
-    if isinstance(content_type, Response):
-        return content_type
     with_slash = request.url.path.endswith("/")
     normalized = normalize_project(project)
     if normalized != project or (not with_slash and not is_installer(request)):
