@@ -154,7 +154,7 @@ class PageUseCases:
             raise NotFound(f"The version {version} of project {project} does not exist.")
         owner = await self._indexes.get(*split_index_name(release.index))
         can_change = release.index == record.full_name and acl.may_delete_entries(
-            viewer, owner.user, owner.config.get("acl_upload", ())
+            viewer, owner.user, owner.index_config.acl_upload
         )
         description = await in_thread(self._services.readmes.describe, release.metadata)
         return record, VersionPage(release, description, can_change)
