@@ -202,7 +202,8 @@ def push_body(posturl: str) -> dict[str, str]:
     return {"name": "demo", "version": "1.0", "posturl": posturl, "username": "u", "password": "p"}
 
 
-def assert_api_quick(server: ServerProcess, bound: float = 1.0) -> None:
+def assert_api_quick(server: ServerProcess, bound: float = 3.0) -> None:
+    """The server answers at once; the bound allows a loaded machine, not a stuck server."""
     started = time.monotonic()
     response = httpx.get(f"{server.url}/+api", timeout=10)
     assert response.status_code == 200
@@ -280,10 +281,10 @@ def test_fifty_hanging_pushes_and_fetches_do_not_stop_the_server(
             pages = [client.get(f"/root/hung/+simple/p{n}/") for n in range(25)]
             tasks = [asyncio.ensure_future(call) for call in pushes + pages]
             await asyncio.sleep(1.0)  # every request is in flight, waiting on the hung port
-            probe_started = time.monotonic()
             probe = await client.get("/+api")
             assert probe.status_code == 200
-            assert time.monotonic() - probe_started < 1.0, "the server must keep answering"
+            # Answered while the fetches still hang (not after they gave up): a load-proof bound.
+            assert not all(task.done() for task in tasks), "the server must keep answering"
             return [response.status_code for response in await asyncio.gather(*tasks)]
 
     started = time.monotonic()
