@@ -210,6 +210,26 @@ def test_other_bytes_for_a_file_trusted_on_first_use_are_refused_and_the_first_c
     assert hashlib.sha256(other).hexdigest() not in blob_names(server)
 
 
+def test_a_cached_file_is_not_swapped_by_an_upstream_declaring_another_hash(
+    client: httpx.Client, server: ServerProcess, upstream: Upstream, tmp_path: Path
+) -> None:
+    wheel = upstream.publish(build_wheel(tmp_path, "redeclared", "1.0"))
+    index = create_mirror(client, "redeclare", upstream.simple_url, expiry=3600)
+    (entry,) = page_files(client, index, "redeclared").values()
+    url = str(entry["url"])
+    assert client.get(url).content == wheel.data  # cached
+
+    # The upstream swaps the file under the same name and declares the new bytes' hash.
+    other = tamper(wheel.data)
+    upstream.replaced[wheel.filename] = other
+    refresh_page(client, index, "redeclared")
+    (entry,) = page_files(client, index, "redeclared").values()
+    assert entry["hashes"] == {"sha256": wheel.sha256} and str(entry["url"]) == url
+    assert client.get(url).content == wheel.data
+    assert hashlib.sha256(other).hexdigest() not in blob_names(server)
+    assert upstream.count(f"/files/{wheel.filename}") == 1
+
+
 # --- item 6: the file name is the URL's, not the link text's ---------------------------------
 
 
@@ -296,10 +316,22 @@ def _cached(sha256: str, trusted: bool) -> FileRecord:
         (_link(B, False), [_link(A, True)], [], _link(A, True)),
         # the upstream drops a hash it once declared: the declared one stays, not "trusted"
         (_link("", True), [_link(A, False)], [], _link(A, False)),
-        # a declared hash replaces a declared hash, as before (the upstream's word)
+        # a declared hash replaces a declared hash of a file never fetched (the upstream's word)
         (_link(B, False), [_link(A, False)], [], _link(B, False)),
+        # ... but never the hash of a file already cached: a release never changes
+        (_link(B, False), [_link(A, False)], [_cached(A, False)], _link(A, False)),
+        (_link(B, False), [], [_cached(A, False)], _link(A, False)),
     ],
-    ids=["unknown", "recorded", "from-cache", "redeclared", "dropped-hash", "declared"],
+    ids=[
+        "unknown",
+        "recorded",
+        "from-cache",
+        "redeclared",
+        "dropped-hash",
+        "declared",
+        "cached-stays",
+        "cached-stays-page-lost",
+    ],
 )
 def test_known_hashes_are_kept_for_links_without_one(
     fresh: MirrorLink, stored: list[MirrorLink], cached: list[FileRecord], kept: MirrorLink

@@ -79,23 +79,31 @@ def trusted_directory(filename: str) -> str:
 def keep_known_hashes(
     fresh: Iterable[MirrorLink], stored: Iterable[MirrorLink], cached: Iterable[FileRecord]
 ) -> list[MirrorLink]:
-    """The links of a newly fetched page, each hash-less one given the hash this mirror
-    already knows for its file name (from an earlier page, or the cached file itself).
+    """The links of a newly fetched page, each given the hash this mirror already holds to.
 
-    A hash trusted on first use stays whatever the upstream says now: an upstream that later
-    serves other bytes, with or without declaring their hash, is refused at the download.
+    A file once cached never changes: its hash stays whatever the upstream declares now (a
+    release on the upstream is immutable too, so another hash means another, swapped file).
+    A hash trusted on first use stays too, cached or not: an upstream that later serves other
+    bytes, with or without declaring their hash, is refused at the download. A hash-less link
+    gets the hash an earlier page recorded. Otherwise the upstream's declared hash is its word.
     """
-    known = {link.filename: link for link in stored if link.sha256}
-    for file in cached:
-        if file.kind == FileKind.RELEASE and file.filename not in known:
-            trusted = file.dir_sha256 == trusted_directory(file.filename)
-            known[file.filename] = MirrorLink(
-                file.filename, "", file.sha256, trusted_on_first_use=trusted
-            )
+    recorded = {link.filename: link for link in stored if link.sha256}
+    held = {
+        file.filename: MirrorLink(
+            file.filename,
+            "",
+            file.sha256,
+            trusted_on_first_use=file.dir_sha256 == trusted_directory(file.filename),
+        )
+        for file in cached
+        if file.kind == FileKind.RELEASE
+    }
     kept = []
     for link in fresh:
-        before = known.get(link.filename)
-        if before is not None and (not link.sha256 or before.trusted_on_first_use):
+        before = held.get(link.filename) or recorded.get(link.filename)
+        if before is not None and (
+            link.filename in held or not link.sha256 or before.trusted_on_first_use
+        ):
             link = dataclasses.replace(
                 link, sha256=before.sha256, trusted_on_first_use=before.trusted_on_first_use
             )

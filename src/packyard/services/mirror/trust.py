@@ -1,5 +1,6 @@
 """Trust on first use: a file its upstream lists without a sha256 is held to the hash of the
-first copy this mirror fetched, kept beside its link, and every later copy must match it.
+first copy this mirror fetched, kept beside its link, and every later copy must match it. And a
+file once cached keeps its hash whatever its upstream declares later (a release never changes).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from packyard.storage import store
 def with_hashes_known(
     page: MirrorPage, stored: MirrorPage | None, cached: Iterable[FileRecord] = ()
 ) -> MirrorPage:
-    """`page` with the hashes this mirror already knows of the files its upstream lists
-    without one (see keep_known_hashes); unchanged, and cheaply, when no hash is missing."""
+    """`page` with the hashes this mirror holds to (see keep_known_hashes): of files its
+    upstream lists without one, and of files it cached; unchanged, and cheaply, when neither."""
     before = stored.links if stored else []
-    if not any(data.get("trusted_on_first_use") for data in (*page.links, *before)):
+    cached = list(cached)
+    if not cached and not any(data.get("trusted_on_first_use") for data in (*page.links, *before)):
         return page
     fresh = [MirrorLink.from_json(data) for data in page.links]
     known = [MirrorLink.from_json(data) for data in before]
@@ -32,8 +34,6 @@ def with_hashes_stored(conn: Connection, page: MirrorPage) -> MirrorPage:
     """with_hashes_known, against what the database holds now (inside the write that stores
     `page`)."""
     stored = store.get_mirror_page(conn, page.index_id, page.project)
-    if not any(data.get("trusted_on_first_use") for data in page.links):
-        return with_hashes_known(page, stored)
     files = store.project_files(conn, page.index_id, page.project)
     return with_hashes_known(page, stored, files)
 
