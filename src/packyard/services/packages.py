@@ -1,5 +1,5 @@
-"""Projects, versions and files as readers and owners see them: simple pages, devpi's JSON
-views (§11), file lookup, deletion and yanking."""
+"""Projects, versions and files as readers see them: simple pages, devpi's JSON views (§11)
+and file lookup. Deleting and yanking are in `package_edits`."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from packyard.core.names import normalize_project
 from packyard.errors import Conflict, InvalidInput, PackyardError
 from packyard.services.archives import read_core_metadata
 from packyard.services.dump.format import USER_KEYS, Progress, Summary, damaged_error, no_progress
-from packyard.services.uploads import index_for_search
+from packyard.services.release_rows import index_for_search
 from packyard.storage import store
 from packyard.storage.blobs import BlobStore, file_sha256
 from packyard.storage.db import Database
