@@ -23,6 +23,7 @@ from packyard.services.cache import SerialCache
 from packyard.services.indexes import Indexes
 from packyard.services.mirror import Mirrors
 from packyard.services.outbound import Outbound
+from packyard.services.package_edits import PackageEdits
 from packyard.services.packages import Packages
 from packyard.services.readmes import Readmes
 from packyard.services.transfer import Transfer
@@ -40,6 +41,7 @@ class Services:
     accounts: Accounts
     indexes: Indexes
     packages: Packages
+    edits: PackageEdits  # deletes and yanks
     uploads: Uploads
     mirrors: Mirrors
     transfer: Transfer
@@ -74,13 +76,15 @@ def open_services(settings: Settings) -> Services:
     outbound = Outbound(settings)
     # Asked of pip once per process, when first needed (it runs pip: about a second).
     indexes = Indexes(db, settings, outbound, functools.cache(pip_index_url))
+    packages = Packages(db, blobs, indexes)
     return Services(
         settings=settings,
         db=db,
         blobs=blobs,
         accounts=Accounts(db, settings, secret),
         indexes=indexes,
-        packages=Packages(db, blobs, indexes),
+        packages=packages,
+        edits=PackageEdits(db, packages),
         uploads=Uploads(db, blobs, indexes, settings),
         mirrors=Mirrors(db, blobs, settings, outbound),
         transfer=Transfer(db, blobs, indexes, settings, outbound),

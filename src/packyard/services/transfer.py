@@ -34,7 +34,7 @@ from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthe
 from packyard.services._threads import in_thread
 from packyard.services.indexes import Indexes
 from packyard.services.outbound import Outbound, OutboundFailure
-from packyard.services.uploads import index_for_search, log_entry, version_files
+from packyard.services.release_rows import index_for_search, log_entry, version_files
 from packyard.storage import store
 from packyard.storage.blobs import BlobStore
 from packyard.storage.db import Database

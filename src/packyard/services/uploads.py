@@ -2,7 +2,8 @@
 
 authorize -> validate form -> validate filename -> stream to temp while hashing -> check digests
 -> read metadata -> duplicate check -> move blob into place -> commit rows.
-Nothing is stored unless every step passed.
+Nothing is stored unless every step passed. The rules are pure functions in `core.uploads`
+and `core.dists`; the rows written beside a file are in `release_rows`.
 """
 
 from __future__ import annotations
@@ -11,22 +12,15 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import hmac
-import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, Literal
 
 from packaging.utils import canonicalize_version
-from packaging.version import InvalidVersion, Version
 from sqlalchemy import Connection
 
 from packyard.config import Settings
-from packyard.core import acl
 from packyard.core.dists import (
-    FORM_ALIASES,
-    LIST_KEYS,
-    METADATA_KEYS,
     DistFilename,
     check_matches,
     check_upload_filename,
@@ -38,15 +32,31 @@ from packyard.core.dists import (
 from packyard.core.models import FileKind, FileRecord, IndexRecord
 from packyard.core.names import check_project_name, normalize_project
 from packyard.core.releases import EXISTS, Admission, Upload, admit, check_metadata_change
-from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
+from packyard.core.uploads import (
+    SentDigests,
+    check_may_upload,
+    check_may_upload_toxresult,
+    check_toxresult,
+    doc_zip_name,
+    first_value,
+    form_metadata,
+    latest_version,
+    toxresult_name,
+)
+from packyard.errors import Conflict, InvalidInput, TooLarge
 from packyard.services.archives import check_zip, limits_from, read_core_metadata
 from packyard.services.indexes import Indexes
-from packyard.storage import search, store
+from packyard.services.release_rows import (
+    ensure_version,
+    index_for_search,
+    log_entry,
+    version_files,
+)
+from packyard.storage import store
 from packyard.storage.blobs import BlobStore, BlobWriter
 from packyard.storage.db import Database
 
 CHUNK = 1024 * 1024
-_DIGESTS = {"sha256_digest": "sha256", "md5_digest": "md5", "blake2_256_digest": "blake2b"}
 
 
 @dataclasses.dataclass
@@ -61,32 +71,7 @@ class UploadForm:
     inspected: bytes | Exception | None = None
 
     def value(self, key: str) -> str:
-        values = self.fields.get(key) or [""]
-        return values[0].strip()
-
-
-class SentDigests:
-    """The digests a client sent with its upload, computed over the bytes as they arrive."""
-
-    def __init__(self, form: UploadForm) -> None:
-        self._expected = {key: form.value(key).lower() for key in _DIGESTS if form.value(key)}
-        self._hashers = {
-            key: hashlib.blake2b(digest_size=32) if algo == "blake2b" else hashlib.new(algo)
-            for key, algo in _DIGESTS.items()
-            if key in self._expected
-        }
-
-    def update(self, chunk: bytes) -> None:
-        for hasher in self._hashers.values():
-            hasher.update(chunk)
-
-    def check(self) -> None:
-        for key, hasher in self._hashers.items():
-            if not hmac.compare_digest(hasher.hexdigest(), self._expected[key]):
-                raise InvalidInput(
-                    f"The digest supplied does not match a digest calculated from the"
-                    f" uploaded file ({key})."
-                )
+        return first_value(self.fields, key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,11 +129,6 @@ class _Received:
     writer: BlobWriter
     metadata_sha: str | None
     new_metadata: bool  # its PEP 658 file was written by this upload
-
-
-def log_entry(what: str, who: str | None, **extra: Any) -> dict[str, Any]:
-    moment = time.gmtime()
-    return {"what": what, "who": who, "when": list(moment[:6]), **extra}
 
 
 class Uploads:
@@ -252,7 +232,7 @@ class Uploads:
         dist = self._validate_filename(form)
         if form.content is None:
             raise InvalidInput("content file field not found")
-        digests = SentDigests(form)
+        digests = SentDigests(form.fields)
         with self._batch_writer(writers) as writer:
             self._receive(form.content, writer, digests.update, durable=False)
             digests.check()
@@ -306,7 +286,7 @@ class Uploads:
         incoming = Incoming(
             project=project,
             version=version,
-            filename=f"{project}-{version}.doc.zip",
+            filename=doc_zip_name(project, version),
             kind=FileKind.DOCZIP,
             fields={"name": name, "version": version},
         )
@@ -315,15 +295,11 @@ class Uploads:
     def _latest_version(self, record: IndexRecord, project: str) -> str:
         with self._db.read() as conn:
             versions = [v.version for v in store.list_versions(conn, record.id, project)]
-        if not versions:  # devpi's words: its client and scripts match on them
-            raise InvalidInput(
-                f"doczip has no version and {project!r} has no releases to derive one from"
-            )
-        return max(versions, key=parse_version)
+        return latest_version(project, versions)
 
     def _register(self, record: IndexRecord, form: UploadForm) -> UploadOutcome:
         """`:action=submit`: store a version's metadata without files (replacing it whole)."""
-        fields = form_metadata(form)
+        fields = form_metadata(form.fields)
         name = check_project_name(str(fields.get("name") or ""))
         version = str(parse_version(str(fields.get("version") or "")))
         project = normalize_project(name)
@@ -343,34 +319,15 @@ class Uploads:
     def check_toxresult_upload(
         self, actor: str | None, record: IndexRecord, release: FileRecord
     ) -> None:
-        """Who may attach tox results to `release` (asked before their body is read, of a
-        file already looked up: a missing one is 404 for everyone)."""
-        if release.kind != FileKind.RELEASE:
-            raise NotFound(f"no release file found at {release.relpath}")
-        if actor is None:
-            raise Unauthenticated(
-                "authentication required to upload tox results; log in, or use the devpi"
-                " test --no-upload option to skip the upload."
-            )
-        config = record.index_config
-        if not acl.may_upload_toxresult(actor, config.acl_toxresult_upload, config.acl_upload):
-            raise Forbidden(
-                "No permission to upload tox results. You can use the devpi test --no-upload"
-                " option to skip the upload."
-            )
+        """Who may attach tox results to `release` (asked before their body is read)."""
+        check_may_upload_toxresult(actor, record, release)
 
     def attach_toxresult(
         self, actor: str | None, record: IndexRecord, release: FileRecord, body: bytes
     ) -> str:
         """Store a tox result (JSON) beside a release file; returns its path with hash."""
         self.check_toxresult_upload(actor, record, release)
-        limit = self._settings.max_toxresult_size
-        if len(body) > limit:
-            raise TooLarge(f"tox result too large: the limit is {limit} bytes")
-        try:
-            json.loads(body)
-        except ValueError as exc:
-            raise InvalidInput("a tox result must be a JSON document") from exc
+        check_toxresult(body, self._settings.max_toxresult_size)
         with self._db.write("toxresult", index=record.full_name) as conn:
             earlier = [
                 f
@@ -419,14 +376,7 @@ class Uploads:
         index: str,
         snapshot: dict[str, IndexRecord] | None = None,
     ) -> IndexRecord:
-        record = self._indexes.get(user, index, snapshot)
-        if record.is_mirror:
-            raise NotFound("cannot submit to mirror index")
-        if actor is None:
-            raise Unauthenticated("authentication required to upload")
-        if not acl.may_upload(actor, record.index_config.acl_upload):
-            raise Forbidden("no permission to submit")
-        return record
+        return check_may_upload(actor, self._indexes.get(user, index, snapshot))
 
     @staticmethod
     def _validate_filename(form: UploadForm) -> DistFilename:
@@ -484,7 +434,9 @@ class Uploads:
             overwrites = sum(1 for entry in entries if entry.get("what") == "overwrite")
             log.insert(0, log_entry("overwrite", None, count=overwrites + 1))
             store.delete_files(conn, [old.id for old in admission.replaces])
-        version = self._ensure_version(conn, record, incoming)
+        version = ensure_version(
+            conn, record, incoming.project, incoming.version, incoming.kind, incoming.fields
+        )
         new = FileRecord(
             id=0,
             index_id=record.id,
@@ -523,80 +475,9 @@ class Uploads:
             raise Conflict(f"{incoming.filename} {EXISTS}")
         return Admission(replaces=(existing,))
 
-    @staticmethod
-    def _ensure_version(conn: Connection, record: IndexRecord, incoming: Incoming) -> str:
-        """Create the version's metadata record, or update the keys a release file carries
-        (a doc zip names its version but brings no metadata to change)."""
-        project, version, fields = incoming.project, incoming.version, incoming.fields
-        key = canonicalize_version(version)
-        current = store.get_version(conn, record.id, project, key)
-        if current is None:
-            full = complete_metadata(fields)
-            store.insert_version(conn, record.id, project, version, key, full, time.time())
-            index_for_search(conn, record.id, project, version, full)
-            return version
-        if incoming.kind != FileKind.RELEASE:
-            return current.version
-        merged = dict(current.metadata)
-        merged.update({k: v for k, v in complete_metadata(fields).items() if k in fields})
-        if merged != current.metadata:  # the wheel and sdist of a release usually agree
-            store.update_version_metadata(conn, current.id, merged)
-            index_for_search(conn, record.id, project, current.version, merged)
-        return current.version
-
-
-def version_files(conn: Connection, index_id: int, project: str, version: str) -> list[FileRecord]:
-    """The release files an upload of `version` joins (1.0 and 1.0.0 alike). A local version
-    (1.0+cpu) joins its public version's release as well: pip's `==1.0` takes 1.0+cpu, and
-    prefers it, so it must not slip into a released 1.0."""
-    key = canonicalize_version(version)
-    public = _public_release(version)
-    return [
-        file
-        for file in store.project_files(conn, index_id, project)
-        if file.kind == FileKind.RELEASE
-        and (
-            canonicalize_version(file.version) == key
-            or (public is not None and public == _public_release(file.version, local_too=True))
-        )
-    ]
-
-
-def _public_release(version: str, local_too: bool = False) -> str | None:
-    """The canonical public part of a local version (of any version with `local_too`)."""
-    try:
-        parsed = Version(version)
-    except InvalidVersion:
-        return None
-    return canonicalize_version(parsed.public) if parsed.local or local_too else None
-
-
-def index_for_search(
-    conn: Connection, index_id: int, project: str, version: str, metadata: Mapping[str, Any]
-) -> None:
-    """Keep the project findable by the words of its latest upload's metadata."""
-    summary = str(metadata.get("summary") or "")
-    description = str(metadata.get("description") or "")
-    search.upsert(conn, index_id, project, version, summary, description)
-
 
 def _inspected(form: UploadForm, inspect: Callable[[], bytes]) -> bytes:
     """What `Uploads.inspect` found (its error raised here, in its turn), else inspect now."""
     if isinstance(form.inspected, Exception):
         raise form.inspected
     return form.inspected if form.inspected is not None else inspect()
-
-
-def form_metadata(form: UploadForm) -> dict[str, Any]:
-    """Metadata sent as form fields (for `submit`), in devpi's key names."""
-    fields: dict[str, Any] = {}
-    for key, values in form.fields.items():
-        target = FORM_ALIASES.get(key, key)
-        if target in METADATA_KEYS:
-            fields[target] = values if target in LIST_KEYS else values[0]
-    return fields
-
-
-def toxresult_name(release: FileRecord, count: int, moment: time.struct_time) -> str:
-    """devpi's name: `{release}.toxresult-{YYYYmmddHHMMSS}-{n}`, n counting earlier ones."""
-    return f"{release.filename}.toxresult-{time.strftime('%Y%m%d%H%M%S', moment)}-{count}"

@@ -31,6 +31,7 @@ class PackageUseCases:
     def __init__(self, services: Services, indexes: IndexUseCases) -> None:
         self._services = services
         self._packages = services.packages
+        self._edits = services.edits
         self._indexes = indexes
         # Concurrent uploads are stored together: one disk flush and one transaction per batch.
         self._uploads: Batches[UploadRequest, UploadOutcome] = Batches(services.uploads.upload_many)
@@ -99,7 +100,7 @@ class PackageUseCases:
         record = await self._indexes.get(user, index)
         if record.is_mirror:
             return await self._drop_mirrored(actor, record, project)
-        delete = self._packages.delete_project
+        delete = self._edits.delete_project
         await in_thread(delete, actor, record, project, force)
         return None
 
@@ -114,13 +115,13 @@ class PackageUseCases:
         self, actor: str | None, user: str, index: str, project: str, version: str, force: bool
     ) -> None:
         record = await self._indexes.get(user, index)
-        await in_thread(self._packages.delete_version, actor, record, project, version, force)
+        await in_thread(self._edits.delete_version, actor, record, project, version, force)
 
     async def delete_file(
         self, actor: str | None, user: str, index: str, relpath: str, force: bool
     ) -> str:
         record = await self._indexes.get(user, index)
-        return await in_thread(self._packages.delete_file, actor, record, relpath, force)
+        return await in_thread(self._edits.delete_file, actor, record, relpath, force)
 
     async def set_yanked(
         self,
@@ -141,7 +142,7 @@ class PackageUseCases:
             if relpath is not None:
                 found = self._packages.find_file(record, relpath).record
                 target, filename = found.project, found.filename
-            return self._packages.set_yanked(actor, record, target, version, filename, yanked)
+            return self._edits.set_yanked(actor, record, target, version, filename, yanked)
 
         return await in_thread(set_yanked)
 

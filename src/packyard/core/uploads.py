@@ -1,0 +1,143 @@
+"""What an upload must be, as pure rules (devpi-protocol.md §9): who may upload where, the
+digests a client sent, a register's fields, a doc zip's version, a tox result's name and body,
+and which stored files an uploaded version joins. The file name rules are in `dists`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from packaging.utils import canonicalize_version
+from packaging.version import InvalidVersion, Version
+
+from packyard.core import acl
+from packyard.core.dists import FORM_ALIASES, LIST_KEYS, METADATA_KEYS, parse_version
+from packyard.core.models import FileKind, FileRecord, IndexRecord
+from packyard.errors import Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
+
+Fields = Mapping[str, Sequence[str]]  # a form's text fields, each repeatable
+DIGEST_FIELDS = {"sha256_digest": "sha256", "md5_digest": "md5", "blake2_256_digest": "blake2b"}
+
+
+def first_value(fields: Fields, key: str) -> str:
+    """A field's first value, stripped ('' when absent)."""
+    values = fields.get(key) or [""]
+    return values[0].strip()
+
+
+class SentDigests:
+    """The digests a client sent with its upload, computed over the bytes as they arrive."""
+
+    def __init__(self, fields: Fields) -> None:
+        sent = {key: first_value(fields, key).lower() for key in DIGEST_FIELDS}
+        self._expected = {key: digest for key, digest in sent.items() if digest}
+        self._hashers = {
+            key: hashlib.blake2b(digest_size=32) if algo == "blake2b" else hashlib.new(algo)
+            for key, algo in DIGEST_FIELDS.items()
+            if key in self._expected
+        }
+
+    def update(self, chunk: bytes) -> None:
+        for hasher in self._hashers.values():
+            hasher.update(chunk)
+
+    def check(self) -> None:
+        for key, hasher in self._hashers.items():
+            if not hmac.compare_digest(hasher.hexdigest(), self._expected[key]):
+                raise InvalidInput(
+                    f"The digest supplied does not match a digest calculated from the"
+                    f" uploaded file ({key})."
+                )
+
+
+def check_may_upload(actor: str | None, record: IndexRecord) -> IndexRecord:
+    """`record` if `actor` may upload to it, else NotFound, Unauthenticated or Forbidden."""
+    if record.is_mirror:
+        raise NotFound("cannot submit to mirror index")
+    if actor is None:
+        raise Unauthenticated("authentication required to upload")
+    if not acl.may_upload(actor, record.index_config.acl_upload):
+        raise Forbidden("no permission to submit")
+    return record
+
+
+def check_may_upload_toxresult(actor: str | None, record: IndexRecord, release: FileRecord) -> None:
+    """Who may attach tox results to `release` (a file already looked up: a missing one is
+    404 for everyone); devpi's words, which name its client's option to skip the upload."""
+    if release.kind != FileKind.RELEASE:
+        raise NotFound(f"no release file found at {release.relpath}")
+    if actor is None:
+        raise Unauthenticated(
+            "authentication required to upload tox results; log in, or use the devpi"
+            " test --no-upload option to skip the upload."
+        )
+    config = record.index_config
+    if not acl.may_upload_toxresult(actor, config.acl_toxresult_upload, config.acl_upload):
+        raise Forbidden(
+            "No permission to upload tox results. You can use the devpi test --no-upload"
+            " option to skip the upload."
+        )
+
+
+def check_toxresult(body: bytes, limit: int) -> None:
+    """A tox result is a JSON document of at most `limit` bytes."""
+    if len(body) > limit:
+        raise TooLarge(f"tox result too large: the limit is {limit} bytes")
+    try:
+        json.loads(body)
+    except ValueError as exc:
+        raise InvalidInput("a tox result must be a JSON document") from exc
+
+
+def toxresult_name(release: FileRecord, count: int, moment: time.struct_time) -> str:
+    """devpi's name: `{release}.toxresult-{YYYYmmddHHMMSS}-{n}`, n counting earlier ones."""
+    return f"{release.filename}.toxresult-{time.strftime('%Y%m%d%H%M%S', moment)}-{count}"
+
+
+def form_metadata(fields: Fields) -> dict[str, Any]:
+    """Metadata sent as form fields (for `submit`), in devpi's key names."""
+    metadata: dict[str, Any] = {}
+    for key, values in fields.items():
+        target = FORM_ALIASES.get(key, key)
+        if target in METADATA_KEYS:
+            metadata[target] = list(values) if target in LIST_KEYS else values[0]
+    return metadata
+
+
+def doc_zip_name(project: str, version: str) -> str:
+    """devpi's name of a version's documentation zip."""
+    return f"{project}-{version}.doc.zip"
+
+
+def latest_version(project: str, versions: Iterable[str]) -> str:
+    """The version a doc zip without one documents: the project's latest."""
+    known = list(versions)
+    if not known:  # devpi's words: its client and scripts match on them
+        raise InvalidInput(
+            f"doczip has no version and {project!r} has no releases to derive one from"
+        )
+    return max(known, key=parse_version)
+
+
+def joins_release(version: str, stored: str) -> bool:
+    """Does a file stored as version `stored` belong to the release an upload of `version`
+    joins? 1.0 and 1.0.0 alike; a local version (1.0+cpu) joins its public version's release
+    as well: pip's `==1.0` takes 1.0+cpu, and prefers it, so it must not slip into a released
+    1.0."""
+    if canonicalize_version(stored) == canonicalize_version(version):
+        return True
+    public = _public_release(version)
+    return public is not None and public == _public_release(stored, local_too=True)
+
+
+def _public_release(version: str, local_too: bool = False) -> str | None:
+    """The canonical public part of a local version (of any version with `local_too`)."""
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return None
+    return canonicalize_version(parsed.public) if parsed.local or local_too else None
