@@ -22,8 +22,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
+from tests.browser import BROWSER_ACCEPT, chromium
 from tests.builders import build_sdist, build_wheel
 from tests.conftest import JSON, ServerProcess, basic_auth, clean_env, free_port, tool
 from tests.devpi_client import Devpi, devpi_executable  # noqa: F401 (a fixture)
@@ -36,7 +37,6 @@ from tests.e2e_support import (
     run_tool,
     running_server,
 )
-from tests.test_ui import BROWSER_ACCEPT, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.e2e
 
@@ -225,12 +225,8 @@ def test_the_devpi_client_works_through_the_proxy(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium is not installed (.ci/run installs it)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def _targets(page: Page) -> list[tuple[str, str]]:

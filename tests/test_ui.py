@@ -8,7 +8,6 @@ to test-artifacts/screenshots/ for people to look at.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
 
+from tests.browser import BROWSER_ACCEPT, chromium
 from tests.builders import build_wheel
 from tests.conftest import JSON, ServerProcess, basic_auth
 from tests.e2e_support import (
@@ -34,18 +34,6 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
-# As root in a sandbox; without the background-networking flags Chromium dials out at start
-# and, on a closed network, has its connections refused.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 OWNER = "alice"
 PHONE = {"width": 375, "height": 740}
 # Other test sessions share this machine's two cores: wait longer than Playwright's 5 s.
@@ -149,12 +137,8 @@ def _server_log_on_failure(request: pytest.FixtureRequest, site: Site) -> Iterat
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium is not installed (.ci/run installs it)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @dataclass

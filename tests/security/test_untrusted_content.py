@@ -22,16 +22,13 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.browser import BROWSER_ACCEPT, CHROMIUM_ARGS
 from tests.builders import build_wheel
 from tests.conftest import JSON, ROOT_PASSWORD, ServerProcess, basic_auth
 from tests.e2e_support import PASSWORD, create_index, create_user, running_server, upload
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]  # fmt: skip
-BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 ATTACKER = "mallory"
 
 # Run as root's browser: flip root/prod to volatile through the UI's own settings form, and

@@ -154,7 +154,7 @@ class Uploads:
         a hostile archive then costs its own request's time, not every batched upload's."""
         form = request.form
         try:
-            self._authorize(request.actor, request.user, request.index)
+            self.authorize(request.actor, request.user, request.index)
             form.inspected = self._inspect(form)
         except Exception as exc:  # answered in order, once the batch handles this request
             form.inspected = exc
@@ -203,7 +203,7 @@ class Uploads:
     def _handle(
         self, request: UploadRequest, writers: contextlib.ExitStack
     ) -> UploadOutcome | _Received:
-        record = self._authorize(request.actor, request.user, request.index)
+        record = self.authorize(request.actor, request.user, request.index)
         form = request.form
         action = form.value(":action")
         if action == "file_upload":
@@ -367,15 +367,6 @@ class Uploads:
         """The index `actor` may upload to, else NotFound, Unauthenticated or Forbidden: the
         web layer asks before it reads an upload's body (with a fresh `snapshot` of the
         indexes, on the event loop: no thread hop)."""
-        return self._authorize(actor, user, index, snapshot)
-
-    def _authorize(
-        self,
-        actor: str | None,
-        user: str,
-        index: str,
-        snapshot: dict[str, IndexRecord] | None = None,
-    ) -> IndexRecord:
         return check_may_upload(actor, self._indexes.get(user, index, snapshot))
 
     @staticmethod
