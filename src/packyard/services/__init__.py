@@ -26,6 +26,7 @@ from packyard.services.outbound import Outbound
 from packyard.services.package_edits import PackageEdits
 from packyard.services.packages import Packages
 from packyard.services.readmes import Readmes
+from packyard.services.tokens import ApiTokens
 from packyard.services.transfer import Transfer
 from packyard.services.uploads import Uploads
 from packyard.storage import store
@@ -39,6 +40,7 @@ class Services:
     db: Database
     blobs: BlobStore
     accounts: Accounts
+    tokens: ApiTokens  # scoped API tokens
     indexes: Indexes
     packages: Packages
     edits: PackageEdits  # deletes and yanks
@@ -77,11 +79,13 @@ def open_services(settings: Settings) -> Services:
     # Asked of pip once per process, when first needed (it runs pip: about a second).
     indexes = Indexes(db, settings, outbound, functools.cache(pip_index_url))
     packages = Packages(db, blobs, indexes)
+    accounts = Accounts(db, settings, secret)
     return Services(
         settings=settings,
         db=db,
         blobs=blobs,
-        accounts=Accounts(db, settings, secret),
+        accounts=accounts,
+        tokens=ApiTokens(db, accounts, indexes),
         indexes=indexes,
         packages=packages,
         edits=PackageEdits(db, packages),

@@ -24,6 +24,7 @@ from packyard.config import Settings
 from packyard.core import acl
 from packyard.core.models import User
 from packyard.core.names import check_new_user_name, user_key
+from packyard.core.tokens import TOKEN_USER
 from packyard.errors import (
     Conflict,
     Forbidden,
@@ -131,6 +132,12 @@ class Accounts:
         if not self._check_password(name, password, address):
             raise Unauthenticated(f"user {name!r} could not be authenticated")
         return self.issue_token(name)
+
+    def count_failed_guess(self, name: str, address: str) -> None:
+        """Count a wrong secret that was no password (a wrong API token) like a wrong password:
+        raises TooManyAttempts over the same limits."""
+        with self._throttle.guess(name, address):
+            pass  # left without `correct`: one failure
 
     def csrf_token(self, session: str, purpose: str = "csrf") -> str:
         """The form token that goes with a browser session (HMAC of the session)."""
@@ -289,6 +296,8 @@ class Accounts:
 
     def create(self, actor: str | None, name: str, given: Mapping[str, Any]) -> User:
         check_new_user_name(name)
+        if name == TOKEN_USER:
+            raise InvalidInput(f"{name!r} is reserved: it means 'the password is an API token'")
         if not acl.may_create_user(actor, self._settings.restrict_modify):
             raise Forbidden(f"no permission to create user {name}")
         info = self._user_info(given, ignore={"password", "pwhash"})

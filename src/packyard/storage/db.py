@@ -165,6 +165,13 @@ class Database:
                 release(connection)
             self.serial.publish(serial, config)
 
+    @contextmanager
+    def write_bookkeeping(self) -> Iterator[Connection]:
+        """A write that changes no content (e.g. when a token was last used): no change row and
+        no new serial, so it drops no cached page and is no change to replicate or export."""
+        with self._writer_connection() as connection, connection.begin():
+            yield connection
+
     def write_each(
         self, writes: Sequence[tuple[str, Mapping[str, Any], Callable[[Connection], T]]]
     ) -> list[T | Exception]:

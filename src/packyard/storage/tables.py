@@ -137,3 +137,20 @@ released_blobs = Table(
     metadata,
     Column("sha256", String(64), nullable=False),
 )
+
+# Scoped API tokens: the sha256 of each token's text, never the text; they die with their owner.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user", String(200), ForeignKey("users.name", ondelete="CASCADE"), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("indexes", JSON, nullable=False),  # ["user/name", ...] or ["*"]
+    Column("actions", JSON, nullable=False),  # a subset of ["read", "upload", "admin"]
+    Column("description", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=True),
+    Column("last_used", Float, nullable=True),
+    CheckConstraint(SHA256_CHECK.format(col="secret_sha256"), name="ck_api_tokens_sha256"),
+)
+Index("ix_api_tokens_user", api_tokens.c.user)

@@ -22,7 +22,7 @@ from packyard import __version__
 from packyard.config import Settings, load_settings
 from packyard.errors import PackyardError
 from packyard.services import Services, open_services
-from packyard.web import api, docs, files, simple, ui
+from packyard.web import api, docs, files, simple, tokens, ui
 from packyard.web.auth import Authentication
 from packyard.web.limits import CONNECTION_LIMITS, BodyLimit, ConnectionLimits
 from packyard.web.responses import error_from_status, error_response
@@ -58,6 +58,13 @@ def routes() -> list[BaseRoute]:
         Mount("/+static", StaticFiles(packages=[("packyard.web", "static")]), name="static"),
         Route("/+status", represented(json=api.status, html=ui.status_page), methods=["GET"]),
         Route("/{user}/+api", api.api_discovery, methods=["GET"]),
+        Route("/+ui/create-token", tokens.create_token_form, methods=["POST"]),
+        Route("/+ui/revoke-token", tokens.revoke_token_form, methods=["POST"]),
+        *each("/{user}/+tokens", {
+            "GET": represented(json=tokens.list_tokens, html=tokens.tokens_page),
+            "POST": tokens.create_token,
+        }),
+        *both("/{user}/+tokens/{token_id}", tokens.revoke_token, ["DELETE"]),
         Route("/{user}/{index}/+api", api.api_discovery, methods=["GET"]),
         Route("/{user}/{index}/+cached", api.cached_files, methods=["GET"]),
         *both("/{user}/{index}/+simple", simple.project_list, ["GET"]),

@@ -3,6 +3,10 @@
 Credentials sent with any request are judged before the request reaches its endpoint
 (`Authentication`): wrong ones are answered 401 there, so no endpoint can mistake them for
 an anonymous request, and a password guess is throttled wherever it is sent.
+
+An API token (user `__token__` or its owner, the token as the secret) authenticates as its
+owner, so every ACL applies unchanged; its scope is checked there too, once for every route
+(web/scopes.py): a request outside it is answered 403 before any endpoint runs.
 """
 
 from __future__ import annotations
@@ -13,11 +17,14 @@ import binascii
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from packyard.errors import PackyardError, Unauthenticated
+from packyard.core.tokens import ApiToken
+from packyard.errors import Forbidden, PackyardError, Unauthenticated
 from packyard.services import Services
 from packyard.web.responses import error_response
+from packyard.web.scopes import request_need
 
 USER_KEY = "packyard.user"
+TOKEN_KEY = "packyard.api_token"
 
 
 def credentials(request: Request) -> tuple[str, str] | None:
@@ -60,7 +67,28 @@ async def _authenticate(request: Request, services: Services) -> str | None:
         raise Unauthenticated(
             "the credentials sent could not be read: expected base64 of 'user:secret'"
         )
-    return await services.boundary.accounts.authenticate(name, secret, client_address(request))
+    address = client_address(request)
+    token = await services.boundary.tokens.authenticate(name, secret, address)
+    if token is not None:
+        request.scope[TOKEN_KEY] = token
+        return token.user
+    return await services.boundary.accounts.authenticate(name, secret, address)
+
+
+def api_token(request: Request) -> ApiToken | None:
+    """The API token the request authenticated with, if any."""
+    token = request.scope.get(TOKEN_KEY)
+    return token if isinstance(token, ApiToken) else None
+
+
+def check_token_scope(request: Request) -> None:
+    """Refuse (403) a request authenticated by an API token whose scope does not cover it."""
+    token = api_token(request)
+    if token is None:
+        return
+    need = request_need(request.scope)
+    if need is not None and not token.scope.allows(need):
+        raise Forbidden(token.scope.refusal(need))
 
 
 def judges_its_own_credentials(request: Request) -> bool:
@@ -81,6 +109,7 @@ class Authentication:
             if not judges_its_own_credentials(request):
                 try:
                     await current_user(request, self.services)
+                    check_token_scope(request)
                 except PackyardError as exc:
                     await error_response(request, exc)(scope, receive, send)
                     return

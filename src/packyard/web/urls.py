@@ -88,6 +88,10 @@ class Urls:
     def user(self, name: str) -> str:
         return self.path(name)
 
+    def tokens(self, user: str) -> str:
+        """The API tokens page (and API) of `user`."""
+        return self.path(user, "+tokens")
+
     def index(self, index: str) -> str:
         """`index` is the full name `USER/INDEX`."""
         return self.path(index)

@@ -16,6 +16,7 @@ from packyard.services.boundary.files import FileUseCases
 from packyard.services.boundary.indexes import IndexUseCases
 from packyard.services.boundary.packages import PackageUseCases
 from packyard.services.boundary.pages import PageUseCases
+from packyard.services.boundary.tokens import TokenUseCases
 
 if TYPE_CHECKING:
     from packyard.services import Services
@@ -28,6 +29,7 @@ class Boundary:
     packages: PackageUseCases
     files: FileUseCases
     pages: PageUseCases
+    tokens: TokenUseCases
 
     @classmethod
     def over(cls, services: Services) -> Boundary:
@@ -39,4 +41,5 @@ class Boundary:
             packages=packages,
             files=FileUseCases(services, indexes),
             pages=PageUseCases(services, indexes, packages),
+            tokens=TokenUseCases(services),
         )
