@@ -24,6 +24,8 @@ The client commands (`use`, `login`, `upload`, ...) keep their state in
 `$PACKYARD_CLIENTDIR/client.json` (default `$XDG_CONFIG_HOME/packyard/client.json`, mode 0600).
 In CI, `PACKYARD_URL`, `PACKYARD_INDEX`, `PACKYARD_USER` and `PACKYARD_PASSWORD` (or
 `PACKYARD_TOKEN`) replace `packyard use` and `packyard login`; they are never written to disk.
+With a scoped API token (`packyard token create`), set `PACKYARD_USER=__token__` and
+`PACKYARD_TOKEN` to the token.
 """
 
 

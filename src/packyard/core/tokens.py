@@ -41,6 +41,12 @@ class Action(StrEnum):
 
 
 GRANTABLE = frozenset({Action.READ, Action.UPLOAD, Action.ADMIN})
+VERBS = {
+    Action.READ: "read",
+    Action.UPLOAD: "upload to",
+    Action.ADMIN: "change or delete on",
+    Action.ACCOUNT: "change accounts on",
+}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,8 @@ and its method, never by its handler: a route added later is classified by the s
 - server and user routes (`/`, `/{user}`, `/+status`, `/+search`): GET reads "no index", which
   only a token for every index (`*`) may; changing a user is an account change.
 - account routes (users, passwords, tokens, logout, the web UI's forms): never with a token.
-- endpoint discovery (`+api`), static files and the log-in form need nothing.
+- endpoint discovery (`+api`: where to log in and upload; clients ask it before uploading),
+  static files and the log-in form need nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.types import Scope
 
 from packyard.core.tokens import Action, Need
 
-OPEN_ROUTES = frozenset({"/+api", "/{user}/+api", "/+login", "/+static"})
+OPEN_ROUTES = frozenset({"/+api", "/{user}/+api", "/{user}/{index}/+api", "/+login", "/+static"})
 ACCOUNT_ROUTE_PREFIXES = ("/+ui/", "/+logout", "/{user}/+tokens")
 UPLOAD_ROUTES = frozenset({"/{user}/{index}", "/{user}/{index}/+f/{relpath:path}"})
 READING_POSTS = frozenset({"/{user}/{index}/+simple/{project}/refresh"})
