@@ -75,8 +75,8 @@ class TokenScope:
                 "an API token cannot change accounts or credentials (users, passwords, tokens):"
                 " use your password or a login token (`packyard login`)"
             )
-        where = f"index {need.index}" if need.index else "the server's and users' routes"
-        return f"this API token may not {need.action} on {where}: its scope is {describe(self)}"
+        where = f"index {need.index}" if need.index else "every index (this route needs '*')"
+        return f"this API token may not {VERBS[need.action]} {where}: its scope is {describe(self)}"
 
 
 def describe(scope: TokenScope) -> str:
