@@ -578,6 +578,7 @@ PAGES = [
     "/+search?q=okapi",
     "/+search",
     "/+status",
+    f"/{OWNER}/+tokens",
     "/nobody-here",  # the error page
 ]
 PHONE_SHOTS = {f"/{OWNER}/dev": "index-phone", f"/{OWNER}/dev/demo-pkg/1.0": "version-phone"}
