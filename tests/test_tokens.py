@@ -17,6 +17,10 @@ import pytest
 from starlette.routing import Mount, Route
 
 from packyard.core.tokens import Action, Need, TokenScope, parse_token
+from packyard.errors import Unauthenticated
+from packyard.services import Services
+from packyard.services.tokens import ApiTokens, TokenRequest
+from packyard.storage import token_store
 from packyard.web.app import routes
 from packyard.web.scopes import classify
 from tests.builders import build_sdist, build_wheel
@@ -494,3 +498,26 @@ def test_a_scope_allows_only_its_actions_on_its_indexes() -> None:
     everything = TokenScope(frozenset({"*"}), frozenset(Action) - {Action.ACCOUNT})
     assert everything.allows(Need(None, Action.ADMIN))
     assert not everything.allows(Need(None, Action.ACCOUNT))
+
+
+# --- the service on both database engines, with an injected clock ------------------------------
+
+
+def test_tokens_expire_by_the_clock_and_die_with_their_owner(services: Services) -> None:
+    """In-process, on SQLite and PostgreSQL: expiry by an injected clock, the cascade."""
+    now = [1_000_000.0]
+    tokens = ApiTokens(services.db, services.accounts, services.indexes, clock=lambda: now[0])
+    services.accounts.create_initial("erin", "pw")
+    services.indexes.create_initial("erin", "dev", {"type": "stage", "volatile": True})
+    request = TokenRequest.from_json(
+        {"indexes": ["erin/dev"], "actions": ["read"], "expires_in": 60}
+    )
+    made = tokens.create("erin", "erin", request)
+    assert tokens.verify("__token__", made.text, "", tokens.load()) == made.token
+    now[0] += 61
+    with pytest.raises(Unauthenticated, match="expired"):
+        tokens.verify("__token__", made.text, "", tokens.load())
+    services.accounts.delete("erin", "erin")
+    assert made.token.id not in tokens.load()
+    with services.db.read() as conn:
+        assert token_store.user_tokens(conn, "erin") == []
