@@ -98,10 +98,10 @@ def upload_wheel(
 
 
 def test_each_change_made_with_the_real_clients_is_recorded_in_order(
-    server: ServerProcess, http: httpx.Client, tmp_path: Path, devpi_executable: Path
+    server: ServerProcess, http: httpx.Client, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     before = newest_id(http)
-    devpi = Devpi(devpi_executable, tmp_path / "devpi")
+    devpi = Devpi(request.getfixturevalue("devpi_executable"), tmp_path / "devpi")
     devpi.ok("use", server.url)
     devpi.ok("user", "-c", "carol", "password=carolpw", "email=carol@example.org")
     devpi.ok("login", "carol", "--password", "carolpw")
