@@ -132,12 +132,16 @@ def comparable(dataindex: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+# The export's metadata, not its files: the audit trail grows with every import and change.
+METADATA_FILES = ("dataindex.json", "packyard-audit.jsonl")
+
+
 def file_contents(export: Path) -> dict[str, bytes]:
-    """Every file of an export except dataindex.json, by relative path."""
+    """Every file of an export except its metadata, by relative path."""
     return {
         path.relative_to(export).as_posix(): path.read_bytes()
         for path in sorted(export.rglob("*"))
-        if path.is_file() and path.name != "dataindex.json"
+        if path.is_file() and path.name not in METADATA_FILES
     }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from packyard.cli import client_files
+from packyard.cli import client_audit, client_files
 from packyard.cli.client_common import LOGIN_HINT, emit, json_option, session
 from packyard.client import installers
 from packyard.client.api import Api, ClientError
@@ -27,7 +27,8 @@ def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def register(main: click.Group) -> None:
-    for command in (use, login, logoff, user, passwd, index, *client_files.COMMANDS):
+    commands = (use, login, logoff, user, passwd, index, client_audit.audit)
+    for command in (*commands, *client_files.COMMANDS):
         main.add_command(command)
 
 

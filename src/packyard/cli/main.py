@@ -60,12 +60,20 @@ def existing_server(serverdir: Path | None, storage: str | None) -> Iterator[Ser
             " (or set PACKYARD_SERVERDIR), or create one with `packyard init`"
         )
     services = open_services(settings)
+    _act_as_command()
     try:
         yield services
     except PackyardError as exc:
         raise click.ClickException(exc.message) from exc
     finally:
         services.close()
+
+
+def _act_as_command() -> None:
+    """What this server verb changes is recorded in the audit trail as `(packyard VERB)`'s."""
+    from packyard.services.audit import command_actor, set_actor
+
+    set_actor(command_actor(click.get_current_context().info_name or "command"))
 
 
 # --root-passwd is kept for compatibility, but other users of the machine see it in `ps`.
@@ -133,6 +141,7 @@ def init(
     _warn_if_visible(root_passwd)
     settings = _settings(serverdir=serverdir, storage=storage)
     services = open_services(settings)
+    _act_as_command()
     try:
         if is_initialized(services):
             raise click.ClickException(f"{settings.serverdir} is already initialized")
@@ -362,6 +371,7 @@ def import_command(
     if no_events:
         click.echo("note: --no-events has no effect: packyard has no event hooks to skip")
     services = open_services(_settings(serverdir=serverdir, storage=storage))
+    _act_as_command()
     options = ImportOptions(
         root_password=root_passwd,
         root_pwhash=root_passwd_hash,

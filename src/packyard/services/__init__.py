@@ -18,6 +18,7 @@ from collections.abc import Callable
 from packyard.config import SQLITE_FILENAME, Settings
 from packyard.pip_index import pip_index_url
 from packyard.services.accounts import Accounts, load_or_create_secret
+from packyard.services.audit import AuditLog
 from packyard.services.boundary import Boundary
 from packyard.services.cache import SerialCache
 from packyard.services.indexes import Indexes
@@ -48,6 +49,7 @@ class Services:
     mirrors: Mirrors
     transfer: Transfer
     readmes: Readmes
+    audit: AuditLog  # reading the trail every write records
     # Every request this server makes to another host goes through this policy.
     outbound: Outbound
     # Rendered responses (simple pages, JSON), dropped whenever anything changes.
@@ -94,6 +96,7 @@ def open_services(settings: Settings) -> Services:
         transfer=Transfer(db, blobs, indexes, settings, outbound),
         outbound=outbound,
         readmes=Readmes(settings),
+        audit=AuditLog(db),
         pages=SerialCache(db.serial.read),
         uuid=_server_uuid(db),
     )

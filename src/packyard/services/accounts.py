@@ -36,7 +36,7 @@ from packyard.errors import (
 )
 from packyard.services.cache import SerialCache
 from packyard.services.throttle import HashingLimit, LoginThrottle
-from packyard.storage import store
+from packyard.storage import audit, store
 from packyard.storage.db import Database
 
 SETTABLE_USER_KEYS = frozenset({"email", "title", "description", "custom_data"})
@@ -376,6 +376,7 @@ class Accounts:
                 values.update(pwhash=pwhash, pwsalt=None, token_stamp="")
                 changed.append("password")
             store.update_user(conn, name, **values)
+            audit.note(conn, changed=changed)  # the keys only: never a password or e-mail
         token = self.issue_token(name) if password is not None else None
         return UserUpdate(changed=tuple(changed), token=token)
 

@@ -7,12 +7,13 @@ from typing import Any
 
 from packyard.config import Settings
 from packyard.core import acl, indexconfig, inheritance
+from packyard.core.audit import config_changes
 from packyard.core.models import IndexRecord
 from packyard.core.names import check_account_name
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound
 from packyard.services.cache import SerialCache
 from packyard.services.outbound import Outbound
-from packyard.storage import store
+from packyard.storage import audit, store
 from packyard.storage.db import Database
 
 
@@ -121,6 +122,7 @@ class Indexes:
         with self._db.write("index-modify", config=True, index=record.full_name) as conn:
             self._check_bases(conn, record.full_name, config)
             store.update_index_config(conn, record.id, config)
+            audit.note(conn, changed=config_changes(record.config, config))
         return IndexRecord(record.id, user, name, config)
 
     def delete(self, actor: str | None, user: str, name: str) -> None:

@@ -107,7 +107,11 @@ class PackageEdits:
             raise Unauthenticated("authentication required to yank")
         if not acl.may_delete_entries(actor, record.user, record.index_config.acl_upload):
             raise Forbidden(f"no permission to yank on {record.full_name}")
-        with self._db.write("yank", index=record.full_name, project=project) as conn:
+        what = "yank" if yanked is not None else "unyank"
+        detail: dict[str, Any] = {"project": project, "version": version, "file": filename}
+        if yanked is not None:
+            detail["reason"] = yanked
+        with self._db.write(what, index=record.full_name, **detail) as conn:
             targets = _yank_targets(conn, record, project, version, filename)
             for file in targets:
                 store.update_file(conn, file.id, yanked=yanked)

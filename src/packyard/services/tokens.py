@@ -206,7 +206,7 @@ class ApiTokens:
             expires=now + request.expires_in if request.expires_in else None,
             last_used=None,
         )
-        with self._db.write("token-create", config=True, user=owner, token=token.id) as conn:
+        with self._db.write("token-create", config=True, user=owner, token_id=token.id) as conn:
             if token_store.count_user_tokens(conn, owner) >= MAX_TOKENS_PER_USER:
                 raise InvalidInput(
                     f"{owner} has {MAX_TOKENS_PER_USER} tokens already: revoke some first"
@@ -227,7 +227,7 @@ class ApiTokens:
 
     def revoke(self, actor: str | None, owner: str, token_id: str) -> None:
         self._check_may_manage(actor, owner)
-        with self._db.write("token-revoke", config=True, user=owner, token=token_id) as conn:
+        with self._db.write("token-revoke", config=True, user=owner, token_id=token_id) as conn:
             if not token_store.delete_token(conn, owner, token_id):
                 raise NotFound(f"{owner} has no token {token_id!r}")
 

@@ -146,7 +146,8 @@ class Transfer:
         rows: list[Row] = [
             [200, "register", release.project, release.version, "->", user + "/" + name]
         ]
-        with self._db.write("push", index=target.full_name) as conn:
+        pushed = (release.project, release.version, source.full_name)
+        with self._db.write("push", index=target.full_name, **_push_detail(*pushed)) as conn:
             released = version_files(conn, target.id, release.project, release.version)
             self._register(conn, target, release, released)
             for file in files:
@@ -282,3 +283,7 @@ def _push_row(original: FileRecord, copy: FileRecord, target: IndexRecord) -> Ro
     if original.kind == FileKind.TOXRESULT:
         return [200, "store_toxresult", path]
     return [200, "store_doczip", original.project, original.version, "->", target.full_name]
+
+
+def _push_detail(project: str, version: str, source: str) -> dict[str, Any]:
+    return {"project": project, "version": version, "source": source}

@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_version
 from sqlalchemy import Connection
 
 from packyard.config import Settings
+from packyard.core.audit import Actor
 from packyard.core.dists import (
     DistFilename,
     check_matches,
@@ -52,7 +53,7 @@ from packyard.services.release_rows import (
     log_entry,
     version_files,
 )
-from packyard.storage import store
+from packyard.storage import audit, store
 from packyard.storage.blobs import BlobStore, BlobWriter
 from packyard.storage.db import Database
 
@@ -117,6 +118,8 @@ class UploadRequest:
     user: str
     index: str
     form: UploadForm
+    # Who the audit trail names: taken in the request, since a batch runs for many.
+    origin: Actor = dataclasses.field(default_factory=audit.current_actor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +132,7 @@ class _Received:
     writer: BlobWriter
     metadata_sha: str | None
     new_metadata: bool  # its PEP 658 file was written by this upload
+    origin: Actor = dataclasses.field(default_factory=audit.current_actor)
 
 
 class Uploads:
@@ -186,7 +190,8 @@ class Uploads:
         with contextlib.ExitStack() as writers:
             for position, request in enumerate(requests):
                 try:
-                    handled = self._handle(request, writers)
+                    with audit.acting_as(request.origin):
+                        handled = self._handle(request, writers)
                 except Exception as exc:  # this request's error, answered to it alone
                     results[position] = exc
                     continue
@@ -391,8 +396,8 @@ class Uploads:
 
     def _store_all(self, received: Sequence[_Received]) -> list[UploadOutcome | Exception]:
         changes = [
-            ("upload", {"index": item.record.full_name, "file": item.incoming.filename},
-             functools.partial(self._store_rows, item))
+            ("upload", _upload_detail(item), functools.partial(self._store_rows, item),
+             item.origin)
             for item in received
         ]  # fmt: skip
         try:
@@ -415,6 +420,7 @@ class Uploads:
         filename = incoming.filename
         admission = self._admit(conn, item)
         if admission.identical is not None:
+            audit.unchanged(conn)
             return UploadOutcome("identical", admission.identical)
         # The file's bytes were synced; its rename is not (recover_temp_files redoes one a
         # power cut loses), so concurrent uploads do not queue behind the disk.
@@ -465,6 +471,16 @@ class Uploads:
         if not record.volatile:
             raise Conflict(f"{incoming.filename} {EXISTS}")
         return Admission(replaces=(existing,))
+
+
+def _upload_detail(item: _Received) -> dict[str, str]:
+    incoming = item.incoming
+    return {
+        "index": item.record.full_name,
+        "project": incoming.project,
+        "version": incoming.version,
+        "file": incoming.filename,
+    }
 
 
 def _inspected(form: UploadForm, inspect: Callable[[], bytes]) -> bytes:

@@ -24,7 +24,8 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, pool, select
 from sqlalchemy.engine import ExceptionContext, make_url
 
-from packyard.storage import store, tables
+from packyard.core.audit import Actor
+from packyard.storage import audit, store, tables
 from packyard.storage.blobs import BlobRemoval, BlobStore, storage_full
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -153,15 +154,18 @@ class Database:
 
     @contextmanager
     def write(self, what: str, config: bool = False, **detail: Any) -> Iterator[Connection]:
-        """One write transaction; it records a change row and publishes the new serial.
+        """One write transaction; it records a change row and its audit entry (by the actor
+        of the current context: `storage.audit`), and publishes the new serial.
 
         `config`: the transaction changes users or index configurations, which workers cache
         until the next such change.
         """
         with self._writer_connection() as connection, self._blob_lifetimes() as release:
             with connection.begin():
+                audit.begin(connection)
                 yield connection
                 serial = _record_change(connection, what, detail)
+                audit.record(connection, serial, what, detail, audit.current_actor())
                 release(connection)
             self.serial.publish(serial, config)
 
@@ -173,20 +177,24 @@ class Database:
             yield connection
 
     def write_each(
-        self, writes: Sequence[tuple[str, Mapping[str, Any], Callable[[Connection], T]]]
+        self, writes: Sequence[tuple[str, Mapping[str, Any], Callable[[Connection], T], Actor]]
     ) -> list[T | Exception]:
-        """Several writes in one transaction (group commit), each `(what, detail, work)` as
-        `write` would make it alone: in its own savepoint, recording its own change. A write
-        that raises is rolled back alone and its exception takes its place in the results."""
+        """Several writes in one transaction (group commit), each `(what, detail, work, actor)`
+        as `write` would make it alone: in its own savepoint, recording its own change and
+        audit entry. The writes come from several requests, so each names its own actor
+        (captured in its request: `storage.audit.current_actor()`). A write that raises is
+        rolled back alone and its exception takes its place in the results."""
         results: list[T | Exception] = []
         serial = 0
         with self._writer_connection() as connection, self._blob_lifetimes() as release:
             with connection.begin():
-                for what, detail, work in writes:
+                for what, detail, work, actor in writes:
                     try:
                         with connection.begin_nested():
+                            audit.begin(connection)
                             result = work(connection)
                             recorded = _record_change(connection, what, detail)
+                            audit.record(connection, recorded, what, detail, actor)
                     except Exception as exc:  # it belongs to that write alone
                         results.append(exc)
                         continue

@@ -95,6 +95,28 @@ changes = Table(
     Column("detail", JSON, nullable=False),
 )
 
+# The audit trail: one row per recorded change, written in the change's own transaction
+# (`Database.write`); `serial` is that change's. Kept: no automatic pruning.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("serial", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("token", String(200), nullable=True),
+    Column("address", String(200), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("index_name", String(401), nullable=True),
+    Column("project", String(200), nullable=True),
+    Column("version", String(200), nullable=True),
+    Column("filename", String(255), nullable=True),
+    Column("detail", JSON, nullable=False),
+)
+Index("ix_audit_at", audit.c.at)
+Index("ix_audit_actor", audit.c.actor, audit.c.id)
+Index("ix_audit_index", audit.c.index_name, audit.c.id)
+
 # A mirror's copy of one upstream project page: what it lists, and when it was fetched.
 mirror_pages = Table(
     "mirror_pages",

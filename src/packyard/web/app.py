@@ -22,7 +22,7 @@ from packyard import __version__
 from packyard.config import Settings, load_settings
 from packyard.errors import PackyardError
 from packyard.services import Services, open_services
-from packyard.web import api, docs, files, simple, tokens, ui
+from packyard.web import api, audit, docs, files, simple, tokens, ui
 from packyard.web.auth import Authentication
 from packyard.web.limits import CONNECTION_LIMITS, BodyLimit, ConnectionLimits
 from packyard.web.responses import error_from_status, error_response
@@ -51,6 +51,7 @@ def routes() -> list[BaseRoute]:
         Route("/+login", ui.login_form, methods=["GET"]),
         Route("/+logout", by_body(json=api.logout, form=ui.logout), methods=["POST"]),
         Route("/+search", ui.search_page, methods=["GET"]),
+        Route("/+audit", represented(json=audit.audit_log, html=audit.audit_page), methods=["GET"]),
         Route("/+ui/create-index", ui.create_index, methods=["POST"]),
         Route("/+ui/index-settings", ui.index_settings, methods=["POST"]),
         Route("/+ui/yank", ui.yank, methods=["POST"]),

@@ -2,7 +2,8 @@
 
 Credentials sent with any request are judged before the request reaches its endpoint
 (`Authentication`): wrong ones are answered 401 there, so no endpoint can mistake them for
-an anonymous request, and a password guess is throttled wherever it is sent.
+an anonymous request, and a password guess is throttled wherever it is sent. The same place
+names the request's actor (user, token, address) for the audit trail of whatever it writes.
 
 An API token (user `__token__` or its owner, the token as the secret) authenticates as its
 owner, so every ACL applies unchanged; its scope is checked there too, once for every route
@@ -20,10 +21,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from packyard.core.tokens import ApiToken
 from packyard.errors import Forbidden, PackyardError, Unauthenticated
 from packyard.services import Services
+from packyard.services.audit import Actor, acting_as, set_actor
 from packyard.web.responses import error_response
 from packyard.web.scopes import request_need
 
 USER_KEY = "packyard.user"
+# The API token a request authenticated with, when it did (set with USER_KEY).
 TOKEN_KEY = "packyard.api_token"
 
 
@@ -45,6 +48,20 @@ def credentials(request: Request) -> tuple[str, str] | None:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def request_actor(request: Request, user: str | None) -> Actor:
+    """Who the audit trail names for what `user` writes through this request."""
+    token = api_token(request)
+    return Actor(
+        user=user, token=token.id if token else None, address=client_address(request) or None
+    )
+
+
+def act_as(request: Request, user: str | None) -> None:
+    """From here on this request writes as `user` (e.g. a browser session's user, known
+    only once its form is checked)."""
+    set_actor(request_actor(request, user))
 
 
 async def current_user(request: Request, services: Services) -> str | None:
@@ -104,13 +121,18 @@ class Authentication:
         self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            request = Request(scope, receive)
-            if not judges_its_own_credentials(request):
-                try:
-                    await current_user(request, self.services)
-                    check_token_scope(request)
-                except PackyardError as exc:
-                    await error_response(request, exc)(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        user = None
+        if not judges_its_own_credentials(request):
+            try:
+                user = await current_user(request, self.services)
+                check_token_scope(request)
+            except PackyardError as exc:
+                await error_response(request, exc)(scope, receive, send)
+                return
+        # Every write this request makes is recorded as this actor's (never as the server's).
+        with acting_as(request_actor(request, user)):
+            await self.app(scope, receive, send)

@@ -20,7 +20,7 @@ from packyard import __version__
 from packyard.core import acl
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import Forbidden, Unauthenticated
-from packyard.web.auth import client_address, current_user
+from packyard.web.auth import act_as, client_address, current_user
 from packyard.web.lookup import boundary_of, services_of
 from packyard.web.responses import PAGE_HEADERS
 from packyard.web.urls import urls_of
@@ -65,6 +65,7 @@ async def _form_actor(request: Request) -> tuple[str, dict[str, str]]:
         raise Unauthenticated("log in first")
     if not hmac.compare_digest(fields.get("csrf", ""), _csrf(request)):
         raise Forbidden(FORM_EXPIRED)
+    act_as(request, user)  # what the form changes is recorded as the session's user
     return user, fields
 
 

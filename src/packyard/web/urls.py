@@ -11,7 +11,7 @@ anywhere else by hand would leave the mount; so handlers and templates ask this 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from starlette.requests import Request
 
@@ -80,6 +80,10 @@ class Urls:
 
     def static(self, name: str) -> str:
         return self.path("+static", name)
+
+    def audit(self, index: str | None = None) -> str:
+        """The audit log page, of one index (`USER/INDEX`) or of everything."""
+        return self.path("+audit") + (f"?{urlencode({'index': index})}" if index else "")
 
     def ui_action(self, name: str) -> str:
         """Where a web UI form posts (`create-index`, `yank`, ...)."""

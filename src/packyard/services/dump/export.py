@@ -18,6 +18,7 @@ from packyard import __version__
 from packyard.core.dists import http_date
 from packyard.core.models import FileKind, FileRecord, IndexRecord, User
 from packyard.errors import Conflict
+from packyard.services.audit import export_entries
 from packyard.services.dump.format import (
     DUMP_VERSION,
     Progress,
@@ -80,6 +81,7 @@ class Exporter:
                 indexes[record.full_name] = entry
                 copies.extend(files)
                 summary.projects += len(entry["projects"])
+            export_entries(conn, target)  # the audit trail, of the same snapshot
         summary.users, summary.indexes = len(users), len(indexes)
         made: set[Path] = set()
         for done, copy in enumerate(copies, 1):

@@ -25,6 +25,7 @@ from packyard.core.models import FileKind, FileRecord, IndexRecord, User
 from packyard.core.names import normalize_project
 from packyard.errors import Conflict, InvalidInput, PackyardError
 from packyard.services.archives import read_core_metadata
+from packyard.services.audit import import_entries
 from packyard.services.dump.format import USER_KEYS, Progress, Summary, damaged_error, no_progress
 from packyard.services.release_rows import index_for_search
 from packyard.storage import store
@@ -93,7 +94,8 @@ class Importer:
                 stored.extend(self._store_blob(item, options.hard_links))
                 progress("files", done, len(planned))
             self._blobs.sync()
-            summary = self._write_rows(dataindex.get("users", {}), indexes, planned, options)
+            users = dataindex.get("users", {})
+            summary = self._write_rows(source, users, indexes, planned, options)
         except BaseException:
             self._forget_blobs(stored)
             raise
@@ -165,6 +167,7 @@ class Importer:
 
     def _write_rows(
         self,
+        source: Path,
         users: dict[str, Any],
         indexes: dict[str, Any],
         planned: list[_PlannedFile],
@@ -172,6 +175,7 @@ class Importer:
     ) -> Summary:
         summary = Summary(users=len(users), indexes=len(indexes))
         with self._db.write("import", config=True, users=len(users), indexes=len(indexes)) as conn:
+            import_entries(conn, source)  # the exported trail, before this import's own entry
             for name, data in users.items():
                 _put_user(conn, _user(name, data, options))
             index_ids: dict[str, IndexRecord] = {}

@@ -251,7 +251,7 @@ class Mirrors:
         mirror_config(record)  # a stage's files are not a cache
         cutoff = time.time() - unused_days * 86400 if unused_days is not None else None
         last_used = self._downloads.last_used
-        with self._db.write("mirror-drop", index=record.full_name) as conn:
+        with self._db.write("mirror-drop", index=record.full_name, project=project) as conn:
             candidates = store.index_files(conn, record.id, project)
             doomed = [f for f in candidates if cutoff is None or last_used(f) < cutoff]
             store.delete_files(conn, [f.id for f in doomed])
