@@ -8,6 +8,7 @@ own client; what was recorded is read back through `GET /+audit` as each reader 
 from __future__ import annotations
 
 import contextvars
+import datetime
 import io
 import json
 import re
@@ -264,7 +265,7 @@ def test_filters_select_by_user_index_and_time(http: httpx.Client) -> None:
     assert [e["action"] for e in trail(http, index="ivan/b")] == ["index.modify", "index.create"]
     later = trail(http, user="ivan", since=str(middle))
     assert {e["index"] for e in later} == {"ivan/b"}
-    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(middle - 0.5))
+    iso = datetime.datetime.fromtimestamp(middle, datetime.UTC).isoformat()  # to the µs
     assert {e["index"] for e in trail(http, user="ivan", until=iso)} == {"ivan/a"}
     assert len(trail(http, user="ivan", limit="1")) == 1
     assert trail(http, user="nobody-at-all") == []
