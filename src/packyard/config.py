@@ -32,6 +32,12 @@ class Settings:
     workers: int = 1
     # SQLAlchemy URL of the metadata database; empty means SQLite inside serverdir.
     storage: str = ""
+    # Where blobs (the files' bytes) live: empty for files in the server dir, or an
+    # S3-compatible bucket `s3://BUCKET/PREFIX` (endpoint and credentials from AWS_*).
+    blobs: str = ""
+    # With an object store: bytes of hot blobs each host keeps on its disk (least recently
+    # used go first).
+    blob_cache_size: int = 10 * 1024**3
     # Seconds a login token stays valid (devpi: 10 hours).
     token_expiry: int = 36000
     # Failed password checks allowed per user name, and per client address, within

@@ -95,5 +95,12 @@ class Busy(TryLater):
     """The server is saturated (e.g. with password checks); retry shortly."""
 
 
+class StorageUnavailable(TryLater):
+    """The object store cannot be reached now; nothing was changed."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message, retry_after)
+
+
 class ConfigError(PackyardError):
     """Settings are missing, unknown or mistyped."""

@@ -156,6 +156,7 @@ def init(
 @click.option("--port", type=int, help="Port to listen on (default 3141).")
 @click.option("--workers", type=int, help="Worker processes (default 1).")
 @click.option("--outside-url", help="Absolute URL clients reach the server at.")
+@click.option("--blobs", help="Keep the files in an object store: s3://BUCKET/PREFIX.")
 @root_passwd_option
 @click.option("--no-root-pypi", is_flag=True, help="When initializing: no root/pypi mirror.")
 @click.option("--offline", is_flag=True, default=None, help="Never contact a mirror's upstream.")

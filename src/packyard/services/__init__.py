@@ -74,7 +74,7 @@ class Services:
 def open_services(settings: Settings) -> Services:
     """Open (creating if needed) the server dir's storage and wire up every service."""
     settings.serverdir.mkdir(parents=True, exist_ok=True)
-    blobs = BlobStore(settings.serverdir / "blobs")
+    blobs = open_blob_store(settings)
     db = Database(settings.database_url, settings.serverdir / "serial", blobs)
     secret = load_or_create_secret(settings.serverdir / "secret")
     outbound = Outbound(settings)
@@ -100,6 +100,16 @@ def open_services(settings: Settings) -> Services:
         pages=SerialCache(db.serial.read),
         uuid=_server_uuid(db),
     )
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """Files in the server dir, or a bucket with the server dir's blobs as its cache."""
+    if not settings.blobs:
+        return BlobStore(settings.serverdir / "blobs")
+    from packyard.storage.s3blobs import S3BlobStore, s3_store  # only when configured
+
+    cache = settings.serverdir / "blob-cache"
+    return S3BlobStore(cache, s3_store(settings.blobs), settings.blob_cache_size)
 
 
 def _server_uuid(db: Database) -> str:

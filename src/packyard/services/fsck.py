@@ -14,14 +14,13 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from packyard.core.dists import parse_dist_filename
 from packyard.core.models import FileRecord, IndexRecord
 from packyard.errors import PackyardError
 from packyard.services.archives import read_core_metadata
 from packyard.storage import store
-from packyard.storage.blobs import BlobProblem, BlobStore
+from packyard.storage.blobs import BlobProblem, BlobStore, StoredBlob
 from packyard.storage.db import Database
 
 # An unreferenced blob this young may be one a running server wrote just before taking the
@@ -36,7 +35,7 @@ class FsckResult:
     bytes: int = 0
     damaged: list[str] = dataclasses.field(default_factory=list)  # not repaired
     repaired: list[str] = dataclasses.field(default_factory=list)
-    orphans: list[Path] = dataclasses.field(default_factory=list)  # left on disk
+    orphans: list[StoredBlob] = dataclasses.field(default_factory=list)  # left stored
     removed_orphans: int = 0
 
     @property
@@ -144,25 +143,25 @@ class Fsck:
     def _check_orphans(self, repair: bool) -> None:
         with self._db.read() as conn:
             used = store.all_referenced_blobs(conn) | store.mirror_metadata_blobs(conn)
-        unused = [path for path in self._blobs.stored() if path.name not in used]
+        unused = [blob for blob in self._blobs.stored() if blob.name not in used]
         if not repair:
             self._note_orphans(unused)
             return
         # Again under the write lock: a blob stored since the read may have its row now.
         with self._db.write("fsck-orphans") as conn:
-            still = store.referenced_blobs(conn, {path.name for path in unused})
+            still = store.referenced_blobs(conn, {blob.name for blob in unused})
             young = time.time() - ORPHAN_GRACE_SECONDS
-            for path in unused:
-                if path.name in still:
+            for blob in unused:
+                if blob.name in still:
                     continue
-                if path.stat().st_mtime > young:
-                    self._note_orphans([path], " (recent: left for a running server)")
+                if blob.modified > young:
+                    self._note_orphans([blob], " (recent: left for a running server)")
                     continue
-                path.unlink(missing_ok=True)
+                self._blobs.remove_stored(blob)
                 self.result.removed_orphans += 1
-                self._report(f"removed orphaned blob {path}")
+                self._report(f"removed orphaned blob {blob.location}")
 
-    def _note_orphans(self, paths: list[Path], why: str = "") -> None:
-        for path in paths:
-            self._report(f"orphaned blob: {path} ({path.stat().st_size} bytes){why}")
-            self.result.orphans.append(path)
+    def _note_orphans(self, blobs: list[StoredBlob], why: str = "") -> None:
+        for blob in blobs:
+            self._report(f"orphaned blob: {blob.location} ({blob.size} bytes){why}")
+            self.result.orphans.append(blob)

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
 
 from packyard.errors import StorageFull
 
@@ -51,6 +52,16 @@ class BlobProblem(Exception):
         super().__init__(f"{path} {problem}")
         self.path = path
         self.problem = problem
+
+
+class StoredBlob(NamedTuple):
+    """A blob as its store lists it: its name (a sha256, unless something else put a file
+    there), size, last change (epoch seconds) and where it is (a path or an object key)."""
+
+    name: str
+    size: int
+    modified: float
+    location: str
 
 
 class BlobWriter:
@@ -170,12 +181,18 @@ class BlobStore:
         self._verified_lock = threading.Lock()
 
     def path(self, sha256: str) -> Path:
+        """Where the blob's bytes can be read on this host (a store with a remote copy
+        brings it here first; a blob stored nowhere gets a path that does not exist)."""
+        return self.local_path(sha256)
+
+    def local_path(self, sha256: str) -> Path:
+        """The blob's place under `root`, whether or not it is there."""
         if not _SHA256.fullmatch(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
     def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        return self.local_path(sha256).is_file()
 
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
@@ -192,7 +209,7 @@ class BlobStore:
     def adopt(self, temp_path: Path, sha256: str, durable: bool = True) -> os.stat_result | None:
         """Rename a complete, fsynced temp file into place (or drop it if already stored);
         the placed file's stat, None when it was stored already."""
-        final = self.path(sha256)
+        final = self.local_path(sha256)
         if final.exists():
             temp_path.unlink(missing_ok=True)
             return None
@@ -232,17 +249,30 @@ class BlobStore:
 
     def sync_entry(self, sha256: str) -> None:
         """Make a blob's directory entry durable (after `adopt(..., durable=False)`)."""
-        _fsync_dir(self.path(sha256).parent)
+        _fsync_dir(self.local_path(sha256).parent)
 
     def sync(self) -> None:
         """Make blobs stored with durable=False durable: one flush for a bulk of them."""
         os.sync()
 
     def delete(self, sha256: str) -> None:
-        self.path(sha256).unlink(missing_ok=True)
+        self.local_path(sha256).unlink(missing_ok=True)
 
-    def stored(self) -> Iterator[Path]:
+    def removal(self) -> BlobRemoval:
+        """What a write transaction uses to remove the blobs its rows let go of."""
+        return BlobRemoval(self)
+
+    def stored(self) -> Iterator[StoredBlob]:
         """Every file under the blob directories (the temp dir aside), whatever its name."""
+        for path in self._stored_paths():
+            stat = path.stat()
+            yield StoredBlob(path.name, stat.st_size, stat.st_mtime, str(path))
+
+    def remove_stored(self, blob: StoredBlob) -> None:
+        """Remove what `stored()` listed (an orphan), whatever its name."""
+        Path(blob.location).unlink(missing_ok=True)
+
+    def _stored_paths(self) -> Iterator[Path]:
         for first in sorted(self.root.iterdir()):
             if first == self.temp_dir or not first.is_dir():
                 continue
@@ -321,7 +351,7 @@ class BlobRemoval:
         self._moved: list[tuple[Path, Path]] = []
 
     def remove(self, sha256: str) -> None:
-        source = self._store.path(sha256)
+        source = self._store.local_path(sha256)
         if not source.exists():
             return
         aside = self._store.temp_dir / f"trash-{sha256}"

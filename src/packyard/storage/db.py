@@ -26,7 +26,7 @@ from sqlalchemy.engine import ExceptionContext, make_url
 
 from packyard.core.audit import Actor
 from packyard.storage import audit, store, tables
-from packyard.storage.blobs import BlobRemoval, BlobStore, storage_full
+from packyard.storage.blobs import BlobStore, storage_full
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -211,7 +211,7 @@ class Database:
         blobs the transaction's rows let go of (noted by triggers) that no row points at any
         more. They are deleted once the transaction commits and put back if it fails. Under
         the write lock, so no upload can adopt a blob while it is being removed."""
-        removal = BlobRemoval(self._blobs) if self._blobs is not None else None
+        removal = self._blobs.removal() if self._blobs is not None else None
 
         def release(connection: Connection) -> None:
             if removal is None:
