@@ -416,7 +416,7 @@ def test_upload_files_from_dir_and_refusals(
     assert "401 FAIL file_upload" in refused and "authentication required to upload" in refused
     anonymous = upload(http, "/alice/dev", first.name, first.read_bytes(), {}, {})
     assert anonymous.status_code == 401
-    assert anonymous.headers["WWW-Authenticate"] == 'Basic realm="pypi"'
+    assert anonymous.headers["WWW-Authenticate"] == 'Basic realm="packyard"'
 
 
 # --- listing and removing ----------------------------------------------------------------------
