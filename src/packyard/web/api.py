@@ -17,7 +17,8 @@ from packyard.errors import InvalidInput, NotFound
 from packyard.services.uploads import UploadForm, UploadRequest
 from packyard.web.auth import client_address, current_user
 from packyard.web.limits import allow_body, bounded_form
-from packyard.web.lookup import boundary_of, request_index, reveals_no_content, services_of
+from packyard.web.lookup import boundary_of, request_index, services_of
+from packyard.web.readcheck import reveals_no_content
 from packyard.web.responses import REASON_HEADER, api_response, devpi_api
 from packyard.web.urls import urls_of
 

@@ -25,7 +25,7 @@ from packyard.services import Services, open_services
 from packyard.web import api, docs, files, simple, ui
 from packyard.web.auth import Authentication
 from packyard.web.limits import CONNECTION_LIMITS, BodyLimit, ConnectionLimits
-from packyard.web.lookup import with_read_check
+from packyard.web.readcheck import with_read_check
 from packyard.web.responses import error_from_status, error_response
 from packyard.web.routing import by_body, json_or, represented
 

@@ -12,7 +12,8 @@ from packyard.core.names import normalize_project
 from packyard.errors import NotFound, UpstreamUnavailable
 from packyard.services import Services
 from packyard.web.cached import CachedBody, render_cached, respond
-from packyard.web.lookup import boundary_of, hidden_bases
+from packyard.web.lookup import boundary_of
+from packyard.web.readcheck import hidden_bases
 from packyard.web.routing import is_installer
 from packyard.web.urls import relative_root, urls_of
 
