@@ -373,6 +373,7 @@ def test_create_index_from_strings_with_defaults(client: TestClient) -> None:
         "volatile": True,
         "acl_upload": ["alice"],
         "acl_toxresult_upload": [":ANONYMOUS:"],
+        "acl_read": [":ANONYMOUS:"],
         "mirror_whitelist": [],
         "mirror_whitelist_inheritance": "intersection",
     }
