@@ -365,7 +365,8 @@ def test_pip_and_uv_install_with_netrc_and_fail_without(
     home.mkdir()
     env = installer_env(home)
     pip = pip_download(index_url, tmp_path / "pip-none", env)
-    assert pip.returncode != 0 and "401" in pip.stdout + pip.stderr
+    assert pip.returncode != 0 and "No matching distribution" in pip.stderr
+    assert not (tmp_path / "pip-none").exists() or not any((tmp_path / "pip-none").iterdir())
     uv = uv_install(index_url, tmp_path / "uv-none", env)
     assert uv.returncode != 0
     assert not (tmp_path / "uv-none" / "secret_proj").exists()
@@ -394,10 +395,15 @@ def test_devpi_client_sets_acl_read_and_reads_after_login(
     created = devpi.ok("index", "-c", "viaclient", "acl_read=reader")
     assert "acl_read=reader" in printed_config(created)
     devpi.ok("logoff")
-    devpi.ok("use", "alice/private")  # endpoint discovery stays open
-    refused = devpi.fails("list", PROJECT)
-    assert "401" in refused and SUMMARY not in refused
+    refused = devpi.fails("use", "alice/private")  # it reads the index's JSON
+    assert "401 Unauthorized: log in to read alice/private" in refused
+    assert PROJECT not in refused
+    devpi.ok("login", "bob", "--password", PASSWORD)
+    told = devpi.run("use", "alice/private").output  # devpi says so and goes on
+    assert "403 Forbidden: bob may not read alice/private" in told
+    assert "403" in devpi.fails("list", PROJECT)
     devpi.ok("login", "reader", "--password", PASSWORD)
+    devpi.ok("use", "alice/private")
     assert VERSION in devpi.ok("list", PROJECT)
 
 
