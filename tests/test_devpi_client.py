@@ -252,6 +252,7 @@ def test_index_create_modify_list_and_delete(
         "bases=alice/base",
         "volatile=True",
         "acl_upload=alice,:ANONYMOUS:",
+        "acl_read=:ANONYMOUS:",
         "acl_toxresult_upload=:ANONYMOUS:",
         "mirror_whitelist=demo-app",
         "mirror_whitelist_inheritance=union",
