@@ -30,6 +30,7 @@ from tests.conftest import BIN, JSON, ROOT_PASSWORD, ServerProcess, basic_auth, 
 from tests.conftest import tool as tool_path
 from tests.devpi_client import Devpi, devpi_executable, doc_zip, printed_config  # noqa: F401
 from tests.e2e_support import PASSWORD, create_index, create_user, running_server, upload
+from tests.packyard_cli import Packyard
 
 pytestmark = pytest.mark.e2e
 
@@ -405,6 +406,19 @@ def test_devpi_client_sets_acl_read_and_reads_after_login(
     devpi.ok("login", "reader", "--password", PASSWORD)
     devpi.ok("use", "alice/private")
     assert VERSION in devpi.ok("list", PROJECT)
+
+
+def test_packyard_client_sets_acl_read(
+    server: ServerProcess, secret: Secret, tmp_path: Path
+) -> None:
+    client = Packyard(tmp_path / "home")
+    client.ok("use", server.url)
+    client.ok("login", "alice", "--password", PASSWORD)
+    client.ok("index", "-c", "viacli")
+    changed = client.ok("index", "alice/viacli", "acl_read=reader,:authenticated:")
+    assert "index modified: alice/viacli" in changed
+    assert client.json("index", "alice/viacli")["acl_read"] == ["reader", ":AUTHENTICATED:"]
+    assert httpx.get(f"{server.url}/alice/viacli/+simple/").status_code == 401
 
 
 # --- settings, export and import --------------------------------------------------------------
