@@ -33,6 +33,8 @@ class Indexes:
         # Where a mirror created without a mirror_url points (and root/pypi): pip's index.
         self.default_mirror_url = default_mirror_url
         self._snapshot: SerialCache[dict[str, IndexRecord]] = SerialCache(db.serial.read_config, 1)
+        # Resolution orders by index name: every read request asks for its index's order.
+        self._orders: SerialCache[tuple[str, ...]] = SerialCache(db.serial.read_config)
 
     def all(self) -> dict[str, IndexRecord]:
         """Every index by 'user/name'; read from the database once per change serial."""
@@ -90,8 +92,13 @@ class Indexes:
         """Every index in the order, readable or not: for decisions that must not depend on
         who asks (the mirror whitelist keeps a private project's name off its mirrors)."""
         snapshot = self.all()
-        configs = {name: item.index_config for name, item in snapshot.items()}
-        return [snapshot[name] for name in inheritance.resolution_order(record.full_name, configs)]
+
+        def compute() -> tuple[str, ...]:
+            configs = {name: item.index_config for name, item in snapshot.items()}
+            return tuple(inheritance.resolution_order(record.full_name, configs))
+
+        names = self._orders.get_or_compute(record.full_name, compute)
+        return [snapshot[name] for name in names if name in snapshot]
 
     def hidden_bases(self, record: IndexRecord, reader: str | None) -> tuple[str, ...]:
         """The bases of `record` that `reader` may not read: what a rendering for them lacks
