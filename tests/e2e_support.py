@@ -23,9 +23,13 @@ PASSWORD = "pw"
 
 
 @contextmanager
-def running_server(directory: Path) -> Iterator[ServerProcess]:
-    """A started server whose server dir is `directory/server`; stopped on exit."""
+def running_server(
+    directory: Path, settings: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A started server whose server dir is `directory/server` (with `settings`, as
+    PACKYARD_* variables); stopped on exit."""
     server = ServerProcess(directory / "server", free_port(), directory / "server.log")
+    server.settings = dict(settings or {})
     server.start()
     try:
         yield server

@@ -230,6 +230,7 @@ STAGE_DEFAULTS = {
     "volatile": True,
     "acl_upload": ["alice"],
     "acl_toxresult_upload": [":ANONYMOUS:"],
+    "acl_read": [":ANONYMOUS:"],
     "mirror_whitelist": [],
     "mirror_whitelist_inheritance": "intersection",
 }
@@ -276,6 +277,7 @@ def test_new_mirror_gets_defaults_and_drops_stage_keys() -> None:
         "volatile": True,
         "mirror_cache_expiry": 60,
         "mirror_url": "https://example.invalid/simple/",
+        "acl_read": [":ANONYMOUS:"],
     }
 
 

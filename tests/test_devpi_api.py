@@ -284,7 +284,7 @@ def test_bad_credentials_are_refused_not_anonymous(site: Site, headers: Any) -> 
         site.client.patch("/alice/dev", json=["title=x"], headers=JSON | sent),
     ):
         assert error_of(response, 401)
-        assert response.headers["www-authenticate"] == 'Basic realm="pypi"'
+        assert response.headers["www-authenticate"] == 'Basic realm="packyard"'
 
 
 def test_modify_user_accepts_what_devpi_client_echoes(client: TestClient) -> None:
@@ -373,6 +373,7 @@ def test_create_index_from_strings_with_defaults(client: TestClient) -> None:
         "volatile": True,
         "acl_upload": ["alice"],
         "acl_toxresult_upload": [":ANONYMOUS:"],
+        "acl_read": [":ANONYMOUS:"],
         "mirror_whitelist": [],
         "mirror_whitelist_inheritance": "intersection",
     }

@@ -252,6 +252,7 @@ def test_index_create_modify_list_and_delete(
         "bases=alice/base",
         "volatile=True",
         "acl_upload=alice,:ANONYMOUS:",
+        "acl_read=:ANONYMOUS:",
         "acl_toxresult_upload=:ANONYMOUS:",
         "mirror_whitelist=demo-app",
         "mirror_whitelist_inheritance=union",
@@ -416,7 +417,7 @@ def test_upload_files_from_dir_and_refusals(
     assert "401 FAIL file_upload" in refused and "authentication required to upload" in refused
     anonymous = upload(http, "/alice/dev", first.name, first.read_bytes(), {}, {})
     assert anonymous.status_code == 401
-    assert anonymous.headers["WWW-Authenticate"] == 'Basic realm="pypi"'
+    assert anonymous.headers["WWW-Authenticate"] == 'Basic realm="packyard"'
 
 
 # --- listing and removing ----------------------------------------------------------------------

@@ -180,7 +180,7 @@ def test_upload_refusals_say_unauthorized_and_forbidden(
     anonymous = upload(http, "/alice/dev", wheel.name, content, {}, WHEEL_FIELDS)
     assert anonymous.reason_phrase == "Unauthorized: authentication required to upload"
     assert message_of(anonymous, 401) == "authentication required to upload"
-    assert anonymous.headers["www-authenticate"] == 'Basic realm="pypi"'
+    assert anonymous.headers["www-authenticate"] == 'Basic realm="packyard"'
     stranger = upload(http, "/alice/dev", wheel.name, content, BOB, WHEEL_FIELDS)
     assert stranger.reason_phrase == "Forbidden: no permission to submit"
     assert message_of(stranger, 403) == "no permission to submit"

@@ -108,6 +108,11 @@ class Settings:
     allow_external_push: bool = False
     # Users other than root may create mirror indexes and change a mirror_url.
     users_create_mirrors: bool = False
+    # `acl_read` of indexes created without one (root/pypi included): who may read them.
+    # `:AUTHENTICATED:` makes new indexes private to logged-in users.
+    default_acl_read: tuple[str, ...] = (":ANONYMOUS:",)
+    # Anonymous visitors get no user list (`GET /`), no user pages and no user JSON.
+    hide_users_from_anonymous: bool = False
 
     @property
     def database_url(self) -> str:

@@ -130,7 +130,7 @@ def test_a_wrong_password_on_any_request_is_401_not_anonymous(server: ServerProc
                 response = client.get(path, headers=JSON | headers)
                 assert response.status_code == 401, (path, response.text)
                 assert "could not be authenticated" in response.json()["message"]
-                assert response.headers["www-authenticate"] == 'Basic realm="pypi"'
+                assert response.headers["www-authenticate"] == 'Basic realm="packyard"'
         garbage = client.get("/+api", headers=JSON | {"X-Devpi-Auth": "not base64!"})
         assert garbage.status_code == 401
         assert "could not be read" in garbage.json()["message"]

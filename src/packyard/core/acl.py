@@ -71,6 +71,16 @@ def may_manage_index(user: str | None, owner: str, restrict_modify: Sequence[str
     return user in (ROOT, owner)
 
 
+def may_read_index(
+    user: str | None, owner: str, acl_read: Iterable[str], restrict_modify: Sequence[str]
+) -> bool:
+    """See an index's content (pages, files, JSON, docs, search hits): those its `acl_read`
+    names, and always its owner, root and whoever may manage it (they could grant it)."""
+    if user is not None and user in (ROOT, owner):
+        return True
+    return acl_allows(acl_read, user) or may_manage_index(user, owner, restrict_modify)
+
+
 def may_upload(user: str | None, acl_upload: Iterable[str]) -> bool:
     return acl_allows(acl_upload, user)
 

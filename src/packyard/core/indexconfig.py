@@ -49,6 +49,8 @@ class StageConfig:
     bases: tuple[str, ...] = ()
     acl_upload: tuple[str, ...] = ()
     acl_toxresult_upload: tuple[str, ...] = (ANONYMOUS,)
+    # Who may read the index (core/acl.py `may_read_index`); a config without it: everyone.
+    acl_read: tuple[str, ...] = (ANONYMOUS,)
     mirror_whitelist: tuple[str, ...] = ()
     # A stored config without the key is devpi's older behaviour: union.
     mirror_whitelist_inheritance: InheritanceMode = InheritanceMode.UNION
@@ -71,6 +73,7 @@ class MirrorConfig:
     mirror_use_external_urls: bool = False
     mirror_provides_core_metadata: bool = False
     mirror_web_url_fmt: str = ""
+    acl_read: tuple[str, ...] = (ANONYMOUS,)
     bases: ClassVar[tuple[str, ...]] = ()
     acl_upload: ClassVar[tuple[str, ...]] = ()
     acl_toxresult_upload: ClassVar[tuple[str, ...]] = ()
@@ -94,6 +97,7 @@ def parse(config: Mapping[str, Any]) -> IndexConfig:
             mirror_use_external_urls=bool(config.get("mirror_use_external_urls")),
             mirror_provides_core_metadata=bool(config.get("mirror_provides_core_metadata")),
             mirror_web_url_fmt=str(config.get("mirror_web_url_fmt") or ""),
+            acl_read=_acl_read(config),
         )
     return StageConfig(
         volatile=bool(config.get("volatile", True)),
@@ -102,6 +106,7 @@ def parse(config: Mapping[str, Any]) -> IndexConfig:
         bases=tuple(config.get("bases") or ()),
         acl_upload=tuple(config.get("acl_upload") or ()),
         acl_toxresult_upload=tuple(config.get("acl_toxresult_upload", (ANONYMOUS,)) or ()),
+        acl_read=_acl_read(config),
         mirror_whitelist=tuple(config.get("mirror_whitelist") or ()),
         mirror_whitelist_inheritance=InheritanceMode(
             config.get("mirror_whitelist_inheritance") or InheritanceMode.UNION
@@ -109,7 +114,11 @@ def parse(config: Mapping[str, Any]) -> IndexConfig:
     )
 
 
-COMMON_KEYS = frozenset({"type", "volatile", "title", "description", "custom_data"})
+def _acl_read(config: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(config.get("acl_read", (ANONYMOUS,)) or ())
+
+
+COMMON_KEYS = frozenset({"type", "volatile", "title", "description", "custom_data", "acl_read"})
 STAGE_KEYS = COMMON_KEYS | {
     "bases",
     "acl_upload",
@@ -136,7 +145,9 @@ MIRROR_DROPPED = frozenset(
         "mirror_whitelist_inheritance",
     }
 )
-LIST_KEYS = frozenset({"bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist"})
+LIST_KEYS = frozenset(
+    {"bases", "acl_upload", "acl_toxresult_upload", "acl_read", "mirror_whitelist"}
+)
 BOOL_KEYS = frozenset(
     {
         "volatile",
@@ -158,11 +169,17 @@ def defaults(index_type: str, owner: str, mirror_cache_expiry: int = 1800) -> di
             "volatile": True,
             "acl_upload": [owner],
             "acl_toxresult_upload": [":ANONYMOUS:"],
+            "acl_read": [ANONYMOUS],
             "mirror_whitelist": [],
             "mirror_whitelist_inheritance": "intersection",
         }
     if index_type == MIRROR:
-        return {"type": MIRROR, "volatile": True, "mirror_cache_expiry": mirror_cache_expiry}
+        return {
+            "type": MIRROR,
+            "volatile": True,
+            "mirror_cache_expiry": mirror_cache_expiry,
+            "acl_read": [ANONYMOUS],
+        }
     raise InvalidInput(f"unknown index type {index_type!r}")
 
 

@@ -187,5 +187,6 @@ def initialize_root_pypi(services: Services, mirror_url: Callable[[], str] | Non
             "mirror_url": (mirror_url or services.indexes.default_mirror_url)(),
             "mirror_cache_expiry": services.settings.mirror_cache_expiry,
             "title": "PyPI",
+            "acl_read": list(services.settings.default_acl_read),
         },
     )

@@ -10,9 +10,10 @@ from packyard.core import acl, indexconfig, inheritance
 from packyard.core.audit import config_changes
 from packyard.core.models import IndexRecord
 from packyard.core.names import check_account_name
-from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound
+from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from packyard.services.cache import SerialCache
 from packyard.services.outbound import Outbound
+from packyard.services.readers import current_reader
 from packyard.storage import audit, store
 from packyard.storage.db import Database
 
@@ -33,6 +34,8 @@ class Indexes:
         # Where a mirror created without a mirror_url points (and root/pypi): pip's index.
         self.default_mirror_url = default_mirror_url
         self._snapshot: SerialCache[dict[str, IndexRecord]] = SerialCache(db.serial.read_config, 1)
+        # Resolution orders by index name: every read request asks for its index's order.
+        self._orders: SerialCache[tuple[str, ...]] = SerialCache(db.serial.read_config)
 
     def all(self) -> dict[str, IndexRecord]:
         """Every index by 'user/name'; read from the database once per change serial."""
@@ -57,10 +60,52 @@ class Indexes:
     def of_user(self, user: str) -> list[IndexRecord]:
         return [record for record in self.all().values() if record.user == user]
 
+    def readable_of_user(self, user: str, reader: str | None) -> list[IndexRecord]:
+        """The indexes of `user` that `reader` may read: the others are not listed at all."""
+        return [record for record in self.of_user(user) if self.may_read(reader, record)]
+
+    def may_read(self, user: str | None, record: IndexRecord) -> bool:
+        acl_read = record.index_config.acl_read
+        restrict = self._settings.restrict_modify
+        return acl.may_read_index(user, record.user, acl_read, restrict)
+
+    def readable(self, caller: str | None, user: str, name: str) -> IndexRecord:
+        """The index `user/name` if `caller` may read it: else 401 for an anonymous caller
+        (who may have credentials to send), 403 for anyone else."""
+        record = self.get(user, name)
+        if self.may_read(caller, record):
+            return record
+        if caller is None:
+            raise Unauthenticated(f"log in to read {record.full_name}: it is not public")
+        raise Forbidden(f"{caller} may not read {record.full_name}")
+
     def resolution_order(self, record: IndexRecord) -> list[IndexRecord]:
+        """The indexes whose content counts for `record`, as the request's reader sees them:
+        bases they may not read are left out (services/readers.py)."""
+        reader = current_reader()
+        return [
+            item
+            for item in self.full_resolution_order(record)
+            if item.id == record.id or self.may_read(reader, item)
+        ]
+
+    def full_resolution_order(self, record: IndexRecord) -> list[IndexRecord]:
+        """Every index in the order, readable or not: for decisions that must not depend on
+        who asks (the mirror whitelist keeps a private project's name off its mirrors)."""
         snapshot = self.all()
-        configs = {name: item.index_config for name, item in snapshot.items()}
-        return [snapshot[name] for name in inheritance.resolution_order(record.full_name, configs)]
+
+        def compute() -> tuple[str, ...]:
+            configs = {name: item.index_config for name, item in snapshot.items()}
+            return tuple(inheritance.resolution_order(record.full_name, configs))
+
+        names = self._orders.get_or_compute(record.full_name, compute)
+        return [snapshot[name] for name in names if name in snapshot]
+
+    def hidden_bases(self, record: IndexRecord, reader: str | None) -> tuple[str, ...]:
+        """The bases of `record` that `reader` may not read: what a rendering for them lacks
+        (part of a cached page's key)."""
+        order = self.full_resolution_order(record)
+        return tuple(item.full_name for item in order if not self.may_read(reader, item))
 
     def create(
         self, actor: str | None, user: str, name: str, given: Mapping[str, Any]
@@ -73,6 +118,8 @@ class Indexes:
         if not acl.may_manage_index(actor, user, self._settings.restrict_modify):
             raise Forbidden(f"no permission to create index {user}/{name}")
         given = self._with_default_mirror_url(actor, given)
+        if "acl_read" not in given:  # the server's choice (public unless root says otherwise)
+            given = {**given, "acl_read": list(self._settings.default_acl_read)}
         config = indexconfig.new_config(user, given, self._settings.mirror_cache_expiry)
         self._check_mirror_url(actor, config, None)
         with self._db.write("index-create", config=True, index=f"{user}/{name}") as conn:

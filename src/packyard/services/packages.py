@@ -81,7 +81,7 @@ class Packages:
 
     def blocked_mirror(self, record: IndexRecord, project: str) -> str | None:
         """The mirror the whitelist keeps out of `project`'s pages, if any (for the UI)."""
-        order = self._indexes.resolution_order(record)
+        order = self._indexes.full_resolution_order(record)
         by_name = {item.full_name: item for item in order}
         with self._db.read() as conn:
             found = inheritance.contributing_indexes(
@@ -102,7 +102,11 @@ class Packages:
     def _walk(
         self, record: IndexRecord, project: str, assume_mirrors_have_it: bool
     ) -> list[IndexRecord]:
-        order = self._indexes.resolution_order(record)
+        # The whitelist is judged over every base, so a private project keeps its mirrors out
+        # even for a caller who may not read the base that has it; that base's files are then
+        # left out of what this caller sees.
+        order = self._indexes.full_resolution_order(record)
+        visible = {item.id for item in self._indexes.resolution_order(record)}
         by_name = {item.full_name: item for item in order}
         with self._db.read() as conn:
 
@@ -121,7 +125,7 @@ class Packages:
                 {name: item.index_config for name, item in by_name.items()},
                 has_project,
             )
-        return [by_name[name] for name in found.indexes]
+        return [by_name[name] for name in found.indexes if by_name[name].id in visible]
 
     def project_names(self, record: IndexRecord) -> list[str]:
         """Every project of the index and its bases, each once, in resolution order."""

@@ -18,6 +18,7 @@ from packyard.services.uploads import UploadForm, UploadRequest
 from packyard.web.auth import client_address, current_user
 from packyard.web.limits import allow_body, bounded_form
 from packyard.web.lookup import boundary_of, request_index, services_of
+from packyard.web.readcheck import reveals_no_content
 from packyard.web.responses import REASON_HEADER, api_response, devpi_api
 from packyard.web.urls import urls_of
 
@@ -70,6 +71,7 @@ async def _actor(request: Request) -> str | None:
 # --- discovery, login, status --------------------------------------------------------------
 
 
+@reveals_no_content  # URLs only: `devpi use USER/INDEX` works before `devpi login`
 @devpi_api
 async def api_discovery(request: Request) -> Response:
     urls = urls_of(request)

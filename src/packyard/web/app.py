@@ -25,6 +25,7 @@ from packyard.services import Services, open_services
 from packyard.web import api, audit, docs, files, simple, tokens, ui
 from packyard.web.auth import Authentication
 from packyard.web.limits import CONNECTION_LIMITS, BodyLimit, ConnectionLimits
+from packyard.web.readcheck import with_read_check
 from packyard.web.responses import error_from_status, error_response
 from packyard.web.routing import by_body, json_or, represented
 
@@ -44,7 +45,8 @@ def routes() -> list[BaseRoute]:
 
     project = "/{user}/{index}/{project}"
     version = "/{user}/{index}/{project}/{version}"
-    return [
+    # Every route under /{user}/{index} reads that index only if its caller may (lookup.py).
+    return with_read_check([
         Route("/", represented(json=api.root, html=ui.root_page), methods=["GET"]),
         Route("/+api", api.api_discovery, methods=["GET"]),
         Route("/+login", by_body(json=api.login, form=ui.login_submit), methods=["POST"]),
@@ -103,7 +105,7 @@ def routes() -> list[BaseRoute]:
             "GET": represented(json=api.version_get, html=ui.version_page),
             "DELETE": api.version_delete, "PATCH": api.version_patch,
         }),
-    ]  # fmt: skip
+    ])  # fmt: skip
 
 
 async def domain_error(request: Request, exc: Exception) -> Response:

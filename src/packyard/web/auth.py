@@ -28,6 +28,9 @@ from packyard.web.scopes import request_need
 USER_KEY = "packyard.user"
 # The API token a request authenticated with, when it did (set with USER_KEY).
 TOKEN_KEY = "packyard.api_token"
+# The web UI's session: "user:token", set by logging in through the browser (web/ui.py).
+SESSION_COOKIE = "packyard_session"
+VIEWER_KEY = "packyard.viewer"
 
 
 def credentials(request: Request) -> tuple[str, str] | None:
@@ -73,6 +76,23 @@ async def current_user(request: Request, services: Services) -> str | None:
         request.scope[USER_KEY] = await _authenticate(request, services)
     user: str | None = request.scope[USER_KEY]
     return user
+
+
+async def session_user(request: Request, services: Services) -> str | None:
+    """The user logged in through the browser, if the session cookie is still valid."""
+    user, sep, token = request.cookies.get(SESSION_COOKIE, "").partition(":")
+    if not (sep and user and token):
+        return None
+    if VIEWER_KEY not in request.scope:
+        request.scope[VIEWER_KEY] = await services.boundary.accounts.session_user(user, token)
+    viewer: str | None = request.scope[VIEWER_KEY]
+    return viewer
+
+
+async def reader(request: Request, services: Services) -> str | None:
+    """Whose read rights apply: the credentials sent, else the browser's session. (A session
+    never authorises a change: forms check their CSRF token, the API its credentials.)"""
+    return await current_user(request, services) or await session_user(request, services)
 
 
 async def _authenticate(request: Request, services: Services) -> str | None:

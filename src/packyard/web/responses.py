@@ -169,7 +169,7 @@ def error_response(request: Request, exc: errors.PackyardError) -> Response:
     # No Basic challenge for browsers: it would pop up a password dialog where the error
     # page's link to the log-in form belongs.
     if isinstance(exc, errors.Unauthenticated) and not is_page_request(request):
-        headers["WWW-Authenticate"] = 'Basic realm="pypi"'
+        headers["WWW-Authenticate"] = 'Basic realm="packyard"'
     if isinstance(exc, errors.LoginExpired):
         # Where a client whose login token died can get a new one; devpi-client drops its
         # stored token when a 401 carries a Location (and says so).

@@ -13,6 +13,7 @@ from packyard.errors import NotFound, UpstreamUnavailable
 from packyard.services import Services
 from packyard.web.cached import CachedBody, render_cached, respond
 from packyard.web.lookup import boundary_of
+from packyard.web.readcheck import hidden_bases
 from packyard.web.routing import is_installer
 from packyard.web.urls import relative_root, urls_of
 
@@ -48,7 +49,7 @@ async def project_list(request: Request) -> Response:
         names = services.packages.project_names(record)
         return _render_list(request, record.full_name, names, content_type)
 
-    key = ("simple-list", user, index, content_type)
+    key = ("simple-list", user, index, content_type, hidden_bases(request))
     cached = await render_cached(services, key, render)
     return respond(request, cached, PAGE_CACHE_CONTROL)
 
@@ -94,7 +95,7 @@ async def project_page(request: Request) -> Response:
         return _redirect(request, urls_of(request).simple_project(f"{user}/{index}", normalized))
     # File links are relative: from `/u/i/+simple/p/`, or the installer shortcut `/u/i/p/`.
     to_root = relative_root(request.url.path)
-    key = ("simple-project", user, index, project, content_type, to_root)
+    key = ("simple-project", user, index, project, content_type, to_root, hidden_bases(request))
     cached = services.pages.get(key)
     if isinstance(cached, CachedBody) and _mirrors_fresh(services, cached, project):
         return respond(request, cached, PAGE_CACHE_CONTROL)

@@ -20,12 +20,18 @@ from packyard import __version__
 from packyard.core import acl
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import Forbidden, Unauthenticated
-from packyard.web.auth import act_as, client_address, current_user
+from packyard.web.auth import (
+    SESSION_COOKIE,
+    act_as,
+    client_address,
+    current_user,
+    reader,
+    session_user,
+)
 from packyard.web.lookup import boundary_of, services_of
 from packyard.web.responses import PAGE_HEADERS
 from packyard.web.urls import urls_of
 
-SESSION_COOKIE = "packyard_session"
 LOGIN_COOKIE = "packyard_login"
 FORM_EXPIRED = "the form expired or came from another site; reload the page and retry"
 
@@ -33,22 +39,14 @@ FORM_EXPIRED = "the form expired or came from another site; reload the page and 
 # --- sessions ---------------------------------------------------------------------------------
 
 
-def _session(request: Request) -> tuple[str, str] | None:
-    value = request.cookies.get(SESSION_COOKIE, "")
-    user, sep, token = value.partition(":")
-    return (user, token) if sep and user and token else None
-
-
 async def viewer(request: Request) -> str | None:
     """The user logged in through the browser, if the session is still valid."""
-    session = _session(request)
-    if session is None:
-        return None
-    if "packyard.viewer" not in request.scope:
-        session_user = boundary_of(request).accounts.session_user
-        request.scope["packyard.viewer"] = await session_user(*session)
-    user: str | None = request.scope["packyard.viewer"]
-    return user
+    return await session_user(request, services_of(request))
+
+
+async def _reader(request: Request) -> str | None:
+    """Whose read rights a page shows: credentials sent, else the browser's session."""
+    return await reader(request, services_of(request))
 
 
 def _csrf(request: Request) -> str:
@@ -96,14 +94,16 @@ async def page(request: Request, template: str, code: int = 200, **context: Any)
 
 
 async def root_page(request: Request) -> Response:
-    users = await boundary_of(request).pages.users()
+    who = await _reader(request)
+    users = await boundary_of(request).pages.users(who)
     listed = [{"name": user.name, "indexes": indexes} for user, indexes in users]
-    return await page(request, "ui/root.html", users=listed)
+    hidden = who is None and services_of(request).settings.hide_users_from_anonymous
+    return await page(request, "ui/root.html", users=listed, users_hidden=hidden)
 
 
 async def user_page(request: Request) -> Response:
     name = request.path_params["user"]
-    user, indexes = await boundary_of(request).pages.user(name)
+    user, indexes = await boundary_of(request).pages.user(name, await _reader(request))
     restrict = services_of(request).settings.restrict_modify
     can_manage = acl.may_manage_index(await viewer(request), name, restrict)
     return await page(request, "ui/user.html", user=user, indexes=indexes, can_manage=can_manage)
@@ -160,7 +160,7 @@ async def version_page(request: Request) -> Response:
 
 async def search_page(request: Request) -> Response:
     query = request.query_params.get("q", "").strip()
-    results = await boundary_of(request).pages.search(query)
+    results = await boundary_of(request).pages.search(query, await _reader(request))
     return await page(request, "ui/search.html", query=query, results=results)
 
 

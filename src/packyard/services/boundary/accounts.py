@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from packyard.core import acl
 from packyard.core.models import IndexRecord, User
+from packyard.errors import Unauthenticated
 from packyard.services._threads import in_thread
 from packyard.services.accounts import LoginToken, UserUpdate
 
@@ -17,7 +18,8 @@ PRIVATE_USER_KEYS = ("email", "custom_data")
 
 
 def index_config_view(record: IndexRecord) -> dict[str, Any]:
-    return dict(record.config)
+    # Stored before `acl_read` existed: shown with what it means (everyone may read).
+    return {"acl_read": list(record.index_config.acl_read), **record.config}
 
 
 class AccountUseCases:
@@ -43,13 +45,21 @@ class AccountUseCases:
         await in_thread(self._accounts.revoke_tokens, actor)
 
     async def users_view(self, viewer: str | None) -> dict[str, Any]:
+        self.check_users_visible(viewer)
+
         def gather() -> dict[str, Any]:
             return {user.name: self._view(user, viewer) for user in self._accounts.list()}
 
         return await in_thread(gather)
 
     async def user_view(self, name: str, viewer: str | None) -> dict[str, Any]:
+        self.check_users_visible(viewer)
         return await in_thread(lambda: self._view(self._accounts.get(name), viewer))
+
+    def check_users_visible(self, viewer: str | None) -> None:
+        """The setting hide_users_from_anonymous: who has an account is for members only."""
+        if viewer is None and self._services.settings.hide_users_from_anonymous:
+            raise Unauthenticated("log in to see the users of this server")
 
     async def create(self, actor: str | None, name: str, body: dict[str, Any]) -> dict[str, Any]:
         user = await in_thread(self._accounts.create, actor, name, body)
@@ -70,6 +80,6 @@ class AccountUseCases:
         view: dict[str, Any] = {"username": user.name, "created": user.created, **info}
         if user.modified:
             view["modified"] = user.modified
-        indexes = self._services.indexes.of_user(user.name)
+        indexes = self._services.indexes.readable_of_user(user.name, viewer)
         view["indexes"] = {r.name: index_config_view(r) for r in indexes}
         return view

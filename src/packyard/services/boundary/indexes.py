@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,6 +15,16 @@ if TYPE_CHECKING:
     from packyard.services import Services
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadGrant:
+    """An index the caller may read, and its bases they may not (left out of what they see)."""
+
+    record: IndexRecord
+    hidden_bases: tuple[str, ...]
+
+
 # Settings of an index that reads other indexes; the UI's form sends them for every kind.
 MIRRORLESS_KEYS = ("bases", "mirror_whitelist")
 
@@ -32,6 +43,16 @@ class IndexUseCases:
 
     async def get(self, user: str, name: str) -> IndexRecord:
         return await self.with_configs(self._indexes.get, user, name)
+
+    async def readable(self, caller: str | None, user: str, name: str) -> ReadGrant:
+        """The index `user/name` if `caller` may read it (else Unauthenticated or Forbidden),
+        and the bases they may not: the one read check of every request under an index."""
+
+        def check() -> ReadGrant:
+            record = self._indexes.readable(caller, user, name)
+            return ReadGrant(record, self._indexes.hidden_bases(record, caller))
+
+        return await self.with_configs(check)
 
     async def resolution_order(self, record: IndexRecord) -> list[IndexRecord]:
         return await self.with_configs(self._indexes.resolution_order, record)

@@ -99,20 +99,25 @@ class PageUseCases:
             }
         return result
 
-    async def users(self) -> list[tuple[User, list[IndexRecord]]]:
+    async def users(self, viewer: str | None) -> list[tuple[User, list[IndexRecord]]]:
+        """Every user and the indexes `viewer` may read; none when users are hidden from
+        anonymous visitors."""
         services = self._services
+        if viewer is None and services.settings.hide_users_from_anonymous:
+            return []
 
         def gather() -> list[tuple[User, list[IndexRecord]]]:
-            return [
-                (user, services.indexes.of_user(user.name)) for user in services.accounts.list()
-            ]
+            indexes = services.indexes
+            listed = services.accounts.list()
+            return [(user, indexes.readable_of_user(user.name, viewer)) for user in listed]
 
         return await in_thread(gather)
 
-    async def user(self, name: str) -> tuple[User, list[IndexRecord]]:
+    async def user(self, name: str, viewer: str | None) -> tuple[User, list[IndexRecord]]:
         services = self._services
+        services.boundary.accounts.check_users_visible(viewer)
         return await in_thread(
-            lambda: (services.accounts.get(name), services.indexes.of_user(name))
+            lambda: (services.accounts.get(name), services.indexes.readable_of_user(name, viewer))
         )
 
     async def index(self, user: str, name: str) -> IndexPage:
@@ -159,5 +164,19 @@ class PageUseCases:
         description = await in_thread(self._services.readmes.describe, release.metadata)
         return record, VersionPage(release, description, can_change)
 
-    async def search(self, query: str) -> list[tuple[str, SearchHit]]:
-        return await in_thread(self._services.packages.search, query) if query else []
+    async def search(self, query: str, viewer: str | None) -> list[tuple[str, SearchHit]]:
+        """Hits in the indexes `viewer` may read (the others' are not shown at all)."""
+        if not query:
+            return []
+        services = self._services
+
+        def readable_hits() -> list[tuple[str, SearchHit]]:
+            hits, indexes = services.packages.search(query), services.indexes.all()
+            may_read = services.indexes.may_read
+            return [
+                (name, hit)
+                for name, hit in hits
+                if name in indexes and may_read(viewer, indexes[name])
+            ]
+
+        return await in_thread(readable_hits)
