@@ -56,8 +56,9 @@ class SentDigests:
 
 def check_may_upload(actor: str | None, record: IndexRecord) -> IndexRecord:
     """`record` if `actor` may upload to it, else NotFound, Unauthenticated or Forbidden."""
-    if record.is_mirror:
-        raise NotFound("cannot submit to mirror index")
+    refusal = record.index_config.upload_refusal  # the index kind first, then the caller
+    if refusal is not None:
+        raise NotFound(refusal)
     if actor is None:
         raise Unauthenticated("authentication required to upload")
     if not acl.may_upload(actor, record.index_config.acl_upload):

@@ -26,6 +26,7 @@ from packyard.services.outbound import Outbound
 from packyard.services.package_edits import PackageEdits
 from packyard.services.packages import Packages
 from packyard.services.readmes import Readmes
+from packyard.services.sources import Sources
 from packyard.services.transfer import Transfer
 from packyard.services.uploads import Uploads
 from packyard.storage import store
@@ -42,6 +43,8 @@ class Services:
     indexes: Indexes
     packages: Packages
     edits: PackageEdits  # deletes and yanks
+    # The source of an index (its rows, or its upstream's stored pages), chosen by its kind.
+    sources: Sources
     uploads: Uploads
     mirrors: Mirrors
     transfer: Transfer
@@ -76,17 +79,20 @@ def open_services(settings: Settings) -> Services:
     outbound = Outbound(settings)
     # Asked of pip once per process, when first needed (it runs pip: about a second).
     indexes = Indexes(db, settings, outbound, functools.cache(pip_index_url))
-    packages = Packages(db, blobs, indexes)
+    mirrors = Mirrors(db, blobs, settings, outbound)
+    edits = PackageEdits(db, blobs)
+    sources = Sources(mirrors, edits, settings)
     return Services(
         settings=settings,
         db=db,
         blobs=blobs,
         accounts=Accounts(db, settings, secret),
         indexes=indexes,
-        packages=packages,
-        edits=PackageEdits(db, packages),
+        packages=Packages(db, blobs, indexes, sources),
+        edits=edits,
+        sources=sources,
         uploads=Uploads(db, blobs, indexes, settings),
-        mirrors=Mirrors(db, blobs, settings, outbound),
+        mirrors=mirrors,
         transfer=Transfer(db, blobs, indexes, settings, outbound),
         outbound=outbound,
         readmes=Readmes(settings),

@@ -83,7 +83,7 @@ async def api_discovery(request: Request) -> Response:
         record = await request_index(request)
         result["index"] = urls.absolute(record.full_name)
         result["simpleindex"] = urls.absolute(record.full_name, "+simple") + "/"
-        if not record.is_mirror:
+        if record.index_config.upload_refusal is None:  # where uploads go, if anywhere
             result["pypisubmit"] = urls.absolute(record.full_name) + "/"
     return api_response(result, "apiconfig")
 
