@@ -31,7 +31,7 @@ def test_every_index_kind_has_a_source(services: Services) -> None:
 
 
 def test_no_service_branches_on_the_index_kind() -> None:
-    """`is_mirror` was asked in 25 places in services; the kind now picks a source once."""
+    """`is_mirror` was asked in 22 places in services; the kind now picks a source once."""
     uses = [
         f"{path.relative_to(SERVICES)}:{number}"
         for path in sorted(SERVICES.rglob("*.py"))
