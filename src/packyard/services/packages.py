@@ -74,9 +74,7 @@ class Packages:
 
     def contributors(self, record: IndexRecord, project: str) -> list[Source]:
         """The sources whose files count for `project` under `record`, in resolution order."""
-        return self._walk(record, project, lambda source, conn: source.contributes(conn, project))[
-            0
-        ]
+        return self._walk(record, project, _contributes(project))[0]
 
     def blocked_mirror(self, record: IndexRecord, project: str) -> str | None:
         """The mirror the whitelist keeps out of `project`'s pages, if any (for the UI)."""
@@ -89,6 +87,7 @@ class Packages:
         return [source for source in walked if source.follows_upstream]
 
     def mirrors_to_consult(self, record: IndexRecord, project: str) -> list[IndexRecord]:
+        """The indexes of `to_refresh` (a cached page is fresh while theirs are)."""
         return [source.record for source in self.to_refresh(record, project)]
 
     def project_names(self, record: IndexRecord) -> list[str]:
@@ -249,6 +248,10 @@ class Packages:
         if member is None:
             raise NotFound(f"{path} is not in the documentation of {project} {version}")
         return member
+
+
+def _contributes(project: str) -> Callable[[Source, Connection], bool]:
+    return lambda source, conn: source.contributes(conn, project)
 
 
 def _may_contribute(project: str) -> Callable[[Source, Connection], bool]:
