@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from packyard.core.uploads import UploadAction, UploadCommand
 from packyard.errors import Conflict, InvalidInput, NotFound
 from packyard.services import Services
 from packyard.services.batches import Batches
-from packyard.core.uploads import UploadAction, UploadCommand
 from packyard.services.uploads import UploadOutcome, UploadRequest
 from packyard.storage import store
 from tests.builders import build_wheel
