@@ -26,9 +26,10 @@ from packyard.cli.main import main
 from packyard.config import Settings
 from packyard.core import audit as rules
 from packyard.core.audit import Actor, Entry, Query
+from packyard.core.uploads import UploadAction, UploadCommand
 from packyard.errors import InvalidInput
 from packyard.services import Services, open_services
-from packyard.services.uploads import UploadForm, UploadRequest
+from packyard.services.uploads import UploadRequest
 from packyard.storage import audit as audit_rows
 from tests.builders import build_wheel
 from tests.conftest import JSON, ROOT_PASSWORD, ServerProcess, basic_auth, free_port, tool
@@ -369,10 +370,12 @@ def test_a_batch_records_each_request_as_its_own_actor(services: Services, tmp_p
     requests = []
     for user in ("nora", "otto"):
         path = wheel(tmp_path, f"batch{user}", "1.0")
-        fields = {":action": ["file_upload"], "name": [f"batch{user}"], "version": ["1.0"]}
-        form = UploadForm(fields, path.name, io.BytesIO(path.read_bytes()))
+        body = io.BytesIO(path.read_bytes())
+        command = UploadCommand(
+            UploadAction.RELEASE_FILE, f"batch{user}", "1.0", filename=path.name, content=body
+        )
         with audit_rows.acting_as(Actor(user=user, address=f"10.0.0.{len(user)}")):
-            requests.append(UploadRequest(user, user, "dev", form))
+            requests.append(UploadRequest(user, user, "dev", command))
     with audit_rows.acting_as(Actor(user="somebody-else")):  # the batch runner's own context
         outcomes = services.uploads.upload_many(requests)
     assert all(not isinstance(outcome, Exception) for outcome in outcomes), outcomes

@@ -25,7 +25,7 @@ from packyard.core import acl, indexconfig
 from packyard.core.dists import check_upload_filename
 from packyard.core.indexconfig import InheritanceMode, MirrorConfig, StageConfig
 from packyard.core.models import FileKind, IndexRecord, PageStatus
-from packyard.core.uploads import SentDigests
+from packyard.core.uploads import SentDigests, declared_digests
 from packyard.web.responses import STATUS, status_for
 from tests.builders import build_wheel
 from tests.conftest import JSON, ServerProcess, basic_auth
@@ -388,7 +388,7 @@ def test_upload_filename_refused(
 def test_sent_digests_are_checked_over_the_received_bytes(
     field: str, digest: str, ok: bool
 ) -> None:
-    digests = SentDigests({field: [digest]})
+    digests = SentDigests(declared_digests({field: [digest]}))
     digests.update(b"da")
     digests.update(b"ta")
     if ok:

@@ -10,19 +10,22 @@ from pathlib import Path
 
 import pytest
 
+from packyard.core.uploads import UploadAction, UploadCommand
 from packyard.errors import Conflict, InvalidInput, NotFound
 from packyard.services import Services
 from packyard.services.batches import Batches
-from packyard.services.uploads import UploadForm, UploadOutcome, UploadRequest
+from packyard.services.uploads import UploadOutcome, UploadRequest
 from packyard.storage import store
 from tests.builders import build_wheel
 
 
 def _request(path: Path, index: str = "stage", content: bytes | None = None) -> UploadRequest:
     name, version = path.name.split("-")[:2]
-    fields = {":action": ["file_upload"], "name": [name], "version": [version]}
     body = io.BytesIO(path.read_bytes() if content is None else content)
-    return UploadRequest("root", "root", index, UploadForm(fields, path.name, body))
+    command = UploadCommand(
+        UploadAction.RELEASE_FILE, name, version, filename=path.name, content=body
+    )
+    return UploadRequest("root", "root", index, command)
 
 
 def test_one_batch_stores_the_good_uploads_and_answers_each_bad_one_alone(
@@ -69,7 +72,7 @@ def test_a_lone_upload_still_raises_its_own_error(services: Services, tmp_path: 
     demo = build_wheel(tmp_path, "demo", "1.0")
     request = _request(demo, content=b"garbage")
     with pytest.raises(InvalidInput, match="not a readable archive"):
-        services.uploads.upload(request.actor, request.user, request.index, request.form)
+        services.uploads.upload(request.actor, request.user, request.index, request.command)
 
 
 def test_items_arriving_during_a_batch_form_the_next_batch() -> None:

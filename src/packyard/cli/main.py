@@ -279,7 +279,7 @@ def fsck(serverdir: Path | None, storage: str | None, repair: bool) -> None:
     from packyard.services.fsck import Fsck
 
     with existing_server(serverdir, storage) as services:
-        result = Fsck(services.db, services.blobs, click.echo).run(repair)
+        result = Fsck(services.db, services.blobs, services.sources, click.echo).run(repair)
     click.echo(str(result))
     if not result.clean:
         hint = "" if repair else "; `packyard fsck --repair` removes orphans"
@@ -319,7 +319,7 @@ def export_command(
         def progress(_what: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        summary = Exporter(services.db, services.blobs).export(
+        summary = Exporter(services.db, services.blobs, services.sources).export(
             directory, include_mirrored_files, hard_links, progress, skip_damaged
         )
     _echo_skipped(summary.skipped)
@@ -389,7 +389,9 @@ def import_command(
             def progress(_what: str, done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            summary = Importer(services.db, services.blobs).import_(directory, options, progress)
+            summary = Importer(services.db, services.blobs, services.sources).import_(
+                directory, options, progress
+            )
         if not is_initialized(services):  # an export without root: create it, as devpi-import
             generated = initialize(
                 services, root_password=root_passwd, root_pwhash=root_passwd_hash, root_pypi=False

@@ -43,6 +43,9 @@ class StageConfig:
 
     type: ClassVar[Literal[IndexType.STAGE]] = IndexType.STAGE
     is_mirror: ClassVar[bool] = False
+    # Why uploads (404) and deletes or yanks (403) are refused whoever asks: never here.
+    upload_refusal: ClassVar[str | None] = None
+    edit_refusal: ClassVar[str | None] = None
     volatile: bool = True
     title: str = ""
     description: str = ""
@@ -62,6 +65,9 @@ class MirrorConfig:
 
     type: ClassVar[Literal[IndexType.MIRROR]] = IndexType.MIRROR
     is_mirror: ClassVar[bool] = True
+    # devpi's words (its client matches on them); asked before who the caller is.
+    upload_refusal: ClassVar[str | None] = "cannot submit to mirror index"
+    edit_refusal: ClassVar[str | None] = "deleting from a mirror index is not supported yet"
     mirror_url: str
     volatile: bool = True
     title: str = ""
@@ -135,6 +141,14 @@ MIRROR_KEYS = COMMON_KEYS | {
     "mirror_ignore_serial_header",
     "mirror_provides_core_metadata",
 }
+KEYS = {STAGE: STAGE_KEYS, MIRROR: MIRROR_KEYS}
+
+
+def keys_of(config: IndexConfig) -> frozenset[str]:
+    """The configuration keys an index of this kind has."""
+    return KEYS[config.type]
+
+
 # Keys mirrors silently drop (old exports carry them).
 MIRROR_DROPPED = frozenset(
     {

@@ -1,15 +1,18 @@
-"""What an upload must be, as pure rules (devpi-protocol.md §9): who may upload where, the
-digests a client sent, a register's fields, a doc zip's version, a tox result's name and body,
-and which stored files an uploaded version joins. The file name rules are in `dists`."""
+"""What an upload must be, as pure rules (devpi-protocol.md §9): the command an upload form
+says (`UploadCommand`), who may upload where, the digests a client sent, a register's fields,
+a doc zip's version, a tox result's name and body, and which stored files an uploaded version
+joins. The file name rules are in `dists`."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from enum import StrEnum
+from typing import Any, BinaryIO
 
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
@@ -20,7 +23,35 @@ from packyard.core.models import FileKind, FileRecord, IndexRecord
 from packyard.errors import Forbidden, InvalidInput, NotFound, TooLarge, Unauthenticated
 
 Fields = Mapping[str, Sequence[str]]  # a form's text fields, each repeatable
+# The form field of each digest a client may declare -> its hashlib algorithm.
 DIGEST_FIELDS = {"sha256_digest": "sha256", "md5_digest": "md5", "blake2_256_digest": "blake2b"}
+FIELD_OF_DIGEST = {algorithm: field for field, algorithm in DIGEST_FIELDS.items()}
+
+
+class UploadAction(StrEnum):
+    """What a legacy-API POST asks for (its `:action` field)."""
+
+    RELEASE_FILE = "file_upload"
+    DOCS = "doc_upload"
+    REGISTER = "submit"  # a version's metadata, without files
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadCommand:
+    """One upload as services take it: what the client declared, in words with a meaning.
+    The web layer reads the wire form into it (web/upload_form.py); '' means "not sent"."""
+
+    action: UploadAction
+    project: str = ""  # the project name declared
+    version: str = ""
+    dist_type: str = ""  # the kind of distribution declared (devpi's `filetype`)
+    python_version: str = ""  # declared (`pyversion`); the file name is what counts
+    filename: str | None = None  # the file part's, None without a file part
+    content: BinaryIO | None = None
+    # hashlib algorithm -> the hex digest declared for the file (lower case)
+    digests: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # core metadata declared as form fields, in devpi's key names (a register stores them)
+    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def first_value(fields: Fields, key: str) -> str:
@@ -29,16 +60,20 @@ def first_value(fields: Fields, key: str) -> str:
     return values[0].strip()
 
 
+def declared_digests(fields: Fields) -> dict[str, str]:
+    """hashlib algorithm -> the digest a form declares (lower case), for those it sends."""
+    sent = {algo: first_value(fields, key).lower() for key, algo in DIGEST_FIELDS.items()}
+    return {algo: digest for algo, digest in sent.items() if digest}
+
+
 class SentDigests:
     """The digests a client sent with its upload, computed over the bytes as they arrive."""
 
-    def __init__(self, fields: Fields) -> None:
-        sent = {key: first_value(fields, key).lower() for key in DIGEST_FIELDS}
-        self._expected = {key: digest for key, digest in sent.items() if digest}
+    def __init__(self, declared: Mapping[str, str]) -> None:
+        self._expected = {algo: declared[algo] for algo in FIELD_OF_DIGEST if algo in declared}
         self._hashers = {
-            key: hashlib.blake2b(digest_size=32) if algo == "blake2b" else hashlib.new(algo)
-            for key, algo in DIGEST_FIELDS.items()
-            if key in self._expected
+            algo: hashlib.blake2b(digest_size=32) if algo == "blake2b" else hashlib.new(algo)
+            for algo in self._expected
         }
 
     def update(self, chunk: bytes) -> None:
@@ -46,18 +81,19 @@ class SentDigests:
             hasher.update(chunk)
 
     def check(self) -> None:
-        for key, hasher in self._hashers.items():
-            if not hmac.compare_digest(hasher.hexdigest(), self._expected[key]):
-                raise InvalidInput(
+        for algo, hasher in self._hashers.items():
+            if not hmac.compare_digest(hasher.hexdigest(), self._expected[algo]):
+                raise InvalidInput(  # names the field the client sent
                     f"The digest supplied does not match a digest calculated from the"
-                    f" uploaded file ({key})."
+                    f" uploaded file ({FIELD_OF_DIGEST[algo]})."
                 )
 
 
 def check_may_upload(actor: str | None, record: IndexRecord) -> IndexRecord:
     """`record` if `actor` may upload to it, else NotFound, Unauthenticated or Forbidden."""
-    if record.is_mirror:
-        raise NotFound("cannot submit to mirror index")
+    refusal = record.index_config.upload_refusal  # the index kind first, then the caller
+    if refusal is not None:
+        raise NotFound(refusal)
     if actor is None:
         raise Unauthenticated("authentication required to upload")
     if not acl.may_upload(actor, record.index_config.acl_upload):

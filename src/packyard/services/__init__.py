@@ -27,6 +27,7 @@ from packyard.services.outbound import Outbound
 from packyard.services.package_edits import PackageEdits
 from packyard.services.packages import Packages
 from packyard.services.readmes import Readmes
+from packyard.services.sources import Sources
 from packyard.services.tokens import ApiTokens
 from packyard.services.transfer import Transfer
 from packyard.services.uploads import Uploads
@@ -45,6 +46,8 @@ class Services:
     indexes: Indexes
     packages: Packages
     edits: PackageEdits  # deletes and yanks
+    # The source of an index (its rows, or its upstream's stored pages), chosen by its kind.
+    sources: Sources
     uploads: Uploads
     mirrors: Mirrors
     transfer: Transfer
@@ -80,8 +83,10 @@ def open_services(settings: Settings) -> Services:
     outbound = Outbound(settings)
     # Asked of pip once per process, when first needed (it runs pip: about a second).
     indexes = Indexes(db, settings, outbound, functools.cache(pip_index_url))
-    packages = Packages(db, blobs, indexes)
     accounts = Accounts(db, settings, secret)
+    mirrors = Mirrors(db, blobs, settings, outbound)
+    edits = PackageEdits(db, blobs)
+    sources = Sources(mirrors, edits, settings)
     return Services(
         settings=settings,
         db=db,
@@ -89,10 +94,11 @@ def open_services(settings: Settings) -> Services:
         accounts=accounts,
         tokens=ApiTokens(db, accounts, indexes),
         indexes=indexes,
-        packages=packages,
-        edits=PackageEdits(db, packages),
+        packages=Packages(db, blobs, indexes, sources),
+        edits=edits,
+        sources=sources,
         uploads=Uploads(db, blobs, indexes, settings),
-        mirrors=Mirrors(db, blobs, settings, outbound),
+        mirrors=mirrors,
         transfer=Transfer(db, blobs, indexes, settings, outbound),
         outbound=outbound,
         readmes=Readmes(settings),

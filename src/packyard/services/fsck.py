@@ -19,6 +19,7 @@ from packyard.core.dists import parse_dist_filename
 from packyard.core.models import FileRecord, IndexRecord
 from packyard.errors import PackyardError
 from packyard.services.archives import read_core_metadata
+from packyard.services.sources import Sources
 from packyard.storage import store
 from packyard.storage.blobs import BlobProblem, BlobStore, StoredBlob
 from packyard.storage.db import Database
@@ -63,9 +64,10 @@ class _Row:
 class Fsck:
     """One check of a server dir's database against its blob store."""
 
-    def __init__(self, db: Database, blobs: BlobStore, report: Report) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, sources: Sources, report: Report) -> None:
         self._db = db
         self._blobs = blobs
+        self._sources = sources
         self._report = report
         self.result = FsckResult()
 
@@ -93,7 +95,7 @@ class Fsck:
         self.result.files += 1
         self.result.bytes += row.file.size
         intact = self._check_blob(row.file.sha256, row.file.size, row.name, None)
-        if not intact and repair and row.index.is_mirror:
+        if not intact and repair and self._sources.source_for(row.index).files_are_copies:
             self._drop_cached(row)
             return
         sidecar = row.file.metadata_sha256

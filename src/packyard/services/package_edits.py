@@ -12,24 +12,25 @@ from sqlalchemy import Connection
 from packyard.core import acl
 from packyard.core.models import FileKind, FileRecord, IndexRecord, VersionRecord
 from packyard.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from packyard.services.packages import Packages
+from packyard.services.packages import find_file
 from packyard.storage import store
+from packyard.storage.blobs import BlobStore
 from packyard.storage.db import Database
 
 
 class PackageEdits:
     """Delete and yank what an index holds, after the lookups and permission checks."""
 
-    def __init__(self, db: Database, packages: Packages) -> None:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
         self._db = db
-        self._packages = packages  # finds the file a +f path names
+        self._blobs = blobs
 
     # --- deleting ---------------------------------------------------------------------------
 
     def delete_version(
         self, actor: str | None, record: IndexRecord, project: str, version: str, force: bool
     ) -> None:
-        _refuse_on_mirror(record)  # a property of the index, not of the caller
+        _refuse_edits(record)  # a property of the index, not of the caller
         with self._db.read() as conn:
             _existing_version(conn, record, project, version)
         self._check_delete(actor, record, force, "cannot delete version on non-volatile index")
@@ -40,7 +41,7 @@ class PackageEdits:
     def delete_project(
         self, actor: str | None, record: IndexRecord, project: str, force: bool
     ) -> None:
-        _refuse_on_mirror(record)  # a property of the index, not of the caller
+        _refuse_edits(record)  # a property of the index, not of the caller
         with self._db.read() as conn:
             _existing_project(conn, record, project)
         message = f"project '{project}' is on non-volatile index {record.full_name}"
@@ -50,7 +51,7 @@ class PackageEdits:
             store.delete_project(conn, record.id, project)
 
     def delete_file(self, actor: str | None, record: IndexRecord, relpath: str, force: bool) -> str:
-        found = self._packages.find_file(record, relpath)
+        found = find_file(self._db, self._blobs, record, relpath)
         if found.is_metadata:
             raise InvalidInput("a .metadata file goes with its distribution; delete that")
         self._check_delete(actor, record, force, "cannot delete version on non-volatile index")
@@ -69,7 +70,7 @@ class PackageEdits:
     def _check_delete(
         self, actor: str | None, record: IndexRecord, force: bool, message: str
     ) -> None:
-        _refuse_on_mirror(record)
+        _refuse_edits(record)
         if actor is None:
             raise Unauthenticated("authentication required to delete")
         if not acl.may_delete_entries(actor, record.user, record.index_config.acl_upload):
@@ -123,9 +124,11 @@ class PackageEdits:
 # lists are public; permissions are judged only on things that exist.
 
 
-def _refuse_on_mirror(record: IndexRecord) -> None:
-    if record.is_mirror:
-        raise Forbidden("deleting from a mirror index is not supported yet")
+def _refuse_edits(record: IndexRecord) -> None:
+    """Some index kinds (a mirror) hold nothing that may be deleted or changed."""
+    refusal = record.index_config.edit_refusal
+    if refusal is not None:
+        raise Forbidden(refusal)
 
 
 def _existing_project(conn: Connection, record: IndexRecord, project: str) -> None:

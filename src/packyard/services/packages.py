@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import zipfile
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_version
-from packaging.version import InvalidVersion, Version
 from sqlalchemy import Connection
 
 from packyard.core import inheritance
 from packyard.core.dists import http_date, parse_dist_filename
-from packyard.core.mirror import MirrorLink
-from packyard.core.models import FileKind, FileRecord, IndexRecord, PageStatus, VersionRecord
+from packyard.core.models import FileRecord, IndexRecord
 from packyard.core.simple import FileLink, ProjectPage
 from packyard.errors import InvalidInput, NotFound
 from packyard.services.archives import ZipMember, read_core_metadata, zip_member
 from packyard.services.indexes import Indexes
+from packyard.services.sources import Release, Source, Sources, version_sort_key
 from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore
 from packyard.storage.db import Database
@@ -40,24 +39,6 @@ class StoredFile:
         return self.path.stat().st_size if self.is_metadata else self.record.size
 
 
-@dataclasses.dataclass(frozen=True)
-class Release:
-    """One version of a project as an index serves it, and the index it comes from."""
-
-    version: str
-    index: str
-    metadata: dict[str, Any]
-    files: list[FileLink]
-    attachments: list[FileRecord]  # doc zips and tox results (hosted releases only)
-
-
-def version_sort_key(text: str) -> tuple[int, Version | str]:
-    try:
-        return (1, Version(text))
-    except InvalidVersion:
-        return (0, text)
-
-
 MAX_SEARCH_LENGTH = 200  # characters in one search query
 MAX_SEARCH_WORDS = 10
 
@@ -65,84 +46,74 @@ MAX_SEARCH_WORDS = 10
 class Packages:
     """Read and change what an index holds."""
 
-    def __init__(self, db: Database, blobs: BlobStore, indexes: Indexes) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, indexes: Indexes, sources: Sources) -> None:
         self._db = db
         self._blobs = blobs
         self._indexes = indexes
+        self._sources = sources
 
     # --- what an index serves, bases included -----------------------------------------------
 
-    def contributors(self, record: IndexRecord, project: str) -> list[IndexRecord]:
-        """The indexes whose files count for `project` under `record`, in resolution order.
+    def _order(self, record: IndexRecord) -> list[Source]:
+        return self._sources.sources_for(self._indexes.resolution_order(record))
 
-        A mirror counts when its stored copy of the upstream page lists the project.
-        """
-        return self._walk(record, project, assume_mirrors_have_it=False)
+    def _walk(
+        self, record: IndexRecord, project: str, counts: Callable[[Source, Connection], bool]
+    ) -> tuple[list[Source], str | None]:
+        """The sources `counts` finds `project` in, as the whitelist lets them contribute,
+        and the mirror it holds back.
+
+        The whitelist is judged over every base, so a private project keeps its mirrors out
+        even for a caller who may not read the base that has it; that base's files are then
+        left out of what this caller sees."""
+        everything = self._sources.sources_for(self._indexes.full_resolution_order(record))
+        by_name = {source.record.full_name: source for source in everything}
+        visible = {item.id for item in self._indexes.resolution_order(record)}
+        with self._db.read() as conn:
+            found = inheritance.contributing_indexes(
+                project,
+                list(by_name),
+                {name: source.record.index_config for name, source in by_name.items()},
+                lambda name: counts(by_name[name], conn),
+            )
+        walked = [by_name[name] for name in found.indexes]
+        return [source for source in walked if source.record.id in visible], found.blocked_mirror
+
+    def contributors(self, record: IndexRecord, project: str) -> list[Source]:
+        """The sources whose files count for `project` under `record`, in resolution order."""
+        return self._walk(record, project, _contributes(project))[0]
 
     def blocked_mirror(self, record: IndexRecord, project: str) -> str | None:
         """The mirror the whitelist keeps out of `project`'s pages, if any (for the UI)."""
-        order = self._indexes.full_resolution_order(record)
-        by_name = {item.full_name: item for item in order}
-        with self._db.read() as conn:
-            found = inheritance.contributing_indexes(
-                project,
-                [item.full_name for item in order],
-                {name: item.index_config for name, item in by_name.items()},
-                lambda name: (
-                    by_name[name].is_mirror or store.has_project(conn, by_name[name].id, project)
-                ),
-            )
-        return found.blocked_mirror
+        return self._walk(record, project, _may_contribute(project))[1]
+
+    def to_refresh(self, record: IndexRecord, project: str) -> list[Source]:
+        """The sources following an upstream that may serve `project` under `record`: those
+        the whitelist allows."""
+        walked, _blocked = self._walk(record, project, _may_contribute(project))
+        return [source for source in walked if source.follows_upstream]
 
     def mirrors_to_consult(self, record: IndexRecord, project: str) -> list[IndexRecord]:
-        """The mirrors that may serve `project` under `record`: those the whitelist allows."""
-        walked = self._walk(record, project, assume_mirrors_have_it=True)
-        return [item for item in walked if item.is_mirror]
-
-    def _walk(
-        self, record: IndexRecord, project: str, assume_mirrors_have_it: bool
-    ) -> list[IndexRecord]:
-        # The whitelist is judged over every base, so a private project keeps its mirrors out
-        # even for a caller who may not read the base that has it; that base's files are then
-        # left out of what this caller sees.
-        order = self._indexes.full_resolution_order(record)
-        visible = {item.id for item in self._indexes.resolution_order(record)}
-        by_name = {item.full_name: item for item in order}
-        with self._db.read() as conn:
-
-            def has_project(name: str) -> bool:
-                item = by_name[name]
-                if not item.is_mirror:
-                    return store.has_project(conn, item.id, project)
-                if assume_mirrors_have_it:
-                    return True
-                page = store.get_mirror_page(conn, item.id, project)
-                return page is not None and page.status == PageStatus.OK
-
-            found = inheritance.contributing_indexes(
-                project,
-                [item.full_name for item in order],
-                {name: item.index_config for name, item in by_name.items()},
-                has_project,
-            )
-        return [by_name[name] for name in found.indexes if by_name[name].id in visible]
+        """The indexes of `to_refresh` (a cached page is fresh while theirs are)."""
+        return [source.record for source in self.to_refresh(record, project)]
 
     def project_names(self, record: IndexRecord) -> list[str]:
         """Every project of the index and its bases, each once, in resolution order."""
         seen: dict[str, None] = {}
         with self._db.read() as conn:
-            for item in self._indexes.resolution_order(record):
-                names = (
-                    store.mirror_project_names(conn, item.id)
-                    if item.is_mirror
-                    else store.project_names(conn, item.id)
-                )
-                seen.update(dict.fromkeys(names))
+            for source in self._order(record):
+                seen.update(dict.fromkeys(source.project_names(conn)))
         return list(seen)
 
     def own_project_names(self, record: IndexRecord) -> list[str]:
+        """The projects with versions stored in the index itself (devpi's `projects` key)."""
         with self._db.read() as conn:
             return store.project_names(conn, record.id)
+
+    def listed_project_names(self, record: IndexRecord) -> list[str]:
+        """The projects the index itself lists (a mirror: those its stored pages have)."""
+        with self._db.read() as conn:
+            return self._sources.source_for(record).project_names(conn)
 
     def project_page(self, record: IndexRecord, project: str) -> ProjectPage:
         """The simple page of `project`: every release file from contributing indexes."""
@@ -153,15 +124,10 @@ class Packages:
         versions: set[str] = set()
         seen: set[str] = set()
         with self._db.read() as conn:
-            for item in contributors:
-                found = (
-                    _mirror_links(conn, item, project)
-                    if item.is_mirror
-                    else _stage_links(conn, item, project)
-                )
-                item_links, item_versions = found
-                versions.update(item_versions)
-                for link in item_links:
+            for source in contributors:
+                source_links, source_versions = source.page_links(conn, project)
+                versions.update(source_versions)
+                for link in source_links:
                     if link.filename not in seen:
                         seen.add(link.filename)
                         links.append(link)
@@ -171,8 +137,8 @@ class Packages:
         """Every version visible under `record`, newest first, each from its first index."""
         found: dict[str, Release] = {}
         with self._db.read() as conn:
-            for item in self.contributors(record, project):
-                for release in _releases_of(conn, item, project):
+            for source in self.contributors(record, project):
+                for release in source.releases(conn, project):
                     found.setdefault(canonicalize_version(release.version), release)
         if not found:
             raise NotFound(f"The project {project} does not exist.")
@@ -196,10 +162,9 @@ class Packages:
 
     def cached_files(self, record: IndexRecord) -> list[dict[str, Any]]:
         """What a mirror holds locally: the files it actually served (bundle sources)."""
-        if not record.is_mirror:
-            raise InvalidInput(f"{record.full_name} is not a mirror index")
+        source = self._sources.source_for(record)
         with self._db.read() as conn:
-            files = store.index_files(conn, record.id)
+            files = source.cached_files(conn)
         return [
             {
                 "filename": f.filename,
@@ -208,7 +173,6 @@ class Packages:
                 "path": f"{record.full_name}/{f.relpath}",
             }
             for f in files
-            if f.kind == FileKind.RELEASE
         ]
 
     # --- devpi JSON views ---------------------------------------------------------------------
@@ -217,11 +181,15 @@ class Packages:
         self, record: IndexRecord, project: str, base_url: str, ignore_bases: bool = False
     ) -> dict[str, dict[str, Any]]:
         """version -> versiondata across contributing indexes (first one wins, rest shadow)."""
-        contributors = [record] if ignore_bases else self.contributors(record, project)
+        contributors = (
+            [self._sources.source_for(record)]
+            if ignore_bases
+            else self.contributors(record, project)
+        )
         result: dict[str, dict[str, Any]] = {}
         with self._db.read() as conn:
-            for item in contributors:
-                for version, data in self._versions_data(conn, item, project, base_url):
+            for source in contributors:
+                for version, data in source.versions_data(conn, project, base_url):
                     if version in result:
                         result[version].setdefault("+shadowing", []).append(data)
                     else:
@@ -232,7 +200,7 @@ class Packages:
 
     def _has_project(self, record: IndexRecord, project: str, ignore_bases: bool) -> bool:
         found = self.contributors(record, project)
-        return any(item.id == record.id for item in found) if ignore_bases else bool(found)
+        return any(s.record.id == record.id for s in found) if ignore_bases else bool(found)
 
     def version_view(
         self,
@@ -248,48 +216,6 @@ class Packages:
             if canonicalize_version(text) == key:
                 return data
         raise NotFound(f"The version {version} of project {project} does not exist.")
-
-    def _versions_data(
-        self, conn: Connection, item: IndexRecord, project: str, base_url: str
-    ) -> list[tuple[str, dict[str, Any]]]:
-        if item.is_mirror:
-            releases = _releases_of(conn, item, project)
-            return [
-                (release.version, _mirror_version_data(release, base_url)) for release in releases
-            ]
-        return [
-            (version.version, self._version_data(conn, item, version, base_url))
-            for version in store.list_versions(conn, item.id, project)
-        ]
-
-    def _version_data(
-        self, conn: Connection, item: IndexRecord, version: VersionRecord, base_url: str
-    ) -> dict[str, Any]:
-        data = dict(version.metadata)
-        files = [
-            file
-            for file in store.project_files(conn, item.id, version.project)
-            if file.version == version.version
-        ]
-        by_name = {file.filename: file for file in files}
-        links = []
-        for file in files:
-            link: dict[str, Any] = {
-                "rel": file.kind,
-                "href": f"{base_url}/{item.full_name}/{file.relpath}",
-                "hash_spec": f"sha256={file.sha256}",
-                "hashes": {"sha256": file.sha256},
-                "log": file.log,
-            }
-            release = by_name.get(file.for_file or "")
-            if release is not None:
-                link["for_href"] = f"{base_url}/{item.full_name}/{release.relpath}"
-            if file.yanked is not None:
-                link["yanked"] = file.yanked or True
-            links.append(link)
-        data["+links"] = links
-        data["+index"] = item.full_name  # which index (base) this version comes from
-        return data
 
     def file_meta(self, record: IndexRecord, relpath: str) -> dict[str, Any]:
         """devpi's `releasefilemeta` for a +f path."""
@@ -307,32 +233,7 @@ class Packages:
 
     def find_file(self, record: IndexRecord, relpath: str) -> StoredFile:
         """Resolve `+f/<3 hex>/<13 hex>/<filename>` (or its `.metadata` sidecar)."""
-        parts = relpath.split("/")
-        if len(parts) != 3:
-            raise NotFound("no such file")
-        head, rest, filename = parts
-        with self._db.read() as conn:
-            file = store.get_file(conn, record.id, filename)
-            is_metadata = False
-            if file is None and filename.endswith(".metadata"):
-                file = store.get_file(conn, record.id, filename.removesuffix(".metadata"))
-                is_metadata = True
-        if file is None or file.relpath != f"+f/{head}/{rest}/{file.filename}":
-            raise NotFound("no such file")
-        if is_metadata:
-            if not file.metadata_sha256:
-                raise NotFound("no core metadata for this file")
-            if not self._blobs.exists(file.metadata_sha256):
-                self._rebuild_metadata(file)
-            return StoredFile(file, self._blobs.path(file.metadata_sha256), True)
-        return StoredFile(file, self._blobs.path(file.sha256))
-
-    def _rebuild_metadata(self, file: FileRecord) -> None:
-        """PEP 658 files are stored without fsync; one lost in a crash comes from the wheel."""
-        dist = parse_dist_filename(file.filename)
-        rebuilt = self._blobs.put_bytes(read_core_metadata(self._blobs.path(file.sha256), dist))
-        if rebuilt != file.metadata_sha256:
-            raise NotFound("the core metadata of this file cannot be rebuilt")
+        return find_file(self._db, self._blobs, record, relpath)
 
     def doc_file(
         self, record: IndexRecord, project: str, version: str, path: str, max_size: int
@@ -356,103 +257,40 @@ class Packages:
         return member
 
 
-def _releases_of(conn: Connection, item: IndexRecord, project: str) -> list[Release]:
-    if item.is_mirror:
-        links, _versions = _mirror_links(conn, item, project)
-        grouped: dict[str, list[FileLink]] = {}
-        for link in links:
-            grouped.setdefault(_version_of(link.filename), []).append(link)
-        return [
-            Release(version, item.full_name, {"name": project, "version": version}, files, [])
-            for version, files in grouped.items()
-        ]
-    files = store.project_files(conn, item.id, project)
-    releases = []
-    for version in store.list_versions(conn, item.id, project):
-        own = [f for f in files if f.version == version.version]
-        links = [
-            _link(f, f"{item.full_name}/{f.relpath}", item.full_name)
-            for f in own
-            if f.kind == FileKind.RELEASE
-        ]
-        extras = [f for f in own if f.kind != FileKind.RELEASE]
-        releases.append(Release(version.version, item.full_name, version.metadata, links, extras))
-    return releases
+def _contributes(project: str) -> Callable[[Source, Connection], bool]:
+    return lambda source, conn: source.contributes(conn, project)
 
 
-def _mirror_version_data(release: Release, base_url: str) -> dict[str, Any]:
-    """A mirrored release as devpi shows it: name, version, requires_python, links (§11.2)."""
-    data: dict[str, Any] = dict(release.metadata)
-    requires_python = next((f.requires_python for f in release.files if f.requires_python), None)
-    if requires_python:
-        data["requires_python"] = requires_python
-    data["+links"] = [
-        {
-            "rel": FileKind.RELEASE,
-            "href": f"{base_url}/{link.url}",
-            **_hash_fields(link),
-            **({"yanked": link.yanked or True} if link.yanked is not None else {}),
-        }
-        for link in release.files
-    ]
-    data["+index"] = release.index
-    return data
+def _may_contribute(project: str) -> Callable[[Source, Connection], bool]:
+    return lambda source, conn: source.may_contribute(conn, project)
 
 
-def _hash_fields(link: FileLink) -> dict[str, Any]:
-    """devpi's hash keys of a link, and whether its hash was trusted on first use (none
-    while a hash-less upstream file was never fetched)."""
-    fields: dict[str, Any] = {}
-    if link.sha256:
-        fields = {"hash_spec": f"sha256={link.sha256}", "hashes": {"sha256": link.sha256}}
-    if link.trusted_on_first_use:
-        fields["trusted_on_first_use"] = True
-    return fields
+def find_file(db: Database, blobs: BlobStore, record: IndexRecord, relpath: str) -> StoredFile:
+    """The stored file a +f path of `record` names, else NotFound."""
+    parts = relpath.split("/")
+    if len(parts) != 3:
+        raise NotFound("no such file")
+    head, rest, filename = parts
+    with db.read() as conn:
+        file = store.get_file(conn, record.id, filename)
+        is_metadata = False
+        if file is None and filename.endswith(".metadata"):
+            file = store.get_file(conn, record.id, filename.removesuffix(".metadata"))
+            is_metadata = True
+    if file is None or file.relpath != f"+f/{head}/{rest}/{file.filename}":
+        raise NotFound("no such file")
+    if is_metadata:
+        if not file.metadata_sha256:
+            raise NotFound("no core metadata for this file")
+        if not blobs.exists(file.metadata_sha256):
+            _rebuild_metadata(blobs, file)
+        return StoredFile(file, blobs.path(file.metadata_sha256), True)
+    return StoredFile(file, blobs.path(file.sha256))
 
 
-def _stage_links(
-    conn: Connection, item: IndexRecord, project: str
-) -> tuple[list[FileLink], set[str]]:
-    links = [
-        _link(file, f"{item.full_name}/{file.relpath}", item.full_name)
-        for file in store.project_files(conn, item.id, project)
-        if file.kind == FileKind.RELEASE
-    ]
-    # Versions without files (registered only) still belong to the project (PEP 700).
-    return links, {version.version for version in store.list_versions(conn, item.id, project)}
-
-
-def _mirror_links(
-    conn: Connection, item: IndexRecord, project: str
-) -> tuple[list[FileLink], set[str]]:
-    page = store.get_mirror_page(conn, item.id, project)
-    if page is None:
-        return [], set()
-    cached = {file.filename: file for file in store.project_files(conn, item.id, project)}
-    links, versions = [], set()
-    for data in page.links:
-        link = MirrorLink.from_json(data)
-        links.append(link.file_link(item.full_name, cached.get(link.filename)))
-        versions.add(_version_of(link.filename))
-    return links, versions - {""}
-
-
-def _version_of(filename: str) -> str:
-    try:
-        return str(parse_dist_filename(filename).version)
-    except InvalidInput:
-        return ""
-
-
-def _link(file: FileRecord, url: str, index: str) -> FileLink:
-    return FileLink(
-        filename=file.filename,
-        url=url,
-        sha256=file.sha256,
-        size=file.size,
-        index=index,
-        upload_time=datetime.fromtimestamp(file.uploaded_at, UTC),
-        requires_python=file.requires_python,
-        yanked=file.yanked,
-        core_metadata_sha256=file.metadata_sha256,
-    )
+def _rebuild_metadata(blobs: BlobStore, file: FileRecord) -> None:
+    """PEP 658 files are stored without fsync; one lost in a crash comes from the wheel."""
+    dist = parse_dist_filename(file.filename)
+    rebuilt = blobs.put_bytes(read_core_metadata(blobs.path(file.sha256), dist))
+    if rebuilt != file.metadata_sha256:
+        raise NotFound("the core metadata of this file cannot be rebuilt")

@@ -35,12 +35,12 @@ from packyard.core.names import check_project_name, normalize_project
 from packyard.core.releases import EXISTS, Admission, Upload, admit, check_metadata_change
 from packyard.core.uploads import (
     SentDigests,
+    UploadAction,
+    UploadCommand,
     check_may_upload,
     check_may_upload_toxresult,
     check_toxresult,
     doc_zip_name,
-    first_value,
-    form_metadata,
     latest_version,
     toxresult_name,
 )
@@ -58,21 +58,6 @@ from packyard.storage.blobs import BlobStore, BlobWriter
 from packyard.storage.db import Database
 
 CHUNK = 1024 * 1024
-
-
-@dataclasses.dataclass
-class UploadForm:
-    """A parsed multipart upload: every text field (repeatable) and the file part."""
-
-    fields: dict[str, list[str]]
-    filename: str | None = None
-    content: BinaryIO | None = None
-    # What `Uploads.inspect` found in the file before the upload joined a batch: the core
-    # metadata (b"" for a doc zip), or the error to answer; None if not inspected yet.
-    inspected: bytes | Exception | None = None
-
-    def value(self, key: str) -> str:
-        return first_value(self.fields, key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,14 +95,17 @@ class UploadOutcome:
         return "OK"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class UploadRequest:
     """One legacy-API POST, as `Uploads.upload_many` takes them."""
 
     actor: str | None
     user: str
     index: str
-    form: UploadForm
+    command: UploadCommand
+    # What `Uploads.inspect` found in the file before the upload joined a batch: the core
+    # metadata (b"" for a doc zip), or the error to answer; None if not inspected yet.
+    inspected: bytes | Exception | None = None
     # Who the audit trail names: taken in the request, since a batch runs for many.
     origin: Actor = dataclasses.field(default_factory=audit.current_actor)
 
@@ -146,9 +134,11 @@ class Uploads:
         self._indexes = indexes
         self._settings = settings
 
-    def upload(self, actor: str | None, user: str, index: str, form: UploadForm) -> UploadOutcome:
+    def upload(
+        self, actor: str | None, user: str, index: str, command: UploadCommand
+    ) -> UploadOutcome:
         """Handle one legacy-API POST: a release file, a documentation zip or a register."""
-        [outcome] = self.upload_many([UploadRequest(actor, user, index, form)])
+        [outcome] = self.upload_many([UploadRequest(actor, user, index, command)])
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -156,25 +146,25 @@ class Uploads:
     def inspect(self, request: UploadRequest) -> None:
         """Read the file's metadata (or check the doc zip) before the upload joins a batch:
         a hostile archive then costs its own request's time, not every batched upload's."""
-        form = request.form
+        command = request.command
         try:
             self.authorize(request.actor, request.user, request.index)
-            form.inspected = self._inspect(form)
+            request.inspected = self._inspect(command)
         except Exception as exc:  # answered in order, once the batch handles this request
-            form.inspected = exc
+            request.inspected = exc
         finally:
-            if form.content is not None:
-                form.content.seek(0)
+            if command.content is not None:
+                command.content.seek(0)
 
-    def _inspect(self, form: UploadForm) -> bytes | None:
-        if form.content is None or not form.filename:
+    def _inspect(self, command: UploadCommand) -> bytes | None:
+        if command.content is None or not command.filename:
             return None
         limits = limits_from(self._settings)
-        action = form.value(":action")
-        if action == "file_upload":
-            return read_core_metadata(form.content, self._validate_filename(form), limits)
-        if action == "doc_upload":
-            check_zip(form.content, form.filename, limits)
+        if command.action == UploadAction.RELEASE_FILE:
+            dist = self._validate_filename(command)
+            return read_core_metadata(command.content, dist, limits)
+        if command.action == UploadAction.DOCS:
+            check_zip(command.content, command.filename, limits)
             return b""
         return None
 
@@ -209,15 +199,12 @@ class Uploads:
         self, request: UploadRequest, writers: contextlib.ExitStack
     ) -> UploadOutcome | _Received:
         record = self.authorize(request.actor, request.user, request.index)
-        form = request.form
-        action = form.value(":action")
-        if action == "file_upload":
-            return self._receive_release(request.actor, record, form, writers)
-        if action == "doc_upload":
-            return self._receive_docs(request.actor, record, form, writers)
-        if action == "submit":
-            return self._register(record, form)
-        raise InvalidInput(f"action {action!r} not supported")
+        action = request.command.action
+        if action == UploadAction.RELEASE_FILE:
+            return self._receive_release(record, request, writers)
+        if action == UploadAction.DOCS:
+            return self._receive_docs(record, request, writers)
+        return self._register(record, request.command)
 
     @contextlib.contextmanager
     def _batch_writer(self, writers: contextlib.ExitStack) -> Iterator[BlobWriter]:
@@ -228,22 +215,19 @@ class Uploads:
             writers.push(on_failure.pop_all())
 
     def _receive_release(
-        self,
-        actor: str | None,
-        record: IndexRecord,
-        form: UploadForm,
-        writers: contextlib.ExitStack,
+        self, record: IndexRecord, request: UploadRequest, writers: contextlib.ExitStack
     ) -> _Received:
-        dist = self._validate_filename(form)
-        if form.content is None:
+        command = request.command
+        dist = self._validate_filename(command)
+        if command.content is None:
             raise InvalidInput("content file field not found")
-        digests = SentDigests(form.fields)
+        digests = SentDigests(command.digests)
         with self._batch_writer(writers) as writer:
-            self._receive(form.content, writer, digests.update, durable=False)
+            self._receive(command.content, writer, digests.update, durable=False)
             digests.check()
             # Read back from the received content: usually still in memory, no file to reopen.
-            content, limits = form.content, limits_from(self._settings)
-            metadata = _inspected(form, lambda: read_core_metadata(content, dist, limits))
+            content, limits = command.content, limits_from(self._settings)
+            metadata = _inspected(request, lambda: read_core_metadata(content, dist, limits))
             parsed = parse_core_metadata(metadata, dist.filename)
             check_project_name(parsed.name)
             check_matches(dist, parsed.name, parsed.version)
@@ -263,31 +247,28 @@ class Uploads:
             new_metadata = not self._blobs.exists(metadata_sha)
             if new_metadata:
                 self._blobs.put_bytes(incoming.core_metadata, durable=False)
-        return _Received(actor, record, incoming, writer, metadata_sha, new_metadata)
+        return _Received(request.actor, record, incoming, writer, metadata_sha, new_metadata)
 
     def _receive_docs(
-        self,
-        actor: str | None,
-        record: IndexRecord,
-        form: UploadForm,
-        writers: contextlib.ExitStack,
+        self, record: IndexRecord, request: UploadRequest, writers: contextlib.ExitStack
     ) -> _Received:
         """A documentation zip for one version (devpi: `{project}-{version}.doc.zip`)."""
-        name = check_project_name(form.value("name"))
+        command = request.command
+        name = check_project_name(command.project)
         project = normalize_project(name)
-        if form.content is None or not form.filename:
+        if command.content is None or not command.filename:
             raise InvalidInput("content file field not found")
-        version = form.value("version") or self._latest_version(record, project)
+        version = command.version or self._latest_version(record, project)
         parse_version(version)
-        filename, limits = form.filename, limits_from(self._settings)
+        filename, limits = command.filename, limits_from(self._settings)
         with self._batch_writer(writers) as writer:
-            self._receive(form.content, writer, durable=False)
+            self._receive(command.content, writer, durable=False)
 
             def check_docs() -> bytes:
                 check_zip(writer.temp_path, filename, limits)
                 return b""
 
-            _inspected(form, check_docs)
+            _inspected(request, check_docs)
         incoming = Incoming(
             project=project,
             version=version,
@@ -295,16 +276,16 @@ class Uploads:
             kind=FileKind.DOCZIP,
             fields={"name": name, "version": version},
         )
-        return _Received(actor, record, incoming, writer, None, False)
+        return _Received(request.actor, record, incoming, writer, None, False)
 
     def _latest_version(self, record: IndexRecord, project: str) -> str:
         with self._db.read() as conn:
             versions = [v.version for v in store.list_versions(conn, record.id, project)]
         return latest_version(project, versions)
 
-    def _register(self, record: IndexRecord, form: UploadForm) -> UploadOutcome:
+    def _register(self, record: IndexRecord, command: UploadCommand) -> UploadOutcome:
         """`:action=submit`: store a version's metadata without files (replacing it whole)."""
-        fields = form_metadata(form.fields)
+        fields = dict(command.metadata)
         name = check_project_name(str(fields.get("name") or ""))
         version = str(parse_version(str(fields.get("version") or "")))
         project = normalize_project(name)
@@ -375,9 +356,10 @@ class Uploads:
         return check_may_upload(actor, self._indexes.get(user, index, snapshot))
 
     @staticmethod
-    def _validate_filename(form: UploadForm) -> DistFilename:
-        name, version, filetype = form.value("name"), form.value("version"), form.value("filetype")
-        return check_upload_filename(form.filename, name, version, filetype)
+    def _validate_filename(command: UploadCommand) -> DistFilename:
+        return check_upload_filename(
+            command.filename, command.project, command.version, command.dist_type
+        )
 
     def _receive(
         self,
@@ -483,8 +465,8 @@ def _upload_detail(item: _Received) -> dict[str, str]:
     }
 
 
-def _inspected(form: UploadForm, inspect: Callable[[], bytes]) -> bytes:
+def _inspected(request: UploadRequest, inspect: Callable[[], bytes]) -> bytes:
     """What `Uploads.inspect` found (its error raised here, in its turn), else inspect now."""
-    if isinstance(form.inspected, Exception):
-        raise form.inspected
-    return form.inspected if form.inspected is not None else inspect()
+    if isinstance(request.inspected, Exception):
+        raise request.inspected
+    return request.inspected if request.inspected is not None else inspect()

@@ -8,18 +8,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
 from packyard.core.names import normalize_project
 from packyard.errors import InvalidInput, NotFound
-from packyard.services.uploads import UploadForm, UploadRequest
+from packyard.services.uploads import UploadRequest
 from packyard.web.auth import client_address, current_user
 from packyard.web.limits import allow_body, bounded_form
 from packyard.web.lookup import boundary_of, request_index, services_of
 from packyard.web.readcheck import reveals_no_content
 from packyard.web.responses import REASON_HEADER, api_response, devpi_api
+from packyard.web.upload_form import upload_command
 from packyard.web.urls import urls_of
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
@@ -85,7 +85,7 @@ async def api_discovery(request: Request) -> Response:
         record = await request_index(request)
         result["index"] = urls.absolute(record.full_name)
         result["simpleindex"] = urls.absolute(record.full_name, "+simple") + "/"
-        if not record.is_mirror:
+        if record.index_config.upload_refusal is None:  # where uploads go, if anywhere
             result["pypisubmit"] = urls.absolute(record.full_name) + "/"
     return api_response(result, "apiconfig")
 
@@ -233,16 +233,8 @@ async def upload(request: Request) -> Response:
     message = f"file too large: the limit is {limit} bytes"
     allow_body(request, limit + MAX_FORM_TEXT + MULTIPART_OVERHEAD, message)
     async with bounded_form(request, MAX_FORM_TEXT, max_files=2, max_fields=2000) as form:
-        fields: dict[str, list[str]] = {}
-        upload_form = UploadForm(fields)
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if key == "content":
-                    upload_form.filename = value.filename
-                    upload_form.content = value.file
-            elif value:
-                fields.setdefault(key, []).append(value)
-        outcome = await boundary.packages.upload(UploadRequest(actor, user, index, upload_form))
+        command = upload_command(form.multi_items())
+        outcome = await boundary.packages.upload(UploadRequest(actor, user, index, command))
     return Response(b"", media_type="text/html", headers={REASON_HEADER: outcome.message})
 
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from packyard.core.dists import parse_dist_filename
-from packyard.core.mirror import MirrorLink
 from packyard.core.models import IndexRecord
 from packyard.errors import NotFound
 from packyard.services._threads import in_thread
@@ -17,6 +14,7 @@ from packyard.services.archives import ZipMember
 from packyard.services.boundary.indexes import IndexUseCases
 from packyard.services.integrity import checked_file
 from packyard.services.packages import StoredFile
+from packyard.services.sources import Upstream
 
 if TYPE_CHECKING:
     from packyard.services import Services
@@ -30,14 +28,7 @@ class Stored:
     stat: os.stat_result
 
 
-@dataclasses.dataclass(frozen=True)
-class Upstream:
-    """A mirror file not cached yet: its link and its bytes as they arrive (being cached)."""
-
-    link: MirrorLink
-    chunks: AsyncIterator[bytes] | None
-    # A `.metadata` file beside it, extracted whole (no streaming).
-    whole: bytes | None = None
+__all__ = ["FileUseCases", "Stored", "Upstream"]
 
 
 class FileUseCases:
@@ -48,14 +39,12 @@ class FileUseCases:
     async def stored(self, user: str, index: str, relpath: str) -> StoredFile | Upstream:
         """The stored file of a +f path, else (on a mirror) its upstream download."""
         record = await self._indexes.get(user, index)
+        source = self._services.sources.source_for(record)
         try:
             found = await self._stored_file(record, relpath)
-        except NotFound:
-            if not record.is_mirror:
-                raise
-            return await self._from_upstream(record, relpath)
-        if record.is_mirror:
-            self._services.mirrors.note_served(found.record, found.path)
+        except NotFound as not_stored:
+            return await source.missing_file(relpath, not_stored)
+        source.served(found.record, found.path)
         return found
 
     async def checked(self, found: StoredFile, url_path: str) -> Stored:
@@ -75,35 +64,14 @@ class FileUseCases:
         pages.store(key, found, serial)
         return found
 
-    async def _from_upstream(self, record: IndexRecord, relpath: str) -> Upstream:
-        mirrors = self._services.mirrors
-        if relpath.endswith(".metadata"):
-            link = await mirrors.find_link(record, relpath.removesuffix(".metadata"))
-            body = await mirrors.core_metadata(record, link)
-            return Upstream(link, None, body)
-        link = await mirrors.find_link(record, relpath)
-        return Upstream(link, mirrors.stream_file(record, link))
-
     async def meta(self, user: str, index: str, relpath: str) -> dict[str, Any]:
         """devpi's `releasefilemeta`; for a mirror file not cached yet, from its upstream link."""
         record = await self._indexes.get(user, index)
         try:
             return await in_thread(self._services.packages.file_meta, record, relpath)
-        except NotFound:
-            if not record.is_mirror:
-                raise
-        link = await self._services.mirrors.find_link(record, relpath)
-        dist = parse_dist_filename(link.filename)  # find_link only finds parseable names
-        meta: dict[str, Any] = {
-            "url": link.url,
-            "project": dist.project,
-            "version": str(dist.version),
-        }
-        if link.sha256:
-            meta |= {"hash_spec": f"sha256={link.sha256}", "hashes": {"sha256": link.sha256}}
-        if link.trusted_on_first_use:
-            meta["trusted_on_first_use"] = True
-        return meta
+        except NotFound as not_stored:
+            source = self._services.sources.source_for(record)
+            return await source.missing_file_meta(relpath, not_stored)
 
     async def doc_member(
         self, user: str, index: str, project: str, version: str, path: str

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from packyard.core import indexconfig
 from packyard.core.models import IndexRecord
 from packyard.services._threads import in_thread
 from packyard.services.boundary.accounts import index_config_view
@@ -26,7 +27,7 @@ class ReadGrant:
 
 
 # Settings of an index that reads other indexes; the UI's form sends them for every kind.
-MIRRORLESS_KEYS = ("bases", "mirror_whitelist")
+READING_KEYS = ("bases", "mirror_whitelist")
 
 
 class IndexUseCases:
@@ -86,10 +87,11 @@ class IndexUseCases:
     async def modify_from_form(
         self, actor: str | None, user: str, name: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
-        """The web UI's settings form: a mirror has no bases nor whitelist to set."""
+        """The web UI's settings form: only what the index's kind has (a mirror has no bases
+        nor whitelist to set)."""
         record = await self.get(user, name)
-        if record.is_mirror:
-            changes = {k: v for k, v in changes.items() if k not in MIRRORLESS_KEYS}
+        known = indexconfig.keys_of(record.index_config)
+        changes = {k: v for k, v in changes.items() if k in known or k not in READING_KEYS}
         return await self.modify(actor, user, name, changes)
 
     async def delete(self, actor: str | None, user: str, name: str) -> None:

@@ -4,27 +4,21 @@ the indexes a request reads brings its pages up to date first: the index kind de
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from packyard.core import acl
 from packyard.core.models import IndexRecord
-from packyard.errors import Forbidden, UpstreamUnavailable
+from packyard.errors import UpstreamUnavailable
 from packyard.services._threads import in_thread
 from packyard.services.batches import Batches
 from packyard.services.boundary.indexes import IndexUseCases
+from packyard.services.sources import Dropped
 from packyard.services.uploads import UploadOutcome, UploadRequest
 
 if TYPE_CHECKING:
     from packyard.services import Services
 
 
-@dataclasses.dataclass(frozen=True)
-class Dropped:
-    """What deleting a project from a mirror did: its cached files are fetched again."""
-
-    count: int
-    size: int
+__all__ = ["Dropped", "PackageUseCases"]
 
 
 class PackageUseCases:
@@ -32,6 +26,7 @@ class PackageUseCases:
         self._services = services
         self._packages = services.packages
         self._edits = services.edits
+        self._sources = services.sources
         self._indexes = indexes
         # Concurrent uploads are stored together: one disk flush and one transaction per batch.
         self._uploads: Batches[UploadRequest, UploadOutcome] = Batches(services.uploads.upload_many)
@@ -41,16 +36,15 @@ class PackageUseCases:
     async def refresh_mirrors(self, record: IndexRecord, project: str) -> list[UpstreamUnavailable]:
         """Bring stale mirror pages of `project` up to date across the resolution order; a
         failing base mirror only counts as a failure (the index's own failing is an error)."""
-        order = await self._indexes.resolution_order(record)
-        if not any(item.is_mirror for item in order):
-            return []
-        mirrors = await in_thread(self._packages.mirrors_to_consult, record, project)
+        order = self._sources.sources_for(await self._indexes.resolution_order(record))
+        if not any(source.follows_upstream for source in order):
+            return []  # nothing to bring up to date: no thread hop
         failures = []
-        for mirror in mirrors:
+        for source in await in_thread(self._packages.to_refresh, record, project):
             try:
-                await self._services.mirrors.ensure_page(mirror, project)
+                await source.refresh(project)
             except UpstreamUnavailable as exc:
-                if mirror.id == record.id:
+                if source.record.id == record.id:
                     raise
                 failures.append(exc)
         return failures
@@ -59,8 +53,7 @@ class PackageUseCases:
         """devpi's refresh: every mirror in the order forgets `project` and asks again."""
         record = await self._indexes.get(user, index)
         for item in await self._indexes.resolution_order(record):
-            if item.is_mirror:
-                await self._services.mirrors.refresh(item, project)
+            await self._sources.source_for(item).ask_again(project)
         return record
 
     # --- devpi JSON views -----------------------------------------------------------------
@@ -98,18 +91,7 @@ class PackageUseCases:
     ) -> Dropped | None:
         """Delete a project; on a mirror, drop its cached files instead (fetched again)."""
         record = await self._indexes.get(user, index)
-        if record.is_mirror:
-            return await self._drop_mirrored(actor, record, project)
-        delete = self._edits.delete_project
-        await in_thread(delete, actor, record, project, force)
-        return None
-
-    async def _drop_mirrored(self, actor: str | None, record: IndexRecord, project: str) -> Dropped:
-        restrict = self._services.settings.restrict_modify
-        if not acl.may_manage_index(actor, record.user, restrict):
-            raise Forbidden(f"no permission to drop cached files of {record.full_name}")
-        count, size = await in_thread(self._services.mirrors.drop_cached, record, project)
-        return Dropped(count, size)
+        return await self._sources.source_for(record).delete_project(actor, project, force)
 
     async def delete_version(
         self, actor: str | None, user: str, index: str, project: str, version: str, force: bool

@@ -14,8 +14,8 @@ from packyard.errors import NotFound, UpstreamUnavailable
 from packyard.services._threads import in_thread
 from packyard.services.boundary.indexes import IndexUseCases
 from packyard.services.boundary.packages import PackageUseCases
-from packyard.services.packages import Release
 from packyard.services.readmes import Description
+from packyard.services.sources import Release
 from packyard.storage.search import SearchHit
 
 if TYPE_CHECKING:
@@ -69,9 +69,7 @@ class PageUseCases:
     async def project_list(self, user: str, index: str) -> tuple[IndexRecord, MirrorList | None]:
         """The index, and for a mirror its stored upstream list (refreshed when stale)."""
         record = await self._indexes.get(user, index)
-        if not record.is_mirror:
-            return record, None
-        return record, await self._services.mirrors.project_list(record)
+        return record, await self._services.sources.source_for(record).project_list()
 
     async def simple_project(
         self, user: str, index: str, project: str
@@ -128,9 +126,7 @@ class PageUseCases:
         def gather() -> list[tuple[str, str]]:
             sources: dict[str, str] = {}
             for item in order:
-                mirror = item.is_mirror
-                names = packages.project_names(item) if mirror else packages.own_project_names(item)
-                for project in names:
+                for project in packages.listed_project_names(item):
                     sources.setdefault(project, item.full_name)
             return sorted(sources.items())
 

@@ -26,6 +26,7 @@ from packyard.services.dump.format import (
     damaged_error,
     no_progress,
 )
+from packyard.services.sources import Source, Sources
 from packyard.storage import store
 from packyard.storage.blobs import BlobStore, file_sha256
 from packyard.storage.db import Database
@@ -34,9 +35,10 @@ from packyard.storage.db import Database
 class Exporter:
     """Writes a server's users, indexes, metadata and files as a devpi dump."""
 
-    def __init__(self, db: Database, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, sources: Sources) -> None:
         self._db = db
         self._blobs = blobs
+        self._sources = sources
 
     def export(
         self,
@@ -74,10 +76,11 @@ class Exporter:
             users = {user.name: _user_record(user) for user in store.list_users(conn)}
             indexes = {}
             for record in store.list_indexes(conn):
-                if record.is_mirror and not include_mirrored_files:
+                source = self._sources.source_for(record)
+                if not source.exports_files(include_mirrored_files):
                     indexes[record.full_name] = {"indexconfig": record.config}
                     continue
-                entry, files = _index_record(conn, record)
+                entry, files = _index_record(conn, source)
                 indexes[record.full_name] = entry
                 copies.extend(files)
                 summary.projects += len(entry["projects"])
@@ -168,21 +171,12 @@ def _user_record(user: User) -> dict[str, Any]:
     return record
 
 
-def _index_record(conn: Connection, record: IndexRecord) -> tuple[dict[str, Any], list[_Copy]]:
+def _index_record(conn: Connection, source: Source) -> tuple[dict[str, Any], list[_Copy]]:
+    record = source.record
     # Toxresults last, as import stores them: export -> import -> export is byte-identical.
     files = sorted(store.index_files(conn, record.id), key=lambda f: f.kind == FileKind.TOXRESULT)
     by_name = {file.filename: file for file in files}
-    projects: dict[str, dict[str, Any]] = {}
-    names = {file.project for file in files} | set(store.project_names(conn, record.id))
-    for project in sorted(names):
-        versions = store.list_versions(conn, record.id, project)
-        projects[project] = {v.version: v.metadata for v in versions}
-        if record.is_mirror:
-            projects[project] = {
-                file.version: {"name": project, "version": file.version}
-                for file in files
-                if file.project == project
-            }
+    projects = source.exported_projects(conn, files)
     entries, copies = [], []
     for file in files:
         relative = _export_path(record, file, by_name)

@@ -20,7 +20,6 @@ from packaging.utils import canonicalize_version
 from sqlalchemy import Connection
 
 from packyard.core.dists import check_safe_filename, parse_dist_filename
-from packyard.core.mirror import page_of_cached_files
 from packyard.core.models import FileKind, FileRecord, IndexRecord, User
 from packyard.core.names import normalize_project
 from packyard.errors import Conflict, InvalidInput, PackyardError
@@ -28,6 +27,7 @@ from packyard.services.archives import read_core_metadata
 from packyard.services.audit import import_entries
 from packyard.services.dump.format import USER_KEYS, Progress, Summary, damaged_error, no_progress
 from packyard.services.release_rows import index_for_search
+from packyard.services.sources import Sources
 from packyard.storage import store
 from packyard.storage.blobs import BlobStore, file_sha256
 from packyard.storage.db import Database
@@ -66,9 +66,10 @@ class _PlannedFile:
 class Importer:
     """Reads a devpi dump (packyard's or devpi-server's) into this server, all or nothing."""
 
-    def __init__(self, db: Database, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, sources: Sources) -> None:
         self._db = db
         self._blobs = blobs
+        self._sources = sources
 
     def import_(
         self, source: Path, options: ImportOptions, progress: Progress = no_progress
@@ -206,8 +207,7 @@ class Importer:
                 summary.files += 1
                 summary.bytes += file.size
             for record in index_ids.values():
-                if record.is_mirror:
-                    _keep_mirror_pages(conn, record, inserted)
+                self._sources.source_for(record).imported(conn, inserted)
         return summary
 
     @staticmethod
@@ -222,18 +222,6 @@ class Importer:
         return dataclasses.replace(
             item.record, for_file=release.filename, dir_sha256=release.sha256
         )
-
-
-def _keep_mirror_pages(conn: Connection, record: IndexRecord, files: list[FileRecord]) -> None:
-    """A mirror's imported files are its last known state: a page per project lists them, so
-    they are served when the upstream is unreachable or the server runs offline."""
-    by_project: dict[str, list[FileRecord]] = {}
-    for file in files:
-        if file.index_id == record.id:
-            by_project.setdefault(file.project, []).append(file)
-    for project, project_files in by_project.items():
-        if store.get_mirror_page(conn, record.id, project) is None:
-            store.put_mirror_page(conn, page_of_cached_files(record.id, project, project_files))
 
 
 def _migrated_config(exported: dict[str, Any]) -> dict[str, Any]:
