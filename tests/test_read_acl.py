@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -258,6 +259,27 @@ def test_non_readers_cannot_probe_with_writes(
         bob = JSON | headers_of["bob"]
         assert client.patch(path, json={"yanked": True}, headers=bob).status_code == 403
     assert client.get(f"/alice/private/{PROJECT}", headers=ACCEPT_JSON).status_code == 401
+
+
+def test_non_readers_cannot_probe_with_the_web_forms(server: ServerProcess, secret: Secret) -> None:
+    """The UI's forms name the index in their body, not their path: a logged-in non-reader
+    gets 403 for a project that exists and one that does not alike."""
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        login_page = browser.get("/+login", headers=HTML)
+        csrf = re.search(r'name="csrf" value="([^"]*)"', login_page.text)
+        assert csrf is not None
+        form = {"user": "bob", "password": PASSWORD, "csrf": csrf.group(1)}
+        assert browser.post("/+login", data=form, headers=HTML).status_code == 303
+        page = browser.get("/bob", headers=HTML)
+        csrf = re.search(r'name="csrf" value="([^"]*)"', page.text)
+        assert csrf is not None, page.text
+        for project in (PROJECT, "no-such-project"):
+            target = {"index": "alice/private", "project": project, "version": VERSION}
+            for path, extra in (("/+ui/yank", {"action": "yank"}), ("/+ui/delete-release", {})):
+                sent = target | extra | {"csrf": csrf.group(1)}
+                answer = browser.post(path, data=sent, headers=HTML)
+                assert answer.status_code == 403, (path, project, answer.text)
+                assert DESCRIPTION not in answer.text and SUMMARY not in answer.text
 
 
 # --- the route table --------------------------------------------------------------------------

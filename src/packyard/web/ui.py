@@ -239,9 +239,18 @@ async def create_index(request: Request) -> Response:
     return RedirectResponse(urls_of(request).index(f"{user}/{name}"), status_code=303)
 
 
-async def index_settings(request: Request) -> Response:
+async def _form_on_index(request: Request) -> tuple[str, dict[str, str], str, str]:
+    """A form naming an index in its fields: its actor, fields and that index, once the actor
+    may read it. Its path names no index, so the route table's read check cannot, and a
+    non-reader must not tell a project's existence from the answer (404 vs 403)."""
     actor, fields = await _form_actor(request)
-    user, name = split_index_name(fields.get("index", ""))
+    user, index = split_index_name(fields.get("index", ""))
+    await boundary_of(request).indexes.readable(actor, user, index)
+    return actor, fields, user, index
+
+
+async def index_settings(request: Request) -> Response:
+    actor, fields, user, name = await _form_on_index(request)
     changes: dict[str, Any] = {
         "title": fields.get("title", ""),
         "description": fields.get("description", ""),
@@ -255,8 +264,7 @@ async def index_settings(request: Request) -> Response:
 
 
 async def yank(request: Request) -> Response:
-    actor, fields = await _form_actor(request)
-    user, index = split_index_name(fields.get("index", ""))
+    actor, fields, user, index = await _form_on_index(request)
     project, version = normalize_project(fields.get("project", "")), fields.get("version", "")
     reason = fields.get("reason", "") if fields.get("action") == "yank" else None
     await boundary_of(request).packages.set_yanked(actor, user, index, project, version, reason)
@@ -265,8 +273,7 @@ async def yank(request: Request) -> Response:
 
 
 async def delete_release(request: Request) -> Response:
-    actor, fields = await _form_actor(request)
-    user, index = split_index_name(fields.get("index", ""))
+    actor, fields, user, index = await _form_on_index(request)
     project, version = normalize_project(fields.get("project", "")), fields.get("version", "")
     packages = boundary_of(request).packages
     await packages.delete_version(actor, user, index, project, version, False)
