@@ -324,8 +324,10 @@ class Packages:
                 raise NotFound("no core metadata for this file")
             if not self._blobs.exists(file.metadata_sha256):
                 self._rebuild_metadata(file)
-            return StoredFile(file, self._blobs.path(file.metadata_sha256), True)
-        return StoredFile(file, self._blobs.path(file.sha256))
+            return StoredFile(file, self._blobs.local_path(file.metadata_sha256), True)
+        # Where it is (or will be) on this host: brought here only when served from here
+        # (`checked_file`), not for a lookup, a delete or a redirect to the object store.
+        return StoredFile(file, self._blobs.local_path(file.sha256))
 
     def _rebuild_metadata(self, file: FileRecord) -> None:
         """PEP 658 files are stored without fsync; one lost in a crash comes from the wheel."""
