@@ -113,6 +113,13 @@ class Settings:
     default_acl_read: tuple[str, ...] = (":ANONYMOUS:",)
     # Anonymous visitors get no user list (`GET /`), no user pages and no user JSON.
     hide_users_from_anonymous: bool = False
+    # Client networks (CIDR) that may read /+metrics without logging in; root always may.
+    # Empty by default: behind a proxy on the same host every client looks like loopback.
+    metrics_allow: tuple[str, ...] = ()
+    # Answer a file download with 302 to a presigned object-store URL (valid
+    # `blobs_redirect_expiry` seconds) instead of streaming it, for clients that reach the store.
+    blobs_redirect: bool = False
+    blobs_redirect_expiry: int = 300
 
     @property
     def database_url(self) -> str:

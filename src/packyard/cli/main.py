@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from packyard import __version__
-from packyard.cli import bundle, client, tokens
+from packyard.cli import bundle, client, move, tokens
 from packyard.cli.client_common import with_hint
 from packyard.cli.workers import serve_one, serve_workers
 from packyard.client.errors import ClientError
@@ -125,6 +126,7 @@ client.register(main)
 main.add_command(bundle.bundle)
 main.add_command(bundle.check)
 main.add_command(tokens.token)
+main.add_command(move.move)
 
 
 @main.command()
@@ -187,6 +189,7 @@ def _run(settings: Settings) -> None:
 
     os.environ.pop(ROOT_PASSWORD_ENV, None)  # used by now; workers need not inherit it
     os.environ.update(settings_environment(settings))
+    _metrics_dir(settings)
     raise_descriptor_limit(settings.max_connections)  # worker processes inherit it
     options: dict[str, Any] = {
         "app": "packyard.web.app:app_from_environment",
@@ -205,6 +208,16 @@ def _run(settings: Settings) -> None:
         serve_workers(settings.host, settings.port, settings.workers, options, announce)
     else:
         serve_one(settings.host, settings.port, options, announce)
+
+
+def _metrics_dir(settings: Settings) -> None:
+    """An empty directory for this run's per-worker metric files (web/metrics.py), named in
+    the environment before any worker imports prometheus_client (it reads it on import);
+    an earlier run's values would be summed in otherwise."""
+    directory = settings.serverdir / "tmp" / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def _banner(settings: Settings) -> str:

@@ -284,8 +284,10 @@ def find_file(db: Database, blobs: BlobStore, record: IndexRecord, relpath: str)
             raise NotFound("no core metadata for this file")
         if not blobs.exists(file.metadata_sha256):
             _rebuild_metadata(blobs, file)
-        return StoredFile(file, blobs.path(file.metadata_sha256), True)
-    return StoredFile(file, blobs.path(file.sha256))
+        return StoredFile(file, blobs.local_path(file.metadata_sha256), True)
+    # Where it is (or will be) on this host: brought here only when served from here
+    # (`checked_file`), not for a lookup, a delete or a redirect to the object store.
+    return StoredFile(file, blobs.local_path(file.sha256))
 
 
 def _rebuild_metadata(blobs: BlobStore, file: FileRecord) -> None:

@@ -15,6 +15,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
@@ -184,6 +185,11 @@ class BlobStore:
         """Where the blob's bytes can be read on this host (a store with a remote copy
         brings it here first; a blob stored nowhere gets a path that does not exist)."""
         return self.local_path(sha256)
+
+    def signed_url(self, sha256: str, expires_in: timedelta) -> str | None:
+        """A URL a client can fetch the blob's bytes from directly for `expires_in`; None
+        when the store has no such thing (files on this host's disk)."""
+        return None
 
     def local_path(self, sha256: str) -> Path:
         """The blob's place under `root`, whether or not it is there."""

@@ -112,6 +112,13 @@ class S3BlobStore(BlobStore):
             raise unavailable(exc) from exc
         return True
 
+    def signed_url(self, sha256: str, expires_in: timedelta) -> str | None:
+        """A presigned GET of the blob's object (signed locally: no request to the store)."""
+        try:
+            return obstore.sign(self.bucket, "GET", self.key(sha256), expires_in)
+        except Exception as exc:
+            raise unavailable(exc) from exc
+
     def _fetch(self, sha256: str) -> None:
         """Bring a blob into the cache, verified; nothing when the bucket has none."""
         digest = hashlib.sha256()

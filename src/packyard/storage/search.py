@@ -125,3 +125,18 @@ def search(conn: Connection, query: str, limit: int = 50) -> list[SearchHit]:
         )
         rows = conn.execute(text(sql), {"query": " ".join(words), "limit": limit})
     return [SearchHit(int(r.index_id), r.project, r.version, r.summary) for r in rows]
+
+
+def all_entries(conn: Connection) -> list[tuple[int, str, str, str, str]]:
+    """Every entry as (index_id, project, version, summary, description), for a move."""
+    if _is_sqlite(conn):
+        query = (
+            "SELECT k.index_id, k.project, k.version, t.summary, t.description"
+            " FROM search_keys k LEFT JOIN search_text t ON t.rowid = k.id"
+        )
+    else:
+        query = "SELECT index_id, project, version, summary, description FROM search_entries"
+    return [
+        (int(row[0]), str(row[1]), str(row[2] or ""), str(row[3] or ""), str(row[4] or ""))
+        for row in conn.execute(text(query))
+    ]

@@ -25,6 +25,7 @@ from packyard.services import Services, open_services
 from packyard.web import api, audit, docs, files, simple, tokens, ui
 from packyard.web.auth import Authentication
 from packyard.web.limits import CONNECTION_LIMITS, BodyLimit, ConnectionLimits
+from packyard.web.metrics import Metrics, metrics_page, request_labels
 from packyard.web.readcheck import with_read_check
 from packyard.web.responses import error_from_status, error_response
 from packyard.web.routing import by_body, json_or, represented
@@ -60,6 +61,7 @@ def routes() -> list[BaseRoute]:
         Route("/+ui/delete-release", ui.delete_release, methods=["POST"]),
         Mount("/+static", StaticFiles(packages=[("packyard.web", "static")]), name="static"),
         Route("/+status", represented(json=api.status, html=ui.status_page), methods=["GET"]),
+        Route("/+metrics", metrics_page, methods=["GET"]),
         Route("/{user}/+api", api.api_discovery, methods=["GET"]),
         Route("/+ui/create-token", tokens.create_token_form, methods=["POST"]),
         Route("/+ui/revoke-token", tokens.revoke_token_form, methods=["POST"]),
@@ -127,17 +129,20 @@ CLIENT_GONE = 499
 
 
 class ServerHeaders:
-    """Adds devpi's headers (API version, serial) and logs one line per request."""
+    """Adds devpi's headers (API version, serial), logs one line per request and counts it
+    (web/metrics.py)."""
 
-    def __init__(self, app: ASGIApp, services: Services) -> None:
+    def __init__(self, app: ASGIApp, services: Services, metrics: Metrics) -> None:
         self.app = app
         self.services = services
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        labels = request_labels(scope)  # before routing changes the scope
         status = CLIENT_GONE  # unless the app answers (an exception becomes a 500 below)
 
         async def send_with_headers(message: Message) -> None:
@@ -160,9 +165,11 @@ class ServerHeaders:
             status = 500 if status == CLIENT_GONE else status
             raise
         finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.record(labels, status, elapsed)
+            self.metrics.follow_mirror(self.services.mirrors.stats)
             if self.services.settings.log_requests:
-                elapsed = (time.perf_counter() - started) * 1000
-                log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed)
+                log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
 
 
 def create_app(services: Services) -> Starlette:
@@ -184,6 +191,7 @@ def create_app(services: Services) -> Starlette:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.metrics = metrics = Metrics(services.settings.metrics_allow)
     # Rendered full project lists of mirrors, per (index id, content type): (names sha, body).
     app.state.upstream_lists = {}
     app.state.jinja = Environment(
@@ -193,7 +201,7 @@ def create_app(services: Services) -> Starlette:
     )
     app.add_middleware(BodyLimit, default_limit=limits.max_body_size)
     app.add_middleware(Authentication, services=services)  # inside: its 401s get the headers
-    app.add_middleware(ServerHeaders, services=services)
+    app.add_middleware(ServerHeaders, services=services, metrics=metrics)
     return app
 
 

@@ -6,7 +6,7 @@ import mimetypes
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from packyard.core.dists import http_date
 from packyard.services.boundary.files import Upstream
@@ -41,6 +41,9 @@ async def get_file(request: Request) -> Response:
     }
     if f'"{sha}"' in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
+    direct = await files.direct_url(found)
+    if direct is not None:  # the client fetches it from the object store itself
+        return RedirectResponse(direct, status_code=302, headers={"Cache-Control": "no-store"})
     # Checked on every request (a stat; the hash once per process and file identity): a
     # missing or damaged blob is an error, never bytes with immutable caching.
     checked = await files.checked(found, request.url.path)

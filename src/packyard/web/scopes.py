@@ -23,7 +23,10 @@ from starlette.types import Scope
 
 from packyard.core.tokens import Action, Need
 
-OPEN_ROUTES = frozenset({"/+api", "/{user}/+api", "/{user}/{index}/+api", "/+login", "/+static"})
+# /+metrics judges its callers itself (web/metrics.py: metrics_allow, or root).
+OPEN_ROUTES = frozenset(
+    {"/+api", "/{user}/+api", "/{user}/{index}/+api", "/+login", "/+static", "/+metrics"}
+)
 ACCOUNT_ROUTE_PREFIXES = ("/+ui/", "/+logout", "/{user}/+tokens")
 UPLOAD_ROUTES = frozenset({"/{user}/{index}", "/{user}/{index}/+f/{relpath:path}"})
 READING_POSTS = frozenset({"/{user}/{index}/+simple/{project}/refresh"})
@@ -34,11 +37,11 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 def request_need(scope: Scope) -> Need | None:
     """What the request needs of a token's scope; None when it needs nothing (or matches no
     route, so that no endpoint runs)."""
-    matched = _matched_route(scope)
+    matched = matched_route(scope)
     if matched is None:
         return None
     path, params = matched
-    return classify(path, scope["method"], params, _content_type(scope))
+    return classify(path, scope["method"], params, content_type(scope))
 
 
 def classify(path: str, method: str, params: dict[str, Any], content_type: str) -> Need | None:
@@ -70,7 +73,7 @@ def _index_of(params: dict[str, Any]) -> str | None:
     return f"{user}/{index}"
 
 
-def _matched_route(scope: Scope) -> tuple[str, dict[str, Any]] | None:
+def matched_route(scope: Scope) -> tuple[str, dict[str, Any]] | None:
     """The template and path parameters of the route the router will run."""
     router = getattr(scope.get("app"), "router", None)
     routes: list[BaseRoute] = list(getattr(router, "routes", ()))
@@ -81,7 +84,7 @@ def _matched_route(scope: Scope) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def _content_type(scope: Scope) -> str:
+def content_type(scope: Scope) -> str:
     for key, value in scope.get("headers", ()):
         if key == b"content-type":
             return str(value.decode("latin-1"))

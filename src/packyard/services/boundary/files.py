@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from packyard.core.models import IndexRecord
@@ -51,6 +52,15 @@ class FileUseCases:
         """A missing or damaged blob is an error, never bytes with immutable caching."""
         stat = await in_thread(checked_file, self._services.blobs, found, url_path)
         return Stored(found, stat)
+
+    async def direct_url(self, found: StoredFile) -> str | None:
+        """With `blobs_redirect`: a short-lived URL of the file in the object store, for a
+        client to fetch it from there (its bytes were verified on the way in); else None."""
+        settings = self._services.settings
+        if not settings.blobs_redirect or found.is_metadata:
+            return None
+        expiry = timedelta(seconds=settings.blobs_redirect_expiry)
+        return await in_thread(self._services.blobs.signed_url, found.record.sha256, expiry)
 
     async def _stored_file(self, record: IndexRecord, relpath: str) -> StoredFile:
         """The stored file behind a +f path; lookups are kept until the next change."""
