@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ import obstore
 import pytest
 
 from packyard.errors import StorageUnavailable
-from packyard.storage import store
+from packyard.storage import s3blobs, store
 from packyard.storage.blobs import BlobProblem, BlobStore
 from packyard.storage.db import Database
 from packyard.storage.s3blobs import S3BlobStore, s3_store
@@ -58,6 +59,11 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
     if request.param == "files":
         return BlobStore(tmp_path / "blobs")
     return bucket_store(tmp_path / "cache", request.getfixturevalue("bucket"))
+
+
+def layout(sha: str) -> str:
+    """A blob's key under the prefix: the file store's layout."""
+    return f"{sha[:2]}/{sha[2:4]}/{sha}"
 
 
 def _keys(s3_server: S3Server, bucket: str) -> list[str]:
@@ -130,7 +136,7 @@ def test_bytes_changed_in_the_bucket_are_never_served(
     tmp_path: Path, bucket: str, s3_server: S3Server
 ) -> None:
     sha = bucket_store(tmp_path / "a", bucket).put_bytes(b"the real release")
-    key = f"blobs/{S3BlobStore.key(sha)}"
+    key = f"blobs/{layout(sha)}"
     obstore.put(s3_server.client(bucket), key, b"a swapped release")
     other_host = bucket_store(tmp_path / "b", bucket)
     with pytest.raises(BlobProblem, match="other bytes"):
@@ -139,7 +145,10 @@ def test_bytes_changed_in_the_bucket_are_never_served(
     assert list(other_host.temp_dir.iterdir()) == []
 
 
-def test_the_local_cache_stays_within_its_budget(tmp_path: Path, bucket: str) -> None:
+def test_the_local_cache_stays_within_its_budget(
+    tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3blobs, "GRACE_SECONDS", -1.0)  # no download in flight here
     writer = bucket_store(tmp_path / "writer", bucket)
     blobs = [os.urandom(1000) for _ in range(5)]
     shas = [writer.put_bytes(data) for data in blobs]
@@ -151,6 +160,41 @@ def test_the_local_cache_stays_within_its_budget(tmp_path: Path, bucket: str) ->
     assert reader.read_bytes(shas[0]) == blobs[0]  # evicted, not lost
     restarted = bucket_store(tmp_path / "reader", bucket, cache_bytes=1500)
     assert sum(restarted.local_path(sha).exists() for sha in shas) == 1
+
+
+def test_a_blob_just_checked_for_a_download_is_not_evicted(tmp_path: Path, bucket: str) -> None:
+    """Checked, then opened by the response a moment later: evicting it in between (for
+    another reader's fetch) would send a 200 whose body breaks off."""
+    writer = bucket_store(tmp_path / "writer", bucket)
+    shas = [writer.put_bytes(os.urandom(1000)) for _ in range(3)]
+    reader = bucket_store(tmp_path / "reader", bucket, cache_bytes=1500)
+    served = [reader.path(sha) for sha in shas]  # three downloads at once, over budget
+    assert all(path.is_file() for path in served)
+
+
+def test_concurrent_readers_of_a_cold_blob_make_one_download(
+    tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = bucket_store(tmp_path / "writer", bucket).put_bytes(os.urandom(200_000))
+    reader = bucket_store(tmp_path / "reader", bucket)
+    fetches: list[str] = []
+    fetch = reader._fetch
+
+    def counted(name: str) -> None:
+        fetches.append(name)
+        time.sleep(0.2)  # long enough for every reader to arrive
+        fetch(name)
+
+    monkeypatch.setattr(reader, "_fetch", counted)
+    with ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(reader.path, [sha] * 8))
+    assert fetches == [sha]
+    assert {path.read_bytes() for path in paths} == {reader.read_bytes(sha)}
+
+
+def test_keys_are_only_made_of_blob_names(tmp_path: Path, bucket: str) -> None:
+    with pytest.raises(ValueError, match="not a sha256"):
+        bucket_store(tmp_path / "cache", bucket).key("../../etc/passwd")
 
 
 def test_a_stopped_object_store_is_a_prompt_clear_error(
@@ -203,7 +247,7 @@ def test_a_server_on_a_bucket_keeps_files_there(
     try:
         filename, data = _upload_wheel(server, "bucketed")
         sha = hashlib.sha256(data).hexdigest()
-        assert f"files/{S3BlobStore.key(sha)}" in _keys(s3_server, bucket)
+        assert f"files/{layout(sha)}" in _keys(s3_server, bucket)
         assert not (server.serverdir / "blobs" / sha[:2]).exists()
         shutil.rmtree(server.serverdir / "blob-cache" / sha[:2])  # so served from the bucket
         into = tmp_path / "downloaded"
@@ -226,22 +270,24 @@ def test_settings_refuse_a_blobs_url_that_is_not_s3() -> None:
 def test_fsck_finds_and_removes_orphans_in_the_bucket(
     tmp_path: Path, bucket: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from packyard.services import fsck
+    from packyard.config import Settings
+    from packyard.services import fsck, open_services
 
-    blobs = bucket_store(tmp_path / "cache", bucket)
-    db = Database(f"sqlite:///{tmp_path / 'meta.sqlite3'}", tmp_path / "serial", blobs)
+    services = open_services(Settings(serverdir=tmp_path / "server", blobs=f"s3://{bucket}/blobs"))
+    db, blobs = services.db, services.blobs
     used, index_id = blobs.put_bytes(b"in a row"), _index(db)
     with db.write("upload") as conn:
         store.insert_file(conn, _file(index_id, "a-1.0.tar.gz", used))
     orphan = blobs.put_bytes(b"nobody points at me")
     obstore.put(s3_server.client(bucket), "blobs/stray-file", b"left by another tool")
     lines: list[str] = []
-    assert {b.name for b in fsck.Fsck(db, blobs, lines.append).run(repair=False).orphans} == {
-        orphan,
-        "stray-file",
-    }
+
+    def check(repair: bool) -> fsck.FsckResult:
+        return fsck.Fsck(db, blobs, services.sources, lines.append).run(repair=repair)
+
+    assert [b.name for b in check(repair=False).orphans] == [orphan]  # not another tool's
     monkeypatch.setattr(fsck, "ORPHAN_GRACE_SECONDS", -60)  # moto's objects are all new
-    assert fsck.Fsck(db, blobs, lines.append).run(repair=True).removed_orphans == 2
-    assert _keys(s3_server, bucket) == [f"blobs/{S3BlobStore.key(used)}"]
+    assert check(repair=True).removed_orphans == 1
+    assert _keys(s3_server, bucket) == sorted(["blobs/stray-file", f"blobs/{layout(used)}"])
     assert blobs.read_bytes(used) == b"in a row"
-    db.close()
+    services.close()

@@ -28,6 +28,11 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 VERIFIED_MEMORY = 65536
 
 
+def is_blob_name(name: str) -> bool:
+    """Is `name` a sha256 hex digest, the name of every blob?"""
+    return _SHA256.fullmatch(name) is not None
+
+
 def storage_full() -> StorageFull:
     return StorageFull(
         "the server has no disk space left to store this; nothing was stored."

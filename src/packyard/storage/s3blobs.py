@@ -15,6 +15,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import timedelta
@@ -32,6 +33,7 @@ from packyard.storage.blobs import (
     BlobStore,
     StoredBlob,
     disk_full_as_error,
+    is_blob_name,
 )
 
 # Network patience per request, and retries, so that a stopped store answers a clear 503
@@ -47,6 +49,9 @@ RETRIES = {
     "retry_timeout": timedelta(seconds=5),
 }
 CHUNK = 1024 * 1024
+# Seconds a cached blob just checked for a download is kept whatever the budget (see
+# CacheBudget.over_budget).
+GRACE_SECONDS = 60.0
 
 
 def parse_blobs_url(url: str) -> tuple[str, str]:
@@ -83,23 +88,42 @@ class S3BlobStore(BlobStore):
         super().__init__(root)
         self.bucket = bucket
         self.cache = CacheBudget(cache_bytes)
-        for path in self._stored_paths():
-            self.cache.add(path.name, path.stat().st_size)
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+        self._locks_lock = threading.Lock()
+        for path in self._stored_paths():  # what a previous run cached: not in use now
+            self.cache.add(path.name, path.stat().st_size, used_at=0.0)
         self._evict()
 
-    @staticmethod
-    def key(sha256: str) -> str:
-        return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+    def key(self, sha256: str) -> str:
+        """The object key under the prefix (the same layout as the file store's)."""
+        return self.local_path(sha256).relative_to(self.root).as_posix()  # checks the sha
 
     # --- reading: through the local cache --------------------------------------------------
 
     def path(self, sha256: str) -> Path:
         local = self.local_path(sha256)
-        if local.is_file():
-            self.cache.touch(sha256)
-            return local
-        self._fetch(sha256)
+        if not local.is_file():
+            with self._fetching(sha256):  # one download per blob, whoever else waits for it
+                if not local.is_file():
+                    self._fetch(sha256)
+        self.cache.touch(sha256)
         return local
+
+    @contextlib.contextmanager
+    def _fetching(self, sha256: str) -> Iterator[None]:
+        with self._locks_lock:
+            lock, users = self._locks.get(sha256, (threading.Lock(), 0))
+            self._locks[sha256] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._locks_lock:
+                lock, users = self._locks[sha256]
+                if users == 1:
+                    del self._locks[sha256]
+                else:
+                    self._locks[sha256] = (lock, users - 1)
 
     def exists(self, sha256: str) -> bool:
         if self.local_path(sha256).is_file():
@@ -186,13 +210,18 @@ class S3BlobStore(BlobStore):
         return BucketRemoval(self)
 
     def stored(self) -> Iterator[StoredBlob]:
-        """Every object under the prefix (the bucket's, not this host's cache)."""
+        """Every blob under the prefix (the bucket's, not this host's cache). Objects not
+        named like a blob are not ours (the prefix may be shared): never listed, never
+        removed as orphans."""
         try:
             for batch in obstore.list(self.bucket):
                 for entry in batch:
                     key = entry["path"]
+                    name = key.rsplit("/", 1)[-1]
+                    if not is_blob_name(name) or key != self.key(name):
+                        continue
                     modified = entry["last_modified"].timestamp()
-                    yield StoredBlob(key.rsplit("/", 1)[-1], entry["size"], modified, key)
+                    yield StoredBlob(name, entry["size"], modified, key)
         except Exception as exc:
             raise unavailable(exc) from exc
 
@@ -203,8 +232,7 @@ class S3BlobStore(BlobStore):
             pass
         except Exception as exc:
             raise unavailable(exc) from exc
-        with contextlib.suppress(ValueError):  # a name that is no sha256 was never cached
-            self.uncache(blob.name)
+        self.uncache(blob.name)
 
     def _evict(self) -> None:
         for sha256 in self.cache.over_budget():
@@ -245,28 +273,38 @@ class CacheBudget:
         self.budget = budget
         self.used = 0
         self._sizes: OrderedDict[str, int] = OrderedDict()
+        self._used_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def add(self, sha256: str, size: int) -> None:
+    def add(self, sha256: str, size: int, used_at: float | None = None) -> None:
         with self._lock:
             self.used += size - self._sizes.pop(sha256, 0)
             self._sizes[sha256] = size
+            self._used_at[sha256] = time.monotonic() if used_at is None else used_at
 
     def touch(self, sha256: str) -> None:
         with self._lock:
             if sha256 in self._sizes:
                 self._sizes.move_to_end(sha256)
+                self._used_at[sha256] = time.monotonic()
 
     def discard(self, sha256: str) -> None:
         with self._lock:
             self.used -= self._sizes.pop(sha256, 0)
+            self._used_at.pop(sha256, None)
 
     def over_budget(self) -> list[str]:
-        """Take the oldest entries off until the rest fits; the newest one always stays."""
+        """Take the least recently used entries off until the rest fits. One used in the last
+        `GRACE_SECONDS` stays even so: it was just checked for a download that is about to
+        open it (an open file outlives its unlinking; a path does not)."""
         dropped: list[str] = []
+        recent = time.monotonic() - GRACE_SECONDS
         with self._lock:
-            while self.used > self.budget and len(self._sizes) > 1:
-                sha256, size = self._sizes.popitem(last=False)
-                self.used -= size
+            while self.used > self.budget and self._sizes:
+                sha256 = next(iter(self._sizes))
+                if self._used_at[sha256] > recent:
+                    break  # the rest are more recent still
+                self.used -= self._sizes.pop(sha256)
+                del self._used_at[sha256]
                 dropped.append(sha256)
         return dropped
