@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import obstore
 import psycopg
 import pytest
 
@@ -26,6 +27,7 @@ from tests.builders import build_sdist, build_wheel
 from tests.conftest import JSON, LOOPBACK_UPSTREAMS, ROOT_PASSWORD, ServerProcess, free_port
 from tests.e2e_support import SIMPLE_JSON, upload
 from tests.pg import PostgresCluster
+from tests.s3 import S3Server, in_environment
 from tests.test_mirror import ROOT_AUTH, create_mirror, create_stage, page_files
 from tests.upstream import Upstream
 
@@ -37,9 +39,10 @@ POLL_INTERVAL = 2  # change_feed_poll_interval given to the hosts
 class Hosts:
     """Hosts A and B (and more on demand) on one database, each with its own server dir."""
 
-    def __init__(self, directory: Path, database: str) -> None:
+    def __init__(self, directory: Path, database: str, blobs: str = "") -> None:
         self.directory = directory
         self.database = database
+        self.blobs = blobs  # shared by the hosts: s3://BUCKET/PREFIX; else each its own disk
         self.started: list[ServerProcess] = []
 
     def host(self, name: str) -> ServerProcess:
@@ -47,6 +50,8 @@ class Hosts:
             self.directory / name, free_port(), self.directory / f"{name}.log", self.database
         )
         server.settings = dict(LOOPBACK_UPSTREAMS, change_feed_poll_interval=str(POLL_INTERVAL))
+        if self.blobs:
+            server.settings["blobs"] = self.blobs
         self.started.append(server)
         return server
 
@@ -187,7 +192,26 @@ def test_a_login_token_issued_by_a_works_on_b_and_an_old_secret_is_adopted(
     assert httpx.put(f"{b.url}/root/forged", json={}, headers=JSON | forged).status_code == 401
 
 
-# --- 3. single flight across hosts -----------------------------------------------------------
+# --- 3. single flight across hosts (which share their files in a bucket) ---------------------
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log")
+    server.start()
+    in_environment(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server, hosts: Hosts) -> str:
+    """A fresh bucket the hosts keep their files in (under `files/`)."""
+    name = s3_server.new_bucket()
+    hosts.blobs = f"s3://{name}/files"
+    return name
 
 
 @pytest.fixture
@@ -199,7 +223,7 @@ def upstream() -> Iterator[Upstream]:
 
 
 def test_concurrent_requests_for_one_mirror_file_over_two_hosts_fetch_it_once(
-    hosts: Hosts, tmp_path: Path, upstream: Upstream
+    hosts: Hosts, bucket: str, tmp_path: Path, upstream: Upstream
 ) -> None:
     published = upstream.publish(build_wheel(tmp_path / "dists", "flighty", "1.0"))
     upstream.file_delay = 0.5  # every request overlaps the first download
@@ -232,7 +256,7 @@ def test_concurrent_requests_for_one_mirror_file_over_two_hosts_fetch_it_once(
 
 
 def test_concurrent_uploads_of_one_filename_through_two_hosts_one_wins(
-    hosts: Hosts, tmp_path: Path
+    hosts: Hosts, bucket: str, s3_server: S3Server, tmp_path: Path
 ) -> None:
     a, b = started(hosts, "a", "b")
     with httpx.Client(base_url=a.url, timeout=30) as on_a:
@@ -255,15 +279,19 @@ def test_concurrent_uploads_of_one_filename_through_two_hosts_one_wins(
     rows = database_rows(hosts.database, "SELECT sha256, metadata_sha256 FROM files")
     assert [row[0] for row in rows] == [hashlib.sha256(winner.read_bytes()).hexdigest()]
     referenced = {sha for row in rows for sha in row if sha}
-    on_disk = {
+    in_bucket = {
+        meta["path"].rsplit("/", 1)[-1]
+        for batch in obstore.list(s3_server.client(bucket))
+        for meta in batch
+    }
+    assert in_bucket == referenced, "a losing upload left its blob behind"
+    cached = {
         path.name
         for server in (a, b)
-        for path in (server.serverdir / "blobs").rglob("*")
-        if path.is_file() and "tmp" not in path.parts
+        for path in (server.serverdir / "blob-cache").rglob("*")
+        if path.is_file()
     }
-    assert on_disk <= referenced, "a losing upload left its blob behind"
-    temp = [p for s in (a, b) for p in (s.serverdir / "blobs" / "tmp").iterdir()]
-    assert temp == []
+    assert cached <= referenced
 
 
 # --- 4. health ------------------------------------------------------------------------------
