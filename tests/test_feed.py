@@ -12,6 +12,7 @@ import base64
 import hashlib
 import secrets
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,9 @@ import httpx
 import obstore
 import psycopg
 import pytest
+from sqlalchemy import text
 
+from packyard.storage.db import Database
 from packyard.storage.feed import APPLICATION_NAME
 from tests.builders import build_sdist, build_wheel
 from tests.conftest import JSON, LOOPBACK_UPSTREAMS, ROOT_PASSWORD, ServerProcess, free_port
@@ -338,3 +341,45 @@ def test_health_reports_the_database_down_and_back(
         server.stop()
         if server.process is not None and server.process.returncode not in (0, None):
             print(hosts.logs())
+
+
+def test_write_transactions_of_two_hosts_take_turns(
+    tmp_path: Path, postgres_cluster: PostgresCluster
+) -> None:
+    """The writer's turn spans hosts: a second host's write waits for the first's commit, so
+    its look-ups see the first's rows, and serials commit in their order (a host never
+    publishes a serial while a smaller one is still invisible)."""
+    url = postgres_cluster.new_database()
+    one, two = (Database(url, _serial_path(tmp_path / name)) for name in ("one", "two"))
+    entered = threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with one.write("first") as conn:
+            conn.execute(text("SELECT 1"))
+            entered.set()
+            time.sleep(0.5)
+            order.append("first commits")
+
+    def second() -> None:
+        entered.wait(5)
+        began = time.perf_counter()
+        with two.write("second"):
+            order.append(f"second enters after {time.perf_counter() - began:.1f} s")
+
+    try:
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert order[0] == "first commits", order
+        assert float(order[1].split()[-2]) >= 0.3, order
+    finally:
+        one.close()
+        two.close()
+
+
+def _serial_path(directory: Path) -> Path:
+    directory.mkdir(parents=True)
+    return directory / "serial"
