@@ -27,7 +27,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from packyard.storage.db import Database
-from packyard.storage.feed import APPLICATION_NAME
+from packyard.storage.feed import APPLICATION_NAME, parse_payload
 from tests.builders import build_sdist, build_wheel
 from tests.conftest import JSON, LOOPBACK_UPSTREAMS, ROOT_PASSWORD, ServerProcess, free_port
 from tests.e2e_support import SIMPLE_JSON, upload
@@ -400,3 +400,13 @@ def test_health_in_process_is_open_to_anonymous_callers(client: TestClient) -> N
         "status": "ready", "checks": {"database": "ok", "blobs": "ok"}, "failed": []
     }  # fmt: skip
     assert client.get("/+health?ready").json() == ready.json()
+
+
+@pytest.mark.parametrize(
+    ("payload", "parsed"),
+    [("12", (12, False)), ("12,config", (12, True)), ("", None), ("x,config", None), ("-1", None)],
+)
+def test_a_notification_payload_is_a_serial_and_maybe_config(
+    payload: str, parsed: tuple[int, bool] | None
+) -> None:
+    assert parse_payload(payload) == parsed

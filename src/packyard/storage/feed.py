@@ -28,7 +28,7 @@ CHANNEL = "packyard_changes"
 # How the listener's connection shows in pg_stat_activity (operators, tests).
 APPLICATION_NAME = "packyard-change-feed"
 # The listener wakes at least this often to notice a stop request.
-WAKE_INTERVAL = 0.5
+WAKE_INTERVAL = 0.2
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 CONNECT_TIMEOUT = 5
