@@ -156,7 +156,10 @@ def test_a_restarted_host_catches_up_with_writes_made_meanwhile(
 def test_a_host_whose_listen_connection_was_killed_still_catches_up(
     hosts: Hosts, tmp_path: Path
 ) -> None:
-    a, b = started(hosts, "a", "b")
+    """B runs two workers: one of them listens for the host, and both see what it hears."""
+    a = started(hosts, "a")[0]
+    b = hosts.host("b")
+    b.start("--workers", "2")
     with httpx.Client(base_url=a.url, timeout=30) as on_a:
         create_stage(on_a, "dev", volatile=False)
     with httpx.Client(base_url=b.url, timeout=30) as on_b:
