@@ -61,24 +61,27 @@ class PostgresCluster:
             capture_output=True,
             **run_as,  # type: ignore[arg-type]
         )
-        subprocess.run(
-            [
-                _pg_bin("pg_ctl"),
-                "-D",
-                str(data),
+        self._run_as = run_as
+        self.pg_ctl("start", "-w")
+
+    def pg_ctl(self, *args: str) -> None:
+        """Run pg_ctl on this cluster as its owner: ("start", "-w") with this cluster's
+        options, or e.g. ("stop", "-m", "fast")."""
+        options: list[str] = []
+        if args[:1] == ("start",):
+            options = [
                 "-l",
                 str(self.directory / "log"),
-                "-w",
                 "-o",
                 f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
                 " -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-                "start",
-            ],
+            ]
+        subprocess.run(
+            [_pg_bin("pg_ctl"), "-D", str(self.directory / "data"), *options, *args],
             check=True,
             capture_output=True,
-            **run_as,  # type: ignore[arg-type]
+            **self._run_as,  # type: ignore[arg-type]
         )
-        self._run_as = run_as
 
     def stop(self) -> None:
         if self.external:

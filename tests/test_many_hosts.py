@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +139,87 @@ def test_an_upload_through_one_host_installs_through_another(fleet: Fleet, tmp_p
     for host in fleet.hosts:  # every host serves the bytes, from the bucket
         assert httpx.get(_file_url(host.url, "shared", filename, data)).content == data
     assert httpx.get(f"{fleet.url}/+metrics").status_code == 403  # the balancer hides them
+
+
+def _seen_everywhere(fleet: Fleet, path: str, within: float = 5.0) -> None:
+    """Wait until every host answers `path` (the change feed makes it immediate)."""
+    deadline = time.monotonic() + within
+    for host in fleet.hosts:
+        while httpx.get(f"{host.url}{path}", headers=ROOT, timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, f"{path} not seen by {host.url}"
+            time.sleep(0.05)
+
+
+def _upload_retrying(url: str, path: Path, attempts: int = 4) -> list[int]:
+    """What a CI client does: upload, and upload again after a failure; the statuses seen."""
+    project, version = path.name.split("-")[:2]
+    seen: list[int] = []
+    for _ in range(attempts):
+        try:
+            response = httpx.post(
+                f"{url}/root/burst/",
+                data={":action": "file_upload", "name": project, "version": version},
+                files={"content": (path.name, path.read_bytes())},
+                headers=ROOT,
+                timeout=30,
+            )
+            seen.append(response.status_code)
+        except httpx.HTTPError:
+            seen.append(0)  # the connection broke: no answer
+        if seen[-1] == 200:
+            break
+        time.sleep(0.2)
+    return seen
+
+
+def test_a_host_killed_during_an_upload_burst_loses_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    """kill -9 of one host while 50 uploads go through the balancer: every upload that got a
+    200 is listed and intact, nothing half-written is listed, and the failed ones succeed when
+    the client sends them again. twine and uv go through the balancer too."""
+    from tests.builders import build_wheel
+
+    httpx.put(f"{fleet.url}/root/burst", json={"volatile": False}, headers=ROOT, timeout=30)
+    _seen_everywhere(fleet, "/root/burst")
+    wheels = [build_wheel(tmp_path / "dist", "burst", f"1.0.{n}") for n in range(50)]
+    first = subprocess.run(
+        [str(BIN / "twine"), "upload", "--non-interactive", "--disable-progress-bar",
+         "--repository-url", f"{fleet.url}/root/burst/", "-u", "root", "-p", ROOT_PASSWORD,
+         str(wheels[0])],
+        env=clean_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stdout + first.stderr
+    victim = fleet.hosts[2]
+    assert victim.process is not None
+    with ThreadPoolExecutor(4) as pool:
+        pending = [pool.submit(_upload_retrying, fleet.url, path) for path in wheels[1:]]
+        time.sleep(1.0)  # some uploads done, some under way
+        victim.process.send_signal(signal.SIGKILL)
+        statuses = [future.result() for future in pending]
+    victim.process.wait(timeout=10)
+    assert all(seen[-1] == 200 for seen in statuses), statuses
+    try:
+        files = {}
+        page = httpx.get(f"{fleet.url}/root/burst/+simple/burst/", timeout=30).text
+        for path in wheels:
+            assert path.name in page
+            files[path.name] = httpx.get(
+                _file_url(fleet.url, "burst", path.name, path.read_bytes()), timeout=30
+            ).content
+        assert all(files[path.name] == path.read_bytes() for path in wheels)
+        pep691 = {"Accept": "application/vnd.pypi.simple.v1+json"}
+        simple = httpx.get(f"{fleet.url}/root/burst/+simple/burst/", headers=pep691, timeout=30)
+        listed = sorted(entry["filename"] for entry in simple.json()["files"])
+        assert listed == sorted(path.name for path in wheels)  # nothing else, nothing twice
+        uv = [str(BIN / "uv"), "pip", "install", "--no-config", "--no-cache", "--target"]
+        ran = subprocess.run(
+            [*uv, str(tmp_path / "uv"), "--python", str(BIN / "python"),
+             "--index-url", f"{fleet.url}/root/burst/+simple/", "burst==1.0.49"],
+            env=clean_env(), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        print(f"statuses seen by the retried uploads: {[s for s in statuses if len(s) > 1]}")
+    finally:
+        victim.start()  # back for the module's other tests
 
 
 def test_a_paused_object_store_is_a_prompt_503_then_recovers(

@@ -38,6 +38,14 @@ class Settings:
     # With an object store: bytes of hot blobs each host keeps on its disk (least recently
     # used go first).
     blob_cache_size: int = 10 * 1024**3
+    # PostgreSQL (many hosts): seconds between a host's checks of the newest change serial,
+    # the safety net under the change feed's notifications (storage/feed.py).
+    change_feed_poll_interval: int = 2
+    # PostgreSQL: seconds a request for a mirror file another host is fetching waits for it
+    # (then serves the stored file, or fetches it itself).
+    mirror_flight_wait: int = 10
+    # Seconds `/+health?ready` gives the database and the blob store to answer.
+    health_timeout: int = 2
     # Seconds a login token stays valid (devpi: 10 hours).
     token_expiry: int = 36000
     # Failed password checks allowed per user name, and per client address, within

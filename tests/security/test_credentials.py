@@ -26,7 +26,7 @@ from starlette.testclient import TestClient
 from packyard.core.names import user_key
 from packyard.errors import Busy, TooManyAttempts
 from packyard.services import Services
-from packyard.services.accounts import load_or_create_secret
+from packyard.services.accounts import load_secret
 from packyard.services.throttle import HashingLimit, LoginThrottle
 from packyard.storage import store
 from packyard.storage.db import MIGRATIONS, Database
@@ -469,7 +469,7 @@ def test_imported_names_keep_working_and_block_their_look_alikes(
 def test_a_token_signed_before_the_stamps_is_refused(
     client: TestClient, services: Services
 ) -> None:
-    secret = load_or_create_secret(services.settings.serverdir / "secret")
+    secret = load_secret(services.db, services.settings.serverdir / "secret")
     old_style = URLSafeTimedSerializer(secret, salt="packyard-auth").dumps("root")
     response = client.get("/+api", headers=JSON | basic_auth("root", str(old_style)))
     assert response.status_code == 401

@@ -17,10 +17,11 @@ from collections.abc import Callable
 
 from packyard.config import SQLITE_FILENAME, Settings
 from packyard.pip_index import pip_index_url
-from packyard.services.accounts import Accounts, load_or_create_secret
+from packyard.services.accounts import Accounts, load_secret
 from packyard.services.audit import AuditLog
 from packyard.services.boundary import Boundary
 from packyard.services.cache import SerialCache
+from packyard.services.health import Health
 from packyard.services.indexes import Indexes
 from packyard.services.mirror import Mirrors
 from packyard.services.outbound import Outbound
@@ -59,11 +60,17 @@ class Services:
     pages: SerialCache[object]
     # This server's identity (devpi's X-Devpi-Uuid), kept in the database.
     uuid: str
+    # Liveness and readiness (`/+health`).
+    health: Health
 
     @functools.cached_property
     def boundary(self) -> Boundary:
         """The async use cases the web layer awaits (each owns its thread hop)."""
         return Boundary.over(self)
+
+    def follow_other_hosts(self) -> None:
+        """Serving processes on PostgreSQL: see the writes of every host (the change feed)."""
+        self.db.follow_changes(self.settings.change_feed_poll_interval)
 
     @property
     def serial(self) -> int:
@@ -79,7 +86,7 @@ def open_services(settings: Settings) -> Services:
     settings.serverdir.mkdir(parents=True, exist_ok=True)
     blobs = open_blob_store(settings)
     db = Database(settings.database_url, settings.serverdir / "serial", blobs)
-    secret = load_or_create_secret(settings.serverdir / "secret")
+    secret = load_secret(db, settings.serverdir / "secret")
     outbound = Outbound(settings)
     # Asked of pip once per process, when first needed (it runs pip: about a second).
     indexes = Indexes(db, settings, outbound, functools.cache(pip_index_url))
@@ -105,6 +112,7 @@ def open_services(settings: Settings) -> Services:
         audit=AuditLog(db),
         pages=SerialCache(db.serial.read),
         uuid=_server_uuid(db),
+        health=Health(db, blobs, settings.health_timeout),
     )
 
 

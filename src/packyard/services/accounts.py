@@ -82,6 +82,35 @@ def load_or_create_secret(path: Path) -> bytes:
     return base64.b64decode(path.read_bytes().strip())
 
 
+# The settings-table key of the token-signing key every host of one database agrees on.
+SECRET_SETTING = "token_secret"
+
+
+def load_secret(db: Database, path: Path) -> bytes:
+    """The token-signing key: on SQLite (one host) the server dir's file `path`; on
+    PostgreSQL the one every host shares, kept in the database. The first host to start on
+    PostgreSQL adopts its `path` (so that login tokens it issued keep working), or makes one."""
+    if db.is_sqlite:
+        return load_or_create_secret(path)
+    with db.read() as conn:
+        known = store.get_setting(conn, SECRET_SETTING)
+    if known is None:
+        with db.write("token-secret", config=True) as conn:  # the writer's turn: one wins
+            known = store.get_setting(conn, SECRET_SETTING)
+            if known is None:
+                known = _adoptable_secret(path) or base64.b64encode(secrets.token_bytes(32))
+                known = known.decode()
+                store.put_setting(conn, SECRET_SETTING, known)
+    return base64.b64decode(str(known))
+
+
+def _adoptable_secret(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes().strip() or None
+    except FileNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class LoginToken:
     token: str

@@ -208,6 +208,11 @@ class BlobStore:
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
 
+    def check(self) -> None:
+        """Raises OSError unless blobs can be written here (readiness probes)."""
+        if not os.access(self.temp_dir, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write to {self.temp_dir}")
+
     def put_bytes(self, data: bytes, durable: bool = True) -> str:
         """Store `data`; its sha256."""
         with self.writer() as writer:

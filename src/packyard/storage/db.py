@@ -9,6 +9,7 @@ serial is then published in a small file so that every worker process can tell, 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import mmap
 import os
@@ -21,11 +22,12 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, pool, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, pool, select, text
 from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import OperationalError
 
 from packyard.core.audit import Actor
-from packyard.storage import audit, store, tables
+from packyard.storage import audit, feed, store, tables
 from packyard.storage.blobs import BlobStore, storage_full
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -34,6 +36,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
 SERIAL_WIDTH = 20
 _INSERT_CHANGE = insert(tables.changes)
+# PostgreSQL advisory locks: the writer's turn has a two-key lock of its own; single flights
+# use one-key locks (a key space apart from the two-key one).
+_WRITER_TURN = text("SELECT pg_advisory_xact_lock(1885430635, 1)")
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(:id)")
+_WAIT_LOCK = text("SELECT pg_advisory_lock(:id)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:id)")
 
 
 class SerialFile:
@@ -115,6 +123,7 @@ class Database:
         self._write_lock_fd = os.open(serial_path.parent / "write.lock", os.O_RDWR | os.O_CREAT)
         self.migrate()
         self.serial = SerialFile(serial_path)
+        self._feed: feed.ChangeFeed | None = None
         # Whatever changed while no server ran (an import, another host) counts as new.
         self.serial.publish(self._last_serial(), config=True)
 
@@ -162,11 +171,13 @@ class Database:
         """
         with self._writer_connection() as connection, self._blob_lifetimes() as release:
             with connection.begin():
+                self._take_writer_turn(connection)
                 audit.begin(connection)
                 yield connection
                 serial = _record_change(connection, what, detail)
                 audit.record(connection, serial, what, detail, audit.current_actor())
                 release(connection)
+                self._announce(connection, serial, config)
             self.serial.publish(serial, config)
 
     @contextmanager
@@ -188,6 +199,7 @@ class Database:
         serial = 0
         with self._writer_connection() as connection, self._blob_lifetimes() as release:
             with connection.begin():
+                self._take_writer_turn(connection)
                 for what, detail, work, actor in writes:
                     try:
                         with connection.begin_nested():
@@ -201,6 +213,8 @@ class Database:
                     serial = recorded
                     results.append(result)
                 release(connection)
+                if serial:
+                    self._announce(connection, serial, False)
             if serial:
                 self.serial.publish(serial)
         return results
@@ -251,12 +265,65 @@ class Database:
             finally:
                 fcntl.flock(self._write_lock_fd, fcntl.LOCK_UN)
 
+    def _take_writer_turn(self, connection: Connection) -> None:
+        """PostgreSQL: one write transaction at a time across every host and worker, held to
+        its commit, as SQLite's single writer is. Each write's look-up-then-change (a
+        duplicate upload's 409) is then decided on committed rows, and serials commit in
+        their order, so a published serial never runs ahead of a change not yet visible."""
+        if not self.is_sqlite:
+            connection.execute(_WRITER_TURN)
+
+    def _announce(self, connection: Connection, serial: int, config: bool) -> None:
+        """PostgreSQL: the change feed's NOTIFY, sent to every host at commit."""
+        if not self.is_sqlite:
+            feed.notify(connection, serial, config)
+
+    def follow_changes(self, poll_interval: float) -> None:
+        """PostgreSQL: keep this host's serial file following writes made by other hosts
+        (storage/feed.py). Started by serving processes only; a no-op on SQLite."""
+        if self.is_sqlite or self._feed is not None:
+            return
+        conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        lock = self.serial.path.parent / "feed.lock"
+        self._feed = feed.ChangeFeed(conninfo, self.serial, lock, poll_interval)
+        self._feed.start()
+
+    @contextmanager
+    def single_flight(self, key: str, wait: float) -> Iterator[bool]:
+        """Across hosts, one holder of `key` at a time. Yields True to the one that got it at
+        once (it does the work; the others wait until it is done, at most `wait` seconds),
+        False to a waiter (look for the work's result, then maybe try again). On SQLite, with
+        one host, always True (each worker keeps its own single flight)."""
+        if self.is_sqlite:
+            yield True
+            return
+        lock_id = _lock_id(key)
+        with self.engine.connect() as connection:
+            got = connection.execute(_TRY_LOCK, {"id": lock_id}).scalar()
+            connection.commit()
+            if not got:
+                _wait_for_lock(connection, lock_id, wait)
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                connection.execute(_UNLOCK, {"id": lock_id})
+                connection.commit()
+
+    def check(self) -> None:
+        """Raises unless the database answers a trivial query (readiness probes)."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
     def _last_serial(self) -> int:
         with self.read() as connection:
             value = connection.execute(select(func.max(tables.changes.c.serial))).scalar()
         return int(value or 0)
 
     def close(self) -> None:
+        if self._feed is not None:
+            self._feed.stop()
         self.engine.dispose()
         self.serial.close()
         if self._write_lock_fd >= 0:
@@ -280,6 +347,27 @@ def keep_private(database: Path) -> None:
                 path.chmod(0o600)
         except FileNotFoundError:
             continue
+
+
+def _lock_id(key: str) -> int:
+    """A signed 64-bit advisory lock id for `key`, the same on every host."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _wait_for_lock(connection: Connection, lock_id: int, wait: float) -> None:
+    """Wait (at most `wait` s) until the holder of `lock_id` lets go; then let go at once."""
+    try:
+        connection.execute(text(f"SET lock_timeout = {int(wait * 1000)}"))
+        connection.execute(_WAIT_LOCK, {"id": lock_id})
+        connection.execute(_UNLOCK, {"id": lock_id})
+    except OperationalError:  # waited long enough: the caller looks for the result anyway
+        connection.rollback()
+    else:
+        connection.commit()
+    finally:
+        connection.execute(text("RESET lock_timeout"))
+        connection.commit()
 
 
 def _record_change(connection: Connection, what: str, detail: Mapping[str, Any]) -> int:

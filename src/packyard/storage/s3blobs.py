@@ -143,6 +143,16 @@ class S3BlobStore(BlobStore):
         except Exception as exc:
             raise unavailable(exc) from exc
 
+    def check(self) -> None:
+        """Raises StorageUnavailable unless the bucket answers (a HEAD of a key never used)."""
+        super().check()
+        try:
+            obstore.head(self.bucket, "health-probe")
+        except FileNotFoundError:
+            return
+        except Exception as exc:
+            raise unavailable(exc) from exc
+
     def _fetch(self, sha256: str) -> None:
         """Bring a blob into the cache, verified; nothing when the bucket has none."""
         digest = hashlib.sha256()

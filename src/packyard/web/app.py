@@ -22,7 +22,7 @@ from packyard import __version__
 from packyard.config import Settings, load_settings
 from packyard.errors import PackyardError
 from packyard.services import Services, open_services
-from packyard.web import api, audit, docs, files, simple, tokens, ui
+from packyard.web import api, audit, docs, files, health, simple, tokens, ui
 from packyard.web.auth import Authentication
 from packyard.web.limits import CONNECTION_LIMITS, BodyLimit, ConnectionLimits
 from packyard.web.metrics import Metrics, metrics_page, request_labels
@@ -50,6 +50,8 @@ def routes() -> list[BaseRoute]:
     return with_read_check([
         Route("/", represented(json=api.root, html=ui.root_page), methods=["GET"]),
         Route("/+api", api.api_discovery, methods=["GET"]),
+        Route("/+health", health.health, methods=["GET"]),
+        Route("/+health/ready", health.ready, methods=["GET"]),
         Route("/+login", by_body(json=api.login, form=ui.login_submit), methods=["POST"]),
         Route("/+login", ui.login_form, methods=["GET"]),
         Route("/+logout", by_body(json=api.logout, form=ui.logout), methods=["POST"]),
@@ -179,6 +181,7 @@ def create_app(services: Services) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, object]]:
+        services.follow_other_hosts()
         # The lifespan state is where the server's protocol finds its limits (web/server.py).
         yield {CONNECTION_LIMITS: limits}
         await services.outbound.aclose()

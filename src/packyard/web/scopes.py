@@ -11,7 +11,7 @@ and its method, never by its handler: a route added later is classified by the s
   only a token for every index (`*`) may; changing a user is an account change.
 - account routes (users, passwords, tokens, logout, the web UI's forms): never with a token.
 - endpoint discovery (`+api`: where to log in and upload; clients ask it before uploading),
-  static files and the log-in form need nothing.
+  static files, the log-in form and `/+health` (load balancers' probes) need nothing.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from packyard.core.tokens import Action, Need
 
 # /+metrics judges its callers itself (web/metrics.py: metrics_allow, or root).
 OPEN_ROUTES = frozenset(
-    {"/+api", "/{user}/+api", "/{user}/{index}/+api", "/+login", "/+static", "/+metrics"}
-)
+    {"/+api", "/{user}/+api", "/{user}/{index}/+api", "/+login", "/+static", "/+metrics",
+     "/+health", "/+health/ready"}
+)  # fmt: skip
 ACCOUNT_ROUTE_PREFIXES = ("/+ui/", "/+logout", "/{user}/+tokens")
 UPLOAD_ROUTES = frozenset({"/{user}/{index}", "/{user}/{index}/+f/{relpath:path}"})
 READING_POSTS = frozenset({"/{user}/{index}/+simple/{project}/refresh"})

@@ -9,6 +9,7 @@ import hashlib
 import os
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import NoReturn
@@ -175,15 +176,10 @@ class Downloads:
     async def _fetch_file(self, record: IndexRecord, link: MirrorLink, download: _Download) -> None:
         writer = download.writer
         try:
-            await self._receive(record, link, download)
-            sha256 = await in_thread(writer.finish)
-            if link.sha256 and sha256 != link.sha256:
-                self._refuse_body(link, link.sha256, sha256)
-            refused = await in_thread(self._store_file, record, link, writer)
-            if refused is not None:
-                self._refuse_body(link, refused, sha256)
-            self._stats.bytes_from_upstream += writer.size
-            log.info("cached %s from upstream (%d bytes)", link.filename, writer.size)
+            # One host fetches at a time; one that waited copies what the other stored.
+            async with self._flight(record, link):
+                if not await self._copy_stored(record, link, download):
+                    await self._fetch_and_store(record, link, download)
             download.verified = True
             download.readers += 1  # the lingering hold, see _download_done
         except PackyardError as exc:
@@ -196,6 +192,56 @@ class Downloads:
             download.finished = True
             await download.notify()
             download.release()
+
+    @asynccontextmanager
+    async def _flight(self, record: IndexRecord, link: MirrorLink) -> AsyncIterator[None]:
+        """The cross-host single flight of one mirror file (storage: an advisory lock on
+        PostgreSQL); waits at most `mirror_flight_wait` for another host's fetch."""
+        key = f"mirror-file/{record.id}/{link.filename}"
+        flight = self._db.single_flight(key, self._settings.mirror_flight_wait)
+        await in_thread(flight.__enter__)
+        try:
+            yield
+        finally:
+            await in_thread(flight.__exit__, None, None, None)
+
+    async def _copy_stored(
+        self, record: IndexRecord, link: MirrorLink, download: _Download
+    ) -> bool:
+        """Another host (or worker) stored the file meanwhile: its bytes into the download,
+        checked against the stored hash. False when it is not stored."""
+        stored = await in_thread(self._stored_file, record.id, link.filename)
+        if stored is None:
+            return False
+        sha256 = await in_thread(self._copy_blob, stored.sha256, download.writer)
+        if sha256 != stored.sha256:
+            raise UpstreamUnavailable(f"the stored copy of {link.filename} is damaged")
+        download.size = download.writer.size
+        return True
+
+    def _stored_file(self, index_id: int, filename: str) -> FileRecord | None:
+        with self._db.read() as conn:
+            return store.get_file(conn, index_id, filename)
+
+    def _copy_blob(self, sha256: str, writer: BlobWriter) -> str:
+        with self._blobs.path(sha256).open("rb") as source:
+            while chunk := source.read(CHUNK):
+                writer.write(chunk)
+        return writer.finish(durable=False)
+
+    async def _fetch_and_store(
+        self, record: IndexRecord, link: MirrorLink, download: _Download
+    ) -> None:
+        writer = download.writer
+        await self._receive(record, link, download)
+        sha256 = await in_thread(writer.finish)
+        if link.sha256 and sha256 != link.sha256:
+            self._refuse_body(link, link.sha256, sha256)
+        refused = await in_thread(self._store_file, record, link, writer)
+        if refused is not None:
+            self._refuse_body(link, refused, sha256)
+        self._stats.bytes_from_upstream += writer.size
+        log.info("cached %s from upstream (%d bytes)", link.filename, writer.size)
 
     async def _receive(self, record: IndexRecord, link: MirrorLink, download: _Download) -> None:
         """The upstream's bytes into the download's temp file, readers woken as they grow."""
