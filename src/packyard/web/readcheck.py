@@ -3,8 +3,9 @@
 It is applied to the route table (`with_read_check`), not by handlers: a route added under
 `/{user}/{index}` gets it by construction, whatever its handler looks up or caches. It asks the
 one use case `indexes.readable` (401 for anonymous callers, 403 for others), and runs the
-endpoint as that caller's reader, so that every resolution order computed for the request
-leaves out the bases they may not read (services/readers.py).
+endpoint as that caller's reader (with their API token's scope), so that every resolution
+order computed for the request leaves out the bases they, or their token, may not read
+(services/readers.py).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from starlette.routing import BaseRoute, Route
 
 from packyard.errors import NotFound
 from packyard.services.boundary.indexes import ReadGrant
-from packyard.services.readers import reading_as
-from packyard.web.auth import reader
+from packyard.services.readers import Reader, reading_as
+from packyard.web.auth import api_token, reader
 from packyard.web.lookup import services_of
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -49,15 +50,17 @@ def read_checked(endpoint: Endpoint) -> Endpoint:
     async def checked(request: Request) -> Response:
         services = services_of(request)
         caller = await reader(request, services)
+        token = api_token(request)
+        viewer = Reader(caller, token.scope if token is not None else None)
         params = request.path_params
         try:
             grant = await services.boundary.indexes.readable(
-                caller, params["user"], params["index"]
+                viewer, params["user"], params["index"]
             )
         except NotFound:
             grant = None  # the endpoint says what is missing (or, for PUT, creates it)
         request.scope[GRANT_KEY] = grant
-        with reading_as(caller):
+        with reading_as(viewer):
             return await endpoint(request)
 
     setattr(checked, READ_CHECKED, True)

@@ -10,6 +10,7 @@ from packyard.core import indexconfig
 from packyard.core.models import IndexRecord
 from packyard.services._threads import in_thread
 from packyard.services.boundary.accounts import index_config_view
+from packyard.services.readers import Reader
 from packyard.services.transfer import PushResult
 
 if TYPE_CHECKING:
@@ -45,12 +46,13 @@ class IndexUseCases:
     async def get(self, user: str, name: str) -> IndexRecord:
         return await self.with_configs(self._indexes.get, user, name)
 
-    async def readable(self, caller: str | None, user: str, name: str) -> ReadGrant:
+    async def readable(self, caller: Reader, user: str, name: str) -> ReadGrant:
         """The index `user/name` if `caller` may read it (else Unauthenticated or Forbidden),
-        and the bases they may not: the one read check of every request under an index."""
+        and the bases they (or their token) may not: the one read check of every request
+        under an index."""
 
         def check() -> ReadGrant:
-            record = self._indexes.readable(caller, user, name)
+            record = self._indexes.readable(caller.user, user, name)
             return ReadGrant(record, self._indexes.hidden_bases(record, caller))
 
         return await self.with_configs(check)

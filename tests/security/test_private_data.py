@@ -1,0 +1,170 @@
+"""What an attacker's review found in read permissions, tokens and the audit trail, tried
+again against the real server on loopback.
+
+alice/priv (acl_read=[alice]) holds `secretpkg` 1.0 with docs; alice/dev is public and has
+alice/priv as its base. Each test attacks as the reviewer did and asserts what the attacker
+sees, and that nothing was stored or leaked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.builders import build_wheel
+from tests.conftest import JSON, ROOT_PASSWORD, ServerProcess, basic_auth
+from tests.devpi_client import doc_zip
+from tests.e2e_support import (
+    PASSWORD,
+    create_index,
+    create_user,
+    print_log_if_failed,
+    running_server,
+    upload,
+)
+
+pytestmark = pytest.mark.e2e
+
+PROJECT = "secretpkg"
+VERSION = "1.0"
+DESCRIPTION = "LONG-SECRET-DESCRIPTION"
+DOCS = "secretpkg 1.0 docs"
+USERS = ("alice", "bob", "carol", "mallory")
+ROOT = basic_auth("root", ROOT_PASSWORD)
+ACCEPT_JSON = {"Accept": "application/json"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Secret:
+    relpath: str  # +f/... under alice/priv
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with running_server(tmp_path_factory.mktemp("private-data")) as started:
+        yield started
+
+
+@pytest.fixture(autouse=True)
+def _server_log_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "server" in request.fixturenames:
+        print_log_if_failed(request, request.getfixturevalue("server"))
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+def auth(user: str) -> dict[str, str]:
+    return basic_auth(user, PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def secret(client: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> Secret:
+    for user in USERS:
+        create_user(client, user)
+    create_index(client, "alice", "priv", acl_read="alice")
+    create_index(client, "alice", "dev", bases="alice/priv")
+    directory = tmp_path_factory.mktemp("dists")
+    wheel = build_wheel(directory, PROJECT, VERSION, description=f"# Hi\n\n{DESCRIPTION}\n")
+    fields = {"name": PROJECT, "version": VERSION}
+    stored = upload(client, "/alice/priv", wheel.name, wheel.read_bytes(), auth("alice"), fields)
+    assert stored.status_code == 200, stored.text
+    docs = doc_zip(directory, PROJECT, VERSION)
+    sent = client.post(
+        "/alice/priv/", data={":action": "doc_upload", **fields},
+        files={"content": (docs.name, docs.read_bytes())}, headers=auth("alice"),
+    )  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    version = client.get(f"/alice/priv/{PROJECT}/{VERSION}", headers=JSON | auth("alice"))
+    links = version.json()["result"]["+links"]
+    [link] = [link for link in links if link["rel"] == "releasefile"]
+    return Secret(relpath=link["href"].rsplit("#", 1)[0].split("/alice/priv/", 1)[1])
+
+
+def make_token(client: httpx.Client, user: str, indexes: list[str], actions: list[str]) -> str:
+    body = {"indexes": indexes, "actions": actions}
+    response = client.post(f"/{user}/+tokens", json=body, headers=JSON | auth(user))
+    assert response.status_code == 201, response.text
+    text: str = response.json()["result"]["token"]
+    return text
+
+
+def as_token(token: str) -> dict[str, str]:
+    return basic_auth("__token__", token)
+
+
+# --- 1. a token reads no more than its scope, bases included ------------------------------------
+
+
+def inherited_reads() -> list[tuple[str, dict[str, str], str]]:
+    """Reads of alice/dev that show alice/priv's secret through the base: (path, headers, what
+    an allowed reader sees)."""
+    dev = "/alice/dev"
+    return [
+        (f"{dev}/+simple/", {}, PROJECT),
+        (f"{dev}/+simple/{PROJECT}/", {}, f"{PROJECT}-{VERSION}"),
+        (f"{dev}/{PROJECT}/{VERSION}", ACCEPT_JSON, DESCRIPTION),
+        (f"{dev}/{PROJECT}/{VERSION}/+doc/index.html", {}, DOCS),
+    ]
+
+
+def test_a_token_scoped_to_an_index_does_not_read_its_bases(
+    client: httpx.Client, secret: Secret
+) -> None:
+    token = make_token(client, "alice", ["alice/dev"], ["read"])
+    for path, headers, shown in inherited_reads():
+        # alice herself sees it (and so fills any page cache first) ...
+        mine = client.get(path, headers=headers | auth("alice"))
+        assert mine.status_code == 200 and shown in mine.text, (path, mine.status_code)
+        # ... her token for alice/dev alone does not.
+        scoped = client.get(path, headers=headers | as_token(token))
+        assert shown not in scoped.text, (path, scoped.status_code)
+        assert scoped.status_code in (200, 404), (path, scoped.status_code)
+    direct = client.get(f"/alice/priv/+simple/{PROJECT}/", headers=as_token(token))
+    assert direct.status_code == 403
+
+
+def test_a_token_cannot_add_a_base_outside_its_scope(client: httpx.Client, secret: Secret) -> None:
+    create_index(client, "bob", "shared", acl_read="bob,carol")
+    create_index(client, "carol", "dev")
+    token = make_token(client, "carol", ["carol/dev"], ["read", "admin"])
+    patched = client.patch(
+        "/carol/dev", json=["bases=bob/shared"], headers=JSON | as_token(token)
+    )
+    assert patched.status_code == 403, patched.text
+    assert "bob/shared" in patched.json()["message"]
+    config = client.get("/carol/dev", headers=JSON | auth("carol")).json()["result"]
+    assert config["bases"] == []
+    # carol herself, who may read bob/shared, may choose it.
+    allowed = client.patch("/carol/dev", json=["bases=bob/shared"], headers=JSON | auth("carol"))
+    assert allowed.status_code == 200, allowed.text
+
+
+# --- 4. nobody chooses a base they may not read ------------------------------------------------
+
+
+def test_an_index_cannot_take_a_base_its_author_may_not_read(
+    client: httpx.Client, secret: Secret
+) -> None:
+    created = client.put(
+        "/mallory/probe", json={"bases": ["alice/priv"]}, headers=JSON | auth("mallory")
+    )
+    assert created.status_code == 403, created.text
+    assert "may not read alice/priv" in created.json()["message"]
+    assert client.get("/mallory/probe", headers=JSON).status_code == 404  # nothing stored
+    create_index(client, "mallory", "plain")
+    patched = client.patch(
+        "/mallory/plain", json=["bases+=alice/priv"], headers=JSON | auth("mallory")
+    )
+    assert patched.status_code == 403, patched.text
+    config = client.get("/mallory/plain", headers=JSON).json()["result"]
+    assert config["bases"] == []
+    page = client.get(f"/mallory/plain/+simple/{PROJECT}/", headers=auth("mallory"))
+    assert page.status_code == 404
