@@ -135,9 +135,7 @@ def test_a_token_cannot_add_a_base_outside_its_scope(client: httpx.Client, secre
     create_index(client, "bob", "shared", acl_read="bob,carol")
     create_index(client, "carol", "dev")
     token = make_token(client, "carol", ["carol/dev"], ["read", "admin"])
-    patched = client.patch(
-        "/carol/dev", json=["bases=bob/shared"], headers=JSON | as_token(token)
-    )
+    patched = client.patch("/carol/dev", json=["bases=bob/shared"], headers=JSON | as_token(token))
     assert patched.status_code == 403, patched.text
     assert "bob/shared" in patched.json()["message"]
     config = client.get("/carol/dev", headers=JSON | auth("carol")).json()["result"]
@@ -168,3 +166,20 @@ def test_an_index_cannot_take_a_base_its_author_may_not_read(
     assert config["bases"] == []
     page = client.get(f"/mallory/plain/+simple/{PROJECT}/", headers=auth("mallory"))
     assert page.status_code == 404
+
+
+# --- 2. a deleted user's name grants nothing to whoever registers it next ---------------------
+
+
+def test_a_deleted_users_name_leaves_every_acl(client: httpx.Client, secret: Secret) -> None:
+    create_user(client, "dave")
+    create_index(client, "carol", "priv", acl_read="carol,dave", acl_upload="carol,dave")
+    assert client.get("/carol/priv/+simple/", headers=auth("dave")).status_code == 200
+    deleted = client.delete("/dave", headers=JSON | auth("dave"))
+    assert deleted.status_code == 200, deleted.text
+    config = client.get("/carol/priv", headers=JSON | auth("carol")).json()["result"]
+    assert "dave" not in config["acl_read"] + config["acl_upload"]
+    assert "dave" not in config["acl_toxresult_upload"]
+    # Anyone may register the free name again: it reads nothing of the old dave's grants.
+    create_user(client, "dave")
+    assert client.get("/carol/priv/+simple/", headers=auth("dave")).status_code == 403

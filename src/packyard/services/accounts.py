@@ -391,6 +391,8 @@ class Accounts:
             for index in store.list_indexes(conn):
                 if index.user == name:
                     store.delete_index(conn, index.id)
+                elif (config := acl.without_user(index.config, name)) is not None:
+                    store.update_index_config(conn, index.id, config)
             store.delete_user(conn, name)
 
     @staticmethod
