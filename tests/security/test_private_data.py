@@ -183,3 +183,42 @@ def test_a_deleted_users_name_leaves_every_acl(client: httpx.Client, secret: Sec
     # Anyone may register the free name again: it reads nothing of the old dave's grants.
     create_user(client, "dave")
     assert client.get("/carol/priv/+simple/", headers=auth("dave")).status_code == 403
+
+
+# --- 3. what not everyone may read stays out of shared caches ---------------------------------
+
+
+def assert_private(response: httpx.Response) -> None:
+    assert response.status_code == 200, (response.url, response.status_code)
+    directives = [d.strip() for d in response.headers["cache-control"].split(",")]
+    assert "private" in directives and "public" not in directives, response.headers
+    vary = {v.strip().lower() for v in response.headers["vary"].split(",")}
+    assert {"authorization", "cookie"} <= vary, response.headers
+
+
+def test_read_protected_content_is_sent_private(
+    client: httpx.Client, secret: Secret, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    alice = auth("alice")
+    for path, headers in [
+        (f"/alice/priv/{secret.relpath}", {}),
+        (f"/alice/priv/+simple/{PROJECT}/", {}),
+        (f"/alice/priv/{PROJECT}/{VERSION}", ACCEPT_JSON),
+        (f"/alice/priv/{PROJECT}/{VERSION}/+doc/index.html", {}),
+        # public, but what it shows depends on who asks (its base is private)
+        (f"/alice/dev/+simple/{PROJECT}/", {}),
+        ("/alice/dev/+simple/", {}),
+    ]:
+        assert_private(client.get(path, headers=headers | alice))
+    # A public index with public bases keeps its immutable, shareable files.
+    wheel = build_wheel(tmp_path_factory.mktemp("open"), "openpkg", "1.0")
+    fields = {"name": "openpkg", "version": "1.0"}
+    create_index(client, "bob", "open")
+    stored = upload(client, "/bob/open", wheel.name, wheel.read_bytes(), auth("bob"), fields)
+    assert stored.status_code == 200, stored.text
+    version = client.get("/bob/open/openpkg/1.0", headers=JSON).json()["result"]
+    [link] = [link for link in version["+links"] if link["rel"] == "releasefile"]
+    public = client.get(link["href"].rsplit("#", 1)[0])
+    assert public.status_code == 200
+    assert "public" in public.headers["cache-control"]
+    assert "immutable" in public.headers["cache-control"]

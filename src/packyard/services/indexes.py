@@ -116,6 +116,10 @@ class Indexes:
             if item.id != record.id and not self.reader_may_read(reader, item)
         )
 
+    def wholly_public(self, record: IndexRecord) -> bool:
+        """Anonymous callers may read `record` and every index of its resolution order."""
+        return all(self.may_read(None, item) for item in self.full_resolution_order(record))
+
     def create(
         self, actor: str | None, user: str, name: str, given: Mapping[str, Any]
     ) -> IndexRecord:

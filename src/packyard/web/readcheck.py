@@ -27,6 +27,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 GRANT_KEY = "packyard.read_grant"
 READ_CHECKED = "packyard_read_checked"
 NO_CONTENT = "packyard_reveals_no_index_content"
+# The request headers whose credentials change what a response shows.
+CREDENTIAL_HEADERS = ("Authorization", "Cookie", "X-Devpi-Auth")
 
 
 def hidden_bases(request: Request) -> tuple[str, ...]:
@@ -61,10 +63,30 @@ def read_checked(endpoint: Endpoint) -> Endpoint:
             grant = None  # the endpoint says what is missing (or, for PUT, creates it)
         request.scope[GRANT_KEY] = grant
         with reading_as(viewer):
-            return await endpoint(request)
+            response = await endpoint(request)
+        if grant is not None and not grant.public:
+            keep_out_of_shared_caches(response)
+        return response
 
     setattr(checked, READ_CHECKED, True)
     return checked
+
+
+def keep_out_of_shared_caches(response: Response) -> None:
+    """What not everyone may read (or what reads differently per caller) is `private`: a
+    shared cache must neither keep it nor give one caller's answer to another."""
+    response.headers["Cache-Control"] = private_cache_control(response.headers.get("cache-control"))
+    vary = [item.strip() for item in response.headers.get("vary", "").split(",") if item.strip()]
+    known = {item.lower() for item in vary}
+    vary += [header for header in CREDENTIAL_HEADERS if header.lower() not in known]
+    response.headers["Vary"] = ", ".join(vary)
+
+
+def private_cache_control(value: str | None) -> str:
+    """`value` with `public` replaced by `private` (plain `private` when there was none)."""
+    directives = [item.strip() for item in (value or "").split(",") if item.strip()]
+    kept = [item for item in directives if item.lower() not in ("public", "private")]
+    return ", ".join([*kept, "private"])
 
 
 def is_read_checked(endpoint: object) -> bool:

@@ -25,6 +25,9 @@ class ReadGrant:
 
     record: IndexRecord
     hidden_bases: tuple[str, ...]
+    # Anonymous callers see all of it (the index and every base): what it shows is the same
+    # for everyone, so a shared cache may keep it.
+    public: bool = False
 
 
 # Settings of an index that reads other indexes; the UI's form sends them for every kind.
@@ -53,7 +56,8 @@ class IndexUseCases:
 
         def check() -> ReadGrant:
             record = self._indexes.readable(caller.user, user, name)
-            return ReadGrant(record, self._indexes.hidden_bases(record, caller))
+            hidden = self._indexes.hidden_bases(record, caller)
+            return ReadGrant(record, hidden, self._indexes.wholly_public(record))
 
         return await self.with_configs(check)
 
