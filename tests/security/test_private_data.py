@@ -9,6 +9,7 @@ sees, and that nothing was stored or leaked.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -222,3 +223,24 @@ def test_read_protected_content_is_sent_private(
     assert public.status_code == 200
     assert "public" in public.headers["cache-control"]
     assert "immutable" in public.headers["cache-control"]
+
+
+# --- 5. wrong API tokens count against the sender's address, never the token's owner -----------
+
+
+def test_wrong_tokens_do_not_lock_their_owner_out(server: ServerProcess, secret: Secret) -> None:
+    transport = httpx.HTTPTransport(local_address="127.0.0.66")
+    with httpx.Client(base_url=server.url, transport=transport, timeout=30) as mallory:
+        token = make_token(mallory, "alice", ["alice/dev"], ["read"])
+        token_id = token[4:20]  # public: shown in lists and logs
+        wrong = f"pky_{token_id}" + "A" * 43
+        sent = basic_auth("mallory", wrong)
+        statuses = [mallory.get("/+api", headers=sent).status_code for _ in range(11)]
+        assert statuses == [401] * 11
+    with httpx.Client(base_url=server.url, timeout=30) as alice:
+        started = time.perf_counter()
+        login = alice.post("/+login", json={"user": "alice", "password": PASSWORD}, headers=JSON)
+        assert login.status_code == 200, login.text
+        read = alice.get("/alice/priv/+simple/", headers=auth("alice"))
+        assert read.status_code == 200
+        assert time.perf_counter() - started < 20
