@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.builders import build_wheel
-from tests.conftest import JSON, ROOT_PASSWORD, ServerProcess, basic_auth
+from tests.conftest import JSON, LOOPBACK_UPSTREAMS, ROOT_PASSWORD, ServerProcess, basic_auth
 from tests.devpi_client import doc_zip
 from tests.e2e_support import (
     PASSWORD,
@@ -45,7 +45,8 @@ class Secret:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with running_server(tmp_path_factory.mktemp("private-data")) as started:
+    directory = tmp_path_factory.mktemp("private-data")
+    with running_server(directory, LOOPBACK_UPSTREAMS) as started:
         yield started
 
 
@@ -244,3 +245,21 @@ def test_wrong_tokens_do_not_lock_their_owner_out(server: ServerProcess, secret:
         read = alice.get("/alice/priv/+simple/", headers=auth("alice"))
         assert read.status_code == 200
         assert time.perf_counter() - started < 20
+
+
+# --- 6. a mirror_url's password only for root and the owner -----------------------------------
+
+
+def test_mirror_url_passwords_are_masked_for_readers(client: httpx.Client, secret: Secret) -> None:
+    url = "http://upuser:s3cretpw@127.0.0.1:9/simple/"
+    body = {"type": "mirror", "mirror_url": url}
+    created = client.put("/root/mir2", json=body, headers=JSON | ROOT)
+    assert created.status_code == 200, created.text
+    masked = "http://upuser:***@127.0.0.1:9/simple/"
+    for headers in ({}, auth("mallory")):
+        shown = client.get("/root/mir2?no_projects=", headers=JSON | headers)
+        assert shown.json()["result"]["mirror_url"] == masked
+        listed = client.get("/", headers=JSON | headers)
+        assert "s3cretpw" not in listed.text and masked in listed.text
+    owner = client.get("/root/mir2?no_projects=", headers=JSON | ROOT)
+    assert owner.json()["result"]["mirror_url"] == url

@@ -64,9 +64,11 @@ class IndexUseCases:
     async def resolution_order(self, record: IndexRecord) -> list[IndexRecord]:
         return await self.with_configs(self._indexes.resolution_order, record)
 
-    async def view(self, user: str, name: str, with_projects: bool) -> dict[str, Any]:
+    async def view(
+        self, viewer: str | None, user: str, name: str, with_projects: bool
+    ) -> dict[str, Any]:
         record = await self.get(user, name)
-        view = index_config_view(record)
+        view = index_config_view(record, viewer)
         if with_projects:
             packages = self._services.packages
             view["projects"] = await in_thread(packages.own_project_names, record)
@@ -76,7 +78,7 @@ class IndexUseCases:
         self, actor: str | None, user: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         record = await in_thread(self._indexes.create, actor, user, name, body)
-        return index_config_view(record)
+        return index_config_view(record, actor)
 
     async def modify(
         self,
@@ -88,7 +90,7 @@ class IndexUseCases:
     ) -> dict[str, Any]:
         modify = self._indexes.modify
         record = await in_thread(modify, actor, user, name, body, error_on_noop)
-        return index_config_view(record)
+        return index_config_view(record, actor)
 
     async def modify_from_form(
         self, actor: str | None, user: str, name: str, changes: dict[str, Any]
