@@ -263,3 +263,22 @@ def test_mirror_url_passwords_are_masked_for_readers(client: httpx.Client, secre
         assert "s3cretpw" not in listed.text and masked in listed.text
     owner = client.get("/root/mir2?no_projects=", headers=JSON | ROOT)
     assert owner.json()["result"]["mirror_url"] == url
+
+
+# --- 7. an index's audit entries for its owner only while it exists and is theirs ---------------
+
+
+def test_a_reregistered_name_does_not_read_the_old_users_audit(
+    client: httpx.Client, secret: Secret
+) -> None:
+    create_user(client, "erin")
+    create_index(client, "erin", "shared", volatile=True)
+    mine = client.get("/+audit", params={"index": "erin/shared"}, headers=JSON | auth("erin"))
+    assert mine.status_code == 200 and mine.json()["result"], mine.text
+    assert client.delete("/erin", headers=JSON | auth("erin")).status_code == 200
+    create_user(client, "erin")  # someone else now
+    theirs = client.get("/+audit", params={"index": "erin/shared"}, headers=JSON | auth("erin"))
+    assert theirs.status_code == 403, theirs.text
+    assert "index-create" not in theirs.text
+    kept = client.get("/+audit", params={"index": "erin/shared"}, headers=JSON | ROOT)
+    assert kept.status_code == 200 and kept.json()["result"]
