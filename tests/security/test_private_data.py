@@ -282,3 +282,30 @@ def test_a_reregistered_name_does_not_read_the_old_users_audit(
     assert "index-create" not in theirs.text
     kept = client.get("/+audit", params={"index": "erin/shared"}, headers=JSON | ROOT)
     assert kept.status_code == 200 and kept.json()["result"]
+
+
+# --- 8. X-Forwarded-For is believed only from the configured proxies --------------------------
+
+
+def audit_addresses(client: httpx.Client, index: str) -> set[str | None]:
+    trail = client.get("/+audit", params={"index": index}, headers=JSON | ROOT)
+    assert trail.status_code == 200, trail.text
+    return {entry["address"] for entry in trail.json()["result"]}
+
+
+def test_forwarded_for_is_ignored_unless_its_proxy_is_configured(
+    client: httpx.Client, secret: Secret, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    spoofed = {"X-Forwarded-For": "203.0.113.9"}
+    made = client.put("/bob/spoof", json={}, headers=JSON | auth("bob") | spoofed)
+    assert made.status_code == 200, made.text
+    assert audit_addresses(client, "bob/spoof") == {"127.0.0.1"}
+    settings = {"forwarded_allow_ips": "127.0.0.1"}
+    with (
+        running_server(tmp_path_factory.mktemp("proxied"), settings) as proxied,
+        httpx.Client(base_url=proxied.url, timeout=30) as behind,
+    ):
+        create_user(behind, "bob")
+        made = behind.put("/bob/proxied", json={}, headers=JSON | auth("bob") | spoofed)
+        assert made.status_code == 200, made.text
+        assert audit_addresses(behind, "bob/proxied") == {"203.0.113.9"}
