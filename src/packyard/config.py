@@ -124,6 +124,10 @@ class Settings:
     # Client networks (CIDR) that may read /+metrics without logging in; root always may.
     # Empty by default: behind a proxy on the same host every client looks like loopback.
     metrics_allow: tuple[str, ...] = ()
+    # Addresses of the reverse proxies whose X-Forwarded-For / -Proto headers are believed (the
+    # client address of the audit trail and the login throttle). Empty: proxy headers are
+    # ignored, so no local process or passed-through header can choose its address.
+    forwarded_allow_ips: tuple[str, ...] = ()
     # Answer a file download with 302 to a presigned object-store URL (valid
     # `blobs_redirect_expiry` seconds) instead of streaming it, for clients that reach the store.
     blobs_redirect: bool = False

@@ -202,6 +202,10 @@ def _run(settings: Settings) -> None:
         "log_level": "warning",
         "timeout_graceful_shutdown": 10,
         "server_header": False,
+        # Only the configured proxies' X-Forwarded-* headers count (uvicorn would trust
+        # 127.0.0.1's by default).
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": list(settings.forwarded_allow_ips) or None,
     }
     announce = functools.partial(click.echo, _banner(settings), err=True)
     if settings.workers > 1:

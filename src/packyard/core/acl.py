@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 ANONYMOUS = ":ANONYMOUS:"
 AUTHENTICATED = ":AUTHENTICATED:"
 ROOT = "root"
+# The settings of an index that name users.
+ACL_KEYS = ("acl_read", "acl_upload", "acl_toxresult_upload")
 
 
 def normalize_principal(value: str) -> str:
@@ -108,3 +111,15 @@ def may_upload_toxresult(
     if ANONYMOUS in allowed and may_upload(user, acl_upload):
         return True
     return acl_allows(allowed - {ANONYMOUS}, user)
+
+
+def without_user(config: Mapping[str, Any], user: str) -> dict[str, Any] | None:
+    """`config` with `user` gone from its ACLs, or None when they name `user` nowhere.
+
+    A deleted user's name must grant nothing: whoever registers it next is someone else."""
+    changed = {
+        key: [entry for entry in config[key] if entry != user]
+        for key in ACL_KEYS
+        if isinstance(config.get(key), list) and user in config[key]
+    }
+    return {**config, **changed} if changed else None

@@ -7,11 +7,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from packyard.core import acl
+from packyard.core.redact import url_without_password
 from packyard.errors import InvalidInput
 
 # Actors that are no user: the server's own work, and a change made by nobody logged in.
@@ -167,21 +167,8 @@ def redacted(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redacted(item) for item in value]
     if isinstance(value, str) and "@" in value and "://" in value:
-        return _url_without_password(value)
+        return url_without_password(value)
     return value
-
-
-def _url_without_password(text: str) -> str:
-    try:
-        parts = urllib.parse.urlsplit(text)
-        password = parts.password
-    except ValueError:
-        return text
-    if not password:
-        return text
-    host = parts.netloc.rsplit("@", 1)[1]
-    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

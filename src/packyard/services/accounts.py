@@ -162,11 +162,10 @@ class Accounts:
             raise Unauthenticated(f"user {name!r} could not be authenticated")
         return self.issue_token(name)
 
-    def count_failed_guess(self, name: str, address: str) -> None:
-        """Count a wrong secret that was no password (a wrong API token) like a wrong password:
-        raises TooManyAttempts over the same limits."""
-        with self._throttle.guess(name, address):
-            pass  # left without `correct`: one failure
+    def count_failed_token(self, address: str) -> None:
+        """Count a wrong API token against the client address only (never its owner's name):
+        raises TooManyAttempts over the address's limit, shared with password guesses."""
+        self._throttle.failed_without_account(address)
 
     def csrf_token(self, session: str, purpose: str = "csrf") -> str:
         """The form token that goes with a browser session (HMAC of the session)."""
@@ -420,6 +419,8 @@ class Accounts:
             for index in store.list_indexes(conn):
                 if index.user == name:
                     store.delete_index(conn, index.id)
+                elif (config := acl.without_user(index.config, name)) is not None:
+                    store.update_index_config(conn, index.id, config)
             store.delete_user(conn, name)
 
     @staticmethod

@@ -14,6 +14,7 @@ from packyard.core.names import split_index_name
 from packyard.errors import Forbidden, InvalidInput, Unauthenticated
 from packyard.services._threads import in_thread
 from packyard.storage import audit as audit_rows
+from packyard.storage import store
 from packyard.storage.audit import acting_as, current_actor, set_actor
 from packyard.storage.db import Database
 
@@ -41,19 +42,28 @@ class AuditLog:
     async def read(self, viewer: str | None, query: Query) -> list[Entry]:
         """The entries `query` selects, if `viewer` may read them: 401 for nobody logged in,
         403 for a user who is neither root nor the owner of the index the query names."""
-        owner = split_index_name(query.index)[0] if query.index else None
-        if not may_read(viewer, query, owner):
-            if viewer is None:
-                raise Unauthenticated("log in to read the audit log")
-            raise Forbidden(
-                "only root reads the audit log; an index owner reads that index's entries"
-                " (give index=USER/INDEX)"
-            )
-        return await in_thread(self._read, query)
+        if viewer is None:
+            raise Unauthenticated("log in to read the audit log")
+        return await in_thread(self._read, viewer, query)
 
-    def _read(self, query: Query) -> list[Entry]:
+    def _read(self, viewer: str, query: Query) -> list[Entry]:
         with self._db.read() as conn:
+            if not may_read(viewer, query, _owner_of_existing(conn, query.index)):
+                raise Forbidden(
+                    "only root reads the audit log; an index owner reads that index's entries"
+                    " while it exists (give index=USER/INDEX)"
+                )
             return audit_rows.query(conn, query)
+
+
+def _owner_of_existing(conn: Connection, index: str | None) -> str | None:
+    """Who owns `index` now; None if it does not exist. (Its name is no proof: a deleted
+    user's name, and so their index names, can be registered again by someone else.)"""
+    if index is None:
+        return None
+    user, name = split_index_name(index)
+    record = store.get_index(conn, user, name)
+    return record.user if record is not None else None
 
 
 def export_entries(conn: Connection, target: Path) -> int:

@@ -13,7 +13,7 @@ from packyard.core.names import check_account_name
 from packyard.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from packyard.services.cache import SerialCache
 from packyard.services.outbound import Outbound
-from packyard.services.readers import current_reader
+from packyard.services.readers import Reader, current_reader
 from packyard.storage import audit, store
 from packyard.storage.db import Database
 
@@ -69,9 +69,14 @@ class Indexes:
         restrict = self._settings.restrict_modify
         return acl.may_read_index(user, record.user, acl_read, restrict)
 
+    def reader_may_read(self, reader: Reader, record: IndexRecord) -> bool:
+        """`reader`'s user may read `record`, and so may the API token they came with."""
+        return reader.scope_allows(record.full_name) and self.may_read(reader.user, record)
+
     def readable(self, caller: str | None, user: str, name: str) -> IndexRecord:
         """The index `user/name` if `caller` may read it: else 401 for an anonymous caller
-        (who may have credentials to send), 403 for anyone else."""
+        (who may have credentials to send), 403 for anyone else. (A token's scope for the
+        index itself is checked for every route by the web layer: web/scopes.py.)"""
         record = self.get(user, name)
         if self.may_read(caller, record):
             return record
@@ -81,12 +86,12 @@ class Indexes:
 
     def resolution_order(self, record: IndexRecord) -> list[IndexRecord]:
         """The indexes whose content counts for `record`, as the request's reader sees them:
-        bases they may not read are left out (services/readers.py)."""
+        bases they, or their API token, may not read are left out (services/readers.py)."""
         reader = current_reader()
         return [
             item
             for item in self.full_resolution_order(record)
-            if item.id == record.id or self.may_read(reader, item)
+            if item.id == record.id or self.reader_may_read(reader, item)
         ]
 
     def full_resolution_order(self, record: IndexRecord) -> list[IndexRecord]:
@@ -101,11 +106,19 @@ class Indexes:
         names = self._orders.get_or_compute(record.full_name, compute)
         return [snapshot[name] for name in names if name in snapshot]
 
-    def hidden_bases(self, record: IndexRecord, reader: str | None) -> tuple[str, ...]:
-        """The bases of `record` that `reader` may not read: what a rendering for them lacks
-        (part of a cached page's key)."""
+    def hidden_bases(self, record: IndexRecord, reader: Reader) -> tuple[str, ...]:
+        """The bases of `record` that `reader` (or their token) may not read: what a rendering
+        for them lacks (part of a cached page's key)."""
         order = self.full_resolution_order(record)
-        return tuple(item.full_name for item in order if not self.may_read(reader, item))
+        return tuple(
+            item.full_name
+            for item in order
+            if item.id != record.id and not self.reader_may_read(reader, item)
+        )
+
+    def wholly_public(self, record: IndexRecord) -> bool:
+        """Anonymous callers may read `record` and every index of its resolution order."""
+        return all(self.may_read(None, item) for item in self.full_resolution_order(record))
 
     def create(
         self, actor: str | None, user: str, name: str, given: Mapping[str, Any]
@@ -124,7 +137,7 @@ class Indexes:
         self._check_mirror_url(actor, config, None)
         with self._db.write("index-create", config=True, index=f"{user}/{name}") as conn:
             _check_new_index(conn, user, name)  # again, in the writer's turn
-            self._check_bases(conn, f"{user}/{name}", config)
+            self._check_bases(conn, actor, f"{user}/{name}", config, None)
             index_id = store.insert_index(conn, user, name, config)
         return IndexRecord(index_id, user, name, config)
 
@@ -167,7 +180,7 @@ class Indexes:
             raise InvalidInput("The requested modifications resulted in no changes")
         self._check_mirror_url(actor, config, record.config)
         with self._db.write("index-modify", config=True, index=record.full_name) as conn:
-            self._check_bases(conn, record.full_name, config)
+            self._check_bases(conn, actor, record.full_name, config, record.config)
             store.update_index_config(conn, record.id, config)
             audit.note(conn, changed=config_changes(record.config, config))
         return IndexRecord(record.id, user, name, config)
@@ -203,13 +216,35 @@ class Indexes:
                 " users with the setting users_create_mirrors)"
             )
 
-    @staticmethod
-    def _check_bases(conn: Any, full_name: str, config: dict[str, Any]) -> None:
+    def _check_bases(
+        self,
+        conn: Any,
+        actor: str | None,
+        full_name: str,
+        config: dict[str, Any],
+        before: dict[str, Any] | None,
+    ) -> None:
+        """Bases must exist, make no cycle, and (those newly added) be readable by `actor`."""
         bases = list(indexconfig.parse(config).bases)
         if not bases:
             return
-        configs = {item.full_name: item.index_config for item in store.list_indexes(conn)}
+        records = {item.full_name: item for item in store.list_indexes(conn)}
+        configs = {name: item.index_config for name, item in records.items()}
         inheritance.check_no_cycle(full_name, bases, configs)
+        earlier = set(indexconfig.parse(before).bases) if before is not None else set()
+        self._check_may_read_bases(actor, [records[name] for name in bases if name not in earlier])
+
+    def _check_may_read_bases(self, actor: str | None, added: list[IndexRecord]) -> None:
+        """A base lends its content to the index's pages (and its project names to the mirror
+        whitelist's decisions): choosing one you may not read would reveal what it holds. The
+        API token the request came with must allow reading it too (services/readers.py)."""
+        choosing = Reader(actor, current_reader().scope)
+        for record in added:
+            if not self.reader_may_read(choosing, record):
+                raise Forbidden(
+                    f"{actor or 'an anonymous caller'} may not read {record.full_name}, so"
+                    " cannot make it a base"
+                )
 
 
 def _check_new_index(conn: Any, user: str, name: str) -> None:

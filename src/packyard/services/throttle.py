@@ -20,6 +20,8 @@ from packyard.errors import Busy, TooManyAttempts
 # and names are counted by their first characters only (no valid name is longer).
 MAX_REMEMBERED_FAILURES = 100_000
 MAX_KEY_LENGTH = 256
+# The user of a failure that names no account (a wrong API token): counted per address only.
+NO_ACCOUNT = "\0"
 
 
 @dataclass
@@ -73,11 +75,18 @@ class LoginThrottle:
         if attempt.correct:
             self._forget_pair(attempt.user, attempt.address)
 
+    def failed_without_account(self, address: str) -> None:
+        """Count a failure that names no account (a wrong API token: its 256-bit secret needs
+        no per-user limit, and counting it against the owner would let anyone who knows a
+        token's public id lock the owner's password out). Raises TooManyAttempts over the
+        address's limit."""
+        self._begin(NO_ACCOUNT, address[:MAX_KEY_LENGTH])
+
     def _begin(self, user: str, address: str) -> Guess:
         with self._lock:
             now = self._clock()
             self._expire(now)
-            if self._users[user] >= self._per_user:
+            if user != NO_ACCOUNT and self._users[user] >= self._per_user:
                 raise TooManyAttempts(
                     f"too many failed logins for user {user!r}; retry later",
                     int(self._window),
@@ -87,7 +96,8 @@ class LoginThrottle:
                     "too many failed logins from your address; retry later", int(self._window)
                 )
             self._times.setdefault((user, address), deque()).append(now)
-            self._users[user] += 1
+            if user != NO_ACCOUNT:
+                self._users[user] += 1
             self._addresses[address] += 1
             self._order.append((now, user, address))
             return Guess(user, address, now)
@@ -119,7 +129,10 @@ class LoginThrottle:
                 self._uncount(user, address, 1)
 
     def _uncount(self, user: str, address: str, count: int) -> None:
-        for counter, key in ((self._users, user), (self._addresses, address)):
+        counted = [(self._addresses, address)]
+        if user != NO_ACCOUNT:
+            counted.append((self._users, user))
+        for counter, key in counted:
             counter[key] -= count
             if counter[key] <= 0:
                 del counter[key]

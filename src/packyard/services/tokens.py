@@ -3,8 +3,9 @@
 A token authenticates as its owner, so the ACLs apply unchanged (a token never exceeds its
 owner's rights); its scope is an extra limit, checked for each request by the web layer.
 Checking a token is a dictionary lookup and one sha256: no KDF, no thread hop while the cached
-table is current, and no password throttle for a right token. A wrong one counts as a failed
-password guess, so guessing tokens and guessing passwords share one lockout.
+table is current, and no password throttle for a right token. A wrong one counts against the
+client address only (shared with its password guesses): a 256-bit secret needs no per-user
+limit, and counting it against the owner would let a stranger lock the owner out.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class ApiTokens:
         if parsed is None:
             if name != TOKEN_USER:
                 return None
-            self._accounts.count_failed_guess(name, address)
+            self._accounts.count_failed_token(address)
             raise Unauthenticated(
                 f"user {TOKEN_USER} takes an API token (pky_...) as its password, and this is none"
             )
@@ -160,7 +161,7 @@ class ApiTokens:
             or not hmac.compare_digest(token.secret_sha256, parsed.sha256)
             or name not in (TOKEN_USER, token.user)
         ):
-            self._accounts.count_failed_guess(token.user if token else name, address)
+            self._accounts.count_failed_token(address)
             raise Unauthenticated(NOT_VALID)
         if token.expired(self._clock()):
             raise Unauthenticated(

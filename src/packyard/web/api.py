@@ -171,9 +171,9 @@ def _index_names(request: Request) -> tuple[str, str]:
 @devpi_api
 async def index_get(request: Request) -> Response:
     user, name = _index_names(request)
-    await _actor(request)
+    viewer = await _actor(request)
     with_projects = not _flag(request, "no_projects")
-    view = await boundary_of(request).indexes.view(user, name, with_projects)
+    view = await boundary_of(request).indexes.view(viewer, user, name, with_projects)
     return api_response(view, "indexconfig")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -53,12 +54,19 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
+def recorded_address(request: Request) -> str | None:
+    """The client address for the audit trail: only if it is an IP address (never whatever
+    text a header carried)."""
+    try:
+        return str(ipaddress.ip_address(client_address(request)))
+    except ValueError:
+        return None
+
+
 def request_actor(request: Request, user: str | None) -> Actor:
     """Who the audit trail names for what `user` writes through this request."""
     token = api_token(request)
-    return Actor(
-        user=user, token=token.id if token else None, address=client_address(request) or None
-    )
+    return Actor(user=user, token=token.id if token else None, address=recorded_address(request))
 
 
 def act_as(request: Request, user: str | None) -> None:

@@ -20,6 +20,7 @@ from packyard import __version__
 from packyard.core import acl
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import Forbidden, Unauthenticated
+from packyard.services.readers import Reader
 from packyard.web.auth import (
     SESSION_COOKIE,
     act_as,
@@ -245,7 +246,7 @@ async def _form_on_index(request: Request) -> tuple[str, dict[str, str], str, st
     non-reader must not tell a project's existence from the answer (404 vs 403)."""
     actor, fields = await _form_actor(request)
     user, index = split_index_name(fields.get("index", ""))
-    await boundary_of(request).indexes.readable(actor, user, index)
+    await boundary_of(request).indexes.readable(Reader(actor), user, index)
     return actor, fields, user, index
 
 

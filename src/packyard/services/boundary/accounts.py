@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from packyard.core import acl
 from packyard.core.models import IndexRecord, User
+from packyard.core.redact import url_without_password
 from packyard.errors import Unauthenticated
 from packyard.services._threads import in_thread
 from packyard.services.accounts import LoginToken, UserUpdate
@@ -17,9 +18,14 @@ if TYPE_CHECKING:
 PRIVATE_USER_KEYS = ("email", "custom_data")
 
 
-def index_config_view(record: IndexRecord) -> dict[str, Any]:
+def index_config_view(record: IndexRecord, viewer: str | None) -> dict[str, Any]:
+    """An index's config as devpi shows it; a mirror_url's password only to root and the
+    owner (readers of the index need not hold the upstream's credentials)."""
     # Stored before `acl_read` existed: shown with what it means (everyone may read).
-    return {"acl_read": list(record.index_config.acl_read), **record.config}
+    view = {"acl_read": list(record.index_config.acl_read), **record.config}
+    if isinstance(view.get("mirror_url"), str) and viewer not in (acl.ROOT, record.user):
+        view["mirror_url"] = url_without_password(view["mirror_url"])
+    return view
 
 
 class AccountUseCases:
@@ -81,5 +87,5 @@ class AccountUseCases:
         if user.modified:
             view["modified"] = user.modified
         indexes = self._services.indexes.readable_of_user(user.name, viewer)
-        view["indexes"] = {r.name: index_config_view(r) for r in indexes}
+        view["indexes"] = {r.name: index_config_view(r, viewer) for r in indexes}
         return view

@@ -10,6 +10,7 @@ from packyard.core import indexconfig
 from packyard.core.models import IndexRecord
 from packyard.services._threads import in_thread
 from packyard.services.boundary.accounts import index_config_view
+from packyard.services.readers import Reader
 from packyard.services.transfer import PushResult
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ class ReadGrant:
 
     record: IndexRecord
     hidden_bases: tuple[str, ...]
+    # Anonymous callers see all of it (the index and every base): what it shows is the same
+    # for everyone, so a shared cache may keep it.
+    public: bool = False
 
 
 # Settings of an index that reads other indexes; the UI's form sends them for every kind.
@@ -45,22 +49,26 @@ class IndexUseCases:
     async def get(self, user: str, name: str) -> IndexRecord:
         return await self.with_configs(self._indexes.get, user, name)
 
-    async def readable(self, caller: str | None, user: str, name: str) -> ReadGrant:
+    async def readable(self, caller: Reader, user: str, name: str) -> ReadGrant:
         """The index `user/name` if `caller` may read it (else Unauthenticated or Forbidden),
-        and the bases they may not: the one read check of every request under an index."""
+        and the bases they (or their token) may not: the one read check of every request
+        under an index."""
 
         def check() -> ReadGrant:
-            record = self._indexes.readable(caller, user, name)
-            return ReadGrant(record, self._indexes.hidden_bases(record, caller))
+            record = self._indexes.readable(caller.user, user, name)
+            hidden = self._indexes.hidden_bases(record, caller)
+            return ReadGrant(record, hidden, self._indexes.wholly_public(record))
 
         return await self.with_configs(check)
 
     async def resolution_order(self, record: IndexRecord) -> list[IndexRecord]:
         return await self.with_configs(self._indexes.resolution_order, record)
 
-    async def view(self, user: str, name: str, with_projects: bool) -> dict[str, Any]:
+    async def view(
+        self, viewer: str | None, user: str, name: str, with_projects: bool
+    ) -> dict[str, Any]:
         record = await self.get(user, name)
-        view = index_config_view(record)
+        view = index_config_view(record, viewer)
         if with_projects:
             packages = self._services.packages
             view["projects"] = await in_thread(packages.own_project_names, record)
@@ -70,7 +78,7 @@ class IndexUseCases:
         self, actor: str | None, user: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         record = await in_thread(self._indexes.create, actor, user, name, body)
-        return index_config_view(record)
+        return index_config_view(record, actor)
 
     async def modify(
         self,
@@ -82,7 +90,7 @@ class IndexUseCases:
     ) -> dict[str, Any]:
         modify = self._indexes.modify
         record = await in_thread(modify, actor, user, name, body, error_on_noop)
-        return index_config_view(record)
+        return index_config_view(record, actor)
 
     async def modify_from_form(
         self, actor: str | None, user: str, name: str, changes: dict[str, Any]
