@@ -123,15 +123,19 @@ class Packages:
         links: list[FileLink] = []
         versions: set[str] = set()
         seen: set[str] = set()
+        now, changes = self._sources.now(), []
         with self._db.read() as conn:
             for source in contributors:
                 source_links, source_versions = source.page_links(conn, project)
                 versions.update(source_versions)
+                changes.append(source.holds(conn, project).changes_after(now))
                 for link in source_links:
                     if link.filename not in seen:
                         seen.add(link.filename)
                         links.append(link)
-        return ProjectPage(project, record.full_name, links, sorted(versions, key=version_sort_key))
+        ordered = sorted(versions, key=version_sort_key)
+        changes_at = min((moment for moment in changes if moment), default=None)
+        return ProjectPage(project, record.full_name, links, ordered, changes_at)
 
     def releases(self, record: IndexRecord, project: str) -> list[Release]:
         """Every version visible under `record`, newest first, each from its first index."""
