@@ -21,8 +21,8 @@ from packyard.pip_index import pip_index_url
 from packyard.services.accounts import Accounts, load_or_create_secret
 from packyard.services.audit import AuditLog
 from packyard.services.boundary import Boundary
-from packyard.services.exemptions import Exemptions
 from packyard.services.cache import SerialCache
+from packyard.services.exemptions import Exemptions
 from packyard.services.indexes import Indexes
 from packyard.services.mirror import Mirrors
 from packyard.services.outbound import Outbound

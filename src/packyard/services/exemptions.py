@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
@@ -49,7 +50,7 @@ class Exemptions:
     ) -> Exemption:
         self._check_may_manage(actor, record)
         exemption = new_exemption(project, version, reason, expires, actor or "")
-        detail: dict[str, object] = {
+        detail: dict[str, Any] = {
             "project": exemption.project,
             "version": exemption.version,
             "reason": exemption.reason,

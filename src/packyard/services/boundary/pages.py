@@ -51,7 +51,10 @@ class PageUseCases:
         self._packages = packages
 
     async def cached(
-        self, key: Hashable, render: Callable[[], Body], current: Callable[[Body], bool] | None = None
+        self,
+        key: Hashable,
+        render: Callable[[], Body],
+        current: Callable[[Body], bool] | None = None,
     ) -> Body:
         """The rendering kept for `key` until the next change (or until `current` says it
         is out of date: e.g. a held version's cooldown ended); rendered (it reads the
