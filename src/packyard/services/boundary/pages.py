@@ -100,6 +100,8 @@ class PageUseCases:
                 "outside-url": services.settings.outside_url or None,
                 "offline": services.settings.offline,
                 "mirror-cache": services.mirrors.stats.as_dict(),
+                # What mirror cooldowns hold back, per index (this worker's count).
+                "held-back": services.sources.hold_counts.as_dict(),
             }
         return result
 
