@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from packyard import __version__
-from packyard.cli import bundle, client, tokens
+from packyard.cli import bundle, client, exempt, tokens
 from packyard.cli.client_common import with_hint
 from packyard.cli.workers import serve_one, serve_workers
 from packyard.client.errors import ClientError
@@ -125,6 +125,7 @@ client.register(main)
 main.add_command(bundle.bundle)
 main.add_command(bundle.check)
 main.add_command(tokens.token)
+main.add_command(exempt.exempt)
 
 
 @main.command()
