@@ -8,7 +8,10 @@ server process driven by pip, uv and the packyard client against a loopback upst
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,10 +33,20 @@ from packyard.errors import InvalidInput
 from packyard.services import initialize, open_services
 from packyard.web.app import create_app
 from tests.builders import build_wheel
-from tests.conftest import JSON, ROOT_PASSWORD, ServerProcess, basic_auth, free_port, tool
+from tests.conftest import (
+    JSON,
+    LOOPBACK_UPSTREAMS,
+    ROOT_PASSWORD,
+    ServerProcess,
+    basic_auth,
+    free_port,
+    tool,
+)
+from tests.devpi_client import Devpi, devpi_executable  # noqa: F401 (a fixture)
 from tests.e2e_support import run_tool
 from tests.inprocess import SIMPLE_JSON_ACCEPT, password_hash
-from tests.upstream import Upstream
+from tests.packyard_cli import Packyard
+from tests.upstream import Published, Upstream
 
 ROOT_AUTH = basic_auth("root", ROOT_PASSWORD)
 DAY = 86400.0
@@ -291,3 +304,132 @@ def test_status_counts_what_was_held_back(app: TestClient, upstream: Upstream) -
     assert status["held-back"]["root/up"] == {
         "projects-held": 1, "versions-held": 1, "files-refused": 1,
     }  # fmt: skip
+
+
+# --- the real server, pip, uv and the clients ------------------------------------------------
+
+
+@pytest.fixture
+def live_upstream(calm_wheels: dict[str, Path]) -> Iterator[Upstream]:
+    """`calm` 1.0 uploaded 30 days ago, 2.0 an hour ago (by the real clock)."""
+    now = datetime.now(UTC)
+    started = Upstream()
+    started.publish(calm_wheels["1.0"], upload_time=now - timedelta(days=30))
+    started.publish(calm_wheels["2.0"], upload_time=now - timedelta(hours=1))
+    started.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    started = ServerProcess(tmp_path / "server", free_port(), tmp_path / "server.log")
+    started.settings = dict(LOOPBACK_UPSTREAMS)
+    started.start()
+    yield started
+    started.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(f"--- server log ---\n{started.log()}")
+
+
+def install(installer: str, tmp_path: Path, index_url: str, *requirements: str) -> CompletedRun:
+    """`pip install` or `uv pip install` into a fresh target directory, no cache."""
+    target = tmp_path / f"target-{free_port()}"
+    if installer == "pip":
+        command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--no-deps"]
+    else:
+        command = [tool("uv"), "pip", "install", "--no-config", "--no-cache", "--no-deps"]
+        command += ["--python", sys.executable]
+    result = run_tool([*command, "--target", target, "--index-url", index_url, *requirements])
+    return CompletedRun(result, sorted(p.name for p in target.glob("calm-*.dist-info")))
+
+
+@dataclasses.dataclass(frozen=True)
+class CompletedRun:
+    result: subprocess.CompletedProcess[str]
+    installed: list[str]  # the dist-info directories it left
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout + self.result.stderr
+
+
+def file_url(server: ServerProcess, published: Published, index: str = "root/up") -> str:
+    sha = published.sha256
+    return f"{server.url}/{index}/+f/{sha[:3]}/{sha[3:16]}/{published.filename}"
+
+
+def test_pip_and_uv_get_the_aged_version_and_an_exemption_lets_the_young_one_through(
+    server: ServerProcess, live_upstream: Upstream, tmp_path: Path
+) -> None:
+    client = Packyard(tmp_path / "client")
+    client.ok("use", server.url)
+    client.ok("login", "root", "--password", ROOT_PASSWORD)
+    config = ["type=mirror", f"mirror_url={live_upstream.simple_url}", "mirror_cache_expiry=3600"]
+    client.ok("index", "-c", "root/up", *config)
+    client.ok("use", "root/up")
+    shown = client.ok("index", "root/up", "mirror_cooldown=7d")
+    assert "mirror_cooldown" in shown and "604800" in shown
+    index_url = f"{server.url}/root/up/+simple/"
+    for installer in ("pip", "uv"):
+        got = install(installer, tmp_path, index_url, "calm")
+        assert got.result.returncode == 0, got.output
+        assert got.installed == ["calm-1.0.dist-info"], got.output
+        pinned = install(installer, tmp_path, index_url, "calm==2.0")
+        assert pinned.result.returncode != 0 and pinned.installed == []
+        says = {"pip": "(from versions: 1.0)", "uv": "there is no version of calm==2.0"}
+        assert says[installer] in pinned.output, pinned.output
+
+    young = live_upstream.files["calm-2.0-py3-none-any.whl"]
+    refused = httpx.get(file_url(server, young), timeout=30)
+    until = moment_text(young.upload_time + timedelta(days=7))
+    assert refused.status_code == 403
+    assert f"held back by root/up's 7-day cooldown until {until}" in refused.text
+    by_url = install("pip", tmp_path, index_url, file_url(server, young))
+    assert by_url.result.returncode != 0
+    assert "held back by root/up's 7-day cooldown" in by_url.output, by_url.output
+    listed = client.ok("list", "calm")
+    assert "held back" in listed and "7-day cooldown" in listed, listed
+
+    made = client.ok("exempt", "add", "calm==2.0", "--reason", "INC-7 hotfix", "--expires", "6s")
+    assert "calm==2.0" in made and "INC-7 hotfix" in made
+    pinned = install("pip", tmp_path, index_url, "calm==2.0")
+    assert pinned.installed == ["calm-2.0.dist-info"], pinned.output
+    assert "INC-7 hotfix" in client.ok("exempt", "list")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and httpx.get(file_url(server, young)).status_code == 200:
+        time.sleep(0.5)  # the real clock: the exemption expires six seconds after it was made
+    again = install("uv", tmp_path, index_url, "calm==2.0")
+    assert again.result.returncode != 0 and again.installed == [], again.output
+
+
+def test_the_devpi_client_sets_the_cooldown(
+    server: ServerProcess, live_upstream: Upstream, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    devpi = Devpi(request.getfixturevalue("devpi_executable"), tmp_path / "devpi")
+    devpi.ok("use", server.url)
+    devpi.ok("login", "root", "--password", ROOT_PASSWORD)
+    devpi.ok("index", "-c", "up", "type=mirror", f"mirror_url={live_upstream.simple_url}")
+    assert "mirror_cooldown=43200" in devpi.ok("index", "root/up", "mirror_cooldown=12h")
+    assert "400" in devpi.fails("index", "root/up", "mirror_cooldown=someday")
+    devpi.ok("use", "root/up")
+    assert "calm-2.0" not in devpi.ok("list", "calm")
+
+
+def test_uv_exclude_newer_agrees_with_mirror_exclude_newer(
+    server: ServerProcess, live_upstream: Upstream, tmp_path: Path
+) -> None:
+    cutoff = moment_text(datetime.now(UTC) - timedelta(days=2))
+    auth = basic_auth("root", ROOT_PASSWORD)
+    config = {
+        "type": "mirror", "mirror_url": live_upstream.simple_url,
+        "mirror_exclude_newer": cutoff,
+    }  # fmt: skip
+    response = httpx.put(f"{server.url}/root/up", json=config, headers=JSON | auth)
+    assert response.status_code == 200, response.text
+    direct = install("uv", tmp_path, live_upstream.simple_url, "calm", "--exclude-newer", cutoff)
+    through = install("uv", tmp_path, f"{server.url}/root/up/+simple/", "calm")
+    assert direct.installed == through.installed == ["calm-1.0.dist-info"], (
+        direct.output + through.output
+    )
