@@ -32,6 +32,7 @@ from packyard.core.cooldown import (
 from packyard.errors import InvalidInput
 from packyard.services import initialize, open_services
 from packyard.web.app import create_app
+from packyard.web.auth import SESSION_COOKIE
 from tests.builders import build_wheel
 from tests.conftest import (
     JSON,
@@ -44,7 +45,7 @@ from tests.conftest import (
 )
 from tests.devpi_client import Devpi, devpi_executable  # noqa: F401 (a fixture)
 from tests.e2e_support import run_tool
-from tests.inprocess import SIMPLE_JSON_ACCEPT, password_hash
+from tests.inprocess import SIMPLE_JSON_ACCEPT, password_hash, services_of
 from tests.packyard_cli import Packyard
 from tests.upstream import Published, Upstream
 
@@ -433,3 +434,22 @@ def test_uv_exclude_newer_agrees_with_mirror_exclude_newer(
     assert direct.installed == through.installed == ["calm-1.0.dist-info"], (
         direct.output + through.output
     )
+
+
+def test_the_web_pages_say_what_is_held_and_list_exemptions_for_the_owner(
+    app: TestClient, upstream: Upstream
+) -> None:
+    index = make_mirror(app, upstream, mirror_cooldown="7d")
+    page_versions(app, index)
+    browser = {"Accept": "text/html"}
+    project = app.get(f"{index}/calm", headers=browser)
+    assert project.status_code == 200
+    assert "held back by root/up&#39;s 7-day cooldown until 2026-12-08T11:00Z" in project.text
+    body = {"project": "calm", "version": "2.0", "reason": "INC-7 hotfix"}
+    assert app.post(f"{index}/+exemptions", json=body, headers=JSON | ROOT_AUTH).status_code == 201
+    assert "INC-7 hotfix" not in app.get(index, headers=browser).text, "the owner's list only"
+    login = services_of(app).accounts.issue_token("root")
+    app.cookies.set(SESSION_COOKIE, f"root:{login.token}")
+    assert "INC-7 hotfix" in app.get(index, headers=browser).text
+    app.cookies.clear()
+    assert "held back" not in app.get(f"{index}/calm", headers=browser).text

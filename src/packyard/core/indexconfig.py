@@ -53,6 +53,10 @@ class StageConfig:
     # Why uploads (404) and deletes or yanks (403) are refused whoever asks: never here.
     upload_refusal: ClassVar[str | None] = None
     edit_refusal: ClassVar[str | None] = None
+    # Why exemptions from a cooldown are refused here: a stage has no cooldown of its own.
+    exemption_refusal: ClassVar[str | None] = (
+        "is not a mirror index: exemptions allow past a mirror's cooldown, set them on the mirror"
+    )
     volatile: bool = True
     title: str = ""
     description: str = ""
@@ -75,6 +79,7 @@ class MirrorConfig:
     # devpi's words (its client matches on them); asked before who the caller is.
     upload_refusal: ClassVar[str | None] = "cannot submit to mirror index"
     edit_refusal: ClassVar[str | None] = "deleting from a mirror index is not supported yet"
+    exemption_refusal: ClassVar[str | None] = None
     mirror_url: str
     volatile: bool = True
     title: str = ""

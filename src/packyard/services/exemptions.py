@@ -69,11 +69,9 @@ class Exemptions:
         return removed
 
     def _check_may_manage(self, actor: str | None, record: IndexRecord) -> None:
-        if not record.index_config.is_mirror:
-            raise InvalidInput(
-                f"{record.full_name} is not a mirror index: exemptions allow past a mirror's"
-                " cooldown, set them on the mirror"
-            )
+        refusal = record.index_config.exemption_refusal
+        if refusal is not None:
+            raise InvalidInput(f"{record.full_name} {refusal}")
         if not acl.may_manage_index(actor, record.user, self._settings.restrict_modify):
             raise Forbidden(f"no permission to change the exemptions of {record.full_name}")
 

@@ -114,6 +114,11 @@ async def index_page(request: Request) -> Response:
     shown = await boundary_of(request).pages.index(params["user"], params["index"])
     record = shown.record
     restrict = services_of(request).settings.restrict_modify
+    can_manage = acl.may_manage_index(await viewer(request), record.user, restrict)
+    # The owner sees the mirror's exemptions past its cooldown (who allowed what, and why).
+    exemptions = []
+    if can_manage and record.is_mirror:
+        exemptions = await boundary_of(request).exemptions.list(params["user"], params["index"])
     return await page(
         request,
         "ui/index.html",
@@ -121,7 +126,8 @@ async def index_page(request: Request) -> Response:
         settings=sorted(record.config.items()),
         order=shown.order,
         projects=shown.projects,
-        can_manage=acl.may_manage_index(await viewer(request), record.user, restrict),
+        can_manage=can_manage,
+        exemptions=exemptions,
     )
 
 
