@@ -45,7 +45,13 @@ from tests.conftest import (
 )
 from tests.devpi_client import Devpi, devpi_executable  # noqa: F401 (a fixture)
 from tests.e2e_support import run_tool
-from tests.inprocess import SIMPLE_JSON_ACCEPT, password_hash, services_of
+from tests.inprocess import (
+    ENGINES,
+    SIMPLE_JSON_ACCEPT,
+    engine_url,
+    password_hash,
+    services_of,
+)
 from tests.packyard_cli import Packyard
 from tests.upstream import Published, Upstream
 
@@ -152,10 +158,10 @@ def clock() -> FakeClock:
     return FakeClock(T0)
 
 
-@pytest.fixture
-def app(tmp_path: Path, clock: FakeClock) -> Iterator[TestClient]:
+@pytest.fixture(params=ENGINES)
+def app(tmp_path: Path, clock: FakeClock, request: pytest.FixtureRequest) -> Iterator[TestClient]:
     settings = Settings(
-        serverdir=tmp_path / "server", log_requests=False,
+        serverdir=tmp_path / "server", storage=engine_url(request), log_requests=False,
         outbound_allowed_networks=("127.0.0.0/8",),
     )  # fmt: skip
     services = open_services(settings, clock=clock)
@@ -445,6 +451,8 @@ def test_the_web_pages_say_what_is_held_and_list_exemptions_for_the_owner(
     project = app.get(f"{index}/calm", headers=browser)
     assert project.status_code == 200
     assert "held back by root/up&#39;s 7-day cooldown until 2026-12-08T11:00Z" in project.text
+    version = app.get(f"{index}/calm/2.0", headers=browser)
+    assert "Not served: held back by root/up&#39;s 7-day cooldown" in version.text
     body = {"project": "calm", "version": "2.0", "reason": "INC-7 hotfix"}
     assert app.post(f"{index}/+exemptions", json=body, headers=JSON | ROOT_AUTH).status_code == 201
     assert "INC-7 hotfix" not in app.get(index, headers=browser).text, "the owner's list only"
