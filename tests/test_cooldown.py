@@ -311,6 +311,11 @@ def test_status_counts_what_was_held_back(app: TestClient, upstream: Upstream) -
     assert status["held-back"]["root/up"] == {
         "projects-held": 1, "versions-held": 1, "files-refused": 1,
     }  # fmt: skip
+    login = services_of(app).accounts.issue_token("root")
+    app.cookies.set(SESSION_COOKIE, f"root:{login.token}")
+    html = app.get("/+status", headers={"Accept": "text/html"}).text
+    app.cookies.clear()
+    assert "Held back by mirror cooldowns" in html and '<th scope="row">root/up</th>' in html
 
 
 # --- the real server, pip, uv and the clients ------------------------------------------------

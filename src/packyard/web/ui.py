@@ -176,7 +176,10 @@ async def status_page(request: Request) -> Response:
     facts = await boundary_of(request).pages.status(who)
     cache = facts.pop("mirror-cache", None)
     cached = cache.items() if cache is not None else None
-    return await page(request, "ui/status.html", status=facts.items(), cache=cached)
+    held = facts.pop("held-back", {})
+    return await page(
+        request, "ui/status.html", status=facts.items(), cache=cached, held=held.items()
+    )
 
 
 # --- logging in and out -----------------------------------------------------------------------
