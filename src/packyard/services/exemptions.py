@@ -35,7 +35,9 @@ class Exemptions:
         self._db = db
         self._settings = settings
 
-    def list(self, record: IndexRecord) -> list[Exemption]:
+    def list(self, actor: str | None, record: IndexRecord) -> list[Exemption]:
+        """Its managers' list (reasons may name internal incidents, as the UI's list does)."""
+        self._check_may_manage(actor, record)
         with self._db.read() as conn:
             return stored.of_index(conn, record.id)
 

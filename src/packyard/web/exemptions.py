@@ -21,8 +21,9 @@ def _index(request: Request) -> tuple[str, str]:
 
 @devpi_api
 async def list_exemptions(request: Request) -> Response:
-    """`GET /{user}/{index}/+exemptions`: every exemption, expired ones too (their record)."""
-    found = await boundary_of(request).exemptions.list(*_index(request))
+    """`GET /{user}/{index}/+exemptions`: every exemption, expired ones too (its managers)."""
+    actor = await current_user(request, services_of(request))
+    found = await boundary_of(request).exemptions.list(actor, *_index(request))
     return api_response([exemption_view(item) for item in found], "exemptions")
 
 

@@ -118,7 +118,8 @@ async def index_page(request: Request) -> Response:
     # The owner sees the mirror's exemptions past its cooldown (who allowed what, and why).
     exemptions = []
     if can_manage and record.is_mirror:
-        exemptions = await boundary_of(request).exemptions.list(params["user"], params["index"])
+        listing = boundary_of(request).exemptions.list
+        exemptions = await listing(await viewer(request), params["user"], params["index"])
     return await page(
         request,
         "ui/index.html",

@@ -17,9 +17,9 @@ class ExemptionUseCases:
         self._services = services
         self._indexes = indexes
 
-    async def list(self, user: str, index: str) -> list[Exemption]:
+    async def list(self, actor: str | None, user: str, index: str) -> list[Exemption]:
         record = await self._indexes.get(user, index)
-        return await in_thread(self._services.exemptions.list, record)
+        return await in_thread(self._services.exemptions.list, actor, record)
 
     async def add(
         self, actor: str | None, user: str, index: str, request: dict[str, Any]
