@@ -167,19 +167,34 @@ def list_command(project: str | None, index: str | None, as_json: bool) -> None:
             emit(names, as_json, names)
             return
         versions = api.result("GET", f"{where}/{canonicalize_name(project)}")
+        held = _held(api, where, project)
     ordered = sorted(versions, key=_version_key, reverse=True)
     if as_json:
         # newest first, as in the table: not sorted by key
         click.echo(json.dumps({v: versions[v] for v in ordered}, indent=2))
         return
     table = Table("version", "file", "sha256", "state")
-    for version in ordered:
+    for version in sorted({*ordered, *held}, key=_version_key, reverse=True):
+        if version in held:  # left out of pages and installs: say why and until when
+            table.add_row(version, "", "", held[version]["reason"])
+            continue
         for link in versions[version].get("+links", []):
             if link.get("rel") == "releasefile":
                 state = "yanked" if link.get("yanked") else ""
                 sha = link.get("hashes", {}).get("sha256", "")[:16]
                 table.add_row(version, link["href"].rsplit("/", 1)[-1], sha, state)
     Console(soft_wrap=True).print(table)
+
+
+def _held(api: Api, where: str, project: str) -> dict[str, dict[str, Any]]:
+    """Versions a mirror's cooldown holds back (none from a server that has no holds)."""
+    try:
+        held: dict[str, dict[str, Any]] = api.result(
+            "GET", f"{where}/+held/{canonicalize_name(project)}"
+        )
+    except ClientError:
+        return {}
+    return held or {}
 
 
 def _version_key(text: str) -> tuple[int, Version | str]:

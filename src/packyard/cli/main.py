@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from packyard import __version__
-from packyard.cli import bundle, client, move, tokens
+from packyard.cli import bundle, client, exempt, move, tokens
 from packyard.cli.client_common import with_hint
 from packyard.cli.workers import serve_one, serve_workers
 from packyard.client.errors import ClientError
@@ -127,6 +127,7 @@ main.add_command(bundle.bundle)
 main.add_command(bundle.check)
 main.add_command(tokens.token)
 main.add_command(move.move)
+main.add_command(exempt.exempt)
 
 
 @main.command()

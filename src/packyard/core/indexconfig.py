@@ -14,6 +14,13 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 from packyard.core.acl import ANONYMOUS, normalize_principal
+from packyard.core.cooldown import (
+    UNKNOWN_CHOICES,
+    CooldownPolicy,
+    moment_text,
+    parse_duration,
+    parse_moment,
+)
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import InvalidInput
 
@@ -46,6 +53,10 @@ class StageConfig:
     # Why uploads (404) and deletes or yanks (403) are refused whoever asks: never here.
     upload_refusal: ClassVar[str | None] = None
     edit_refusal: ClassVar[str | None] = None
+    # Why exemptions from a cooldown are refused here: a stage has no cooldown of its own.
+    exemption_refusal: ClassVar[str | None] = (
+        "is not a mirror index: exemptions allow past a mirror's cooldown, set them on the mirror"
+    )
     volatile: bool = True
     title: str = ""
     description: str = ""
@@ -68,6 +79,7 @@ class MirrorConfig:
     # devpi's words (its client matches on them); asked before who the caller is.
     upload_refusal: ClassVar[str | None] = "cannot submit to mirror index"
     edit_refusal: ClassVar[str | None] = "deleting from a mirror index is not supported yet"
+    exemption_refusal: ClassVar[str | None] = None
     mirror_url: str
     volatile: bool = True
     title: str = ""
@@ -80,12 +92,31 @@ class MirrorConfig:
     mirror_provides_core_metadata: bool = False
     mirror_web_url_fmt: str = ""
     acl_read: tuple[str, ...] = (ANONYMOUS,)
+    # Serve-time holds (core/cooldown.py): seconds a version must have aged upstream, a
+    # cut-off instant (ISO text), and whether a file without an upload time is held.
+    mirror_cooldown: int = 0
+    mirror_exclude_newer: str = ""
+    mirror_cooldown_unknown: str = "hold"
     bases: ClassVar[tuple[str, ...]] = ()
     acl_upload: ClassVar[tuple[str, ...]] = ()
     acl_toxresult_upload: ClassVar[tuple[str, ...]] = ()
 
 
 IndexConfig = StageConfig | MirrorConfig
+
+
+def cooldown_policy(index: str, config: IndexConfig) -> CooldownPolicy:
+    """What `index` holds back of what it contributes itself (a stage: nothing; it inherits
+    its mirrors' holds through what they contribute)."""
+    if not isinstance(config, MirrorConfig):
+        return CooldownPolicy(index)
+    cutoff = config.mirror_exclude_newer
+    return CooldownPolicy(
+        index,
+        cooldown=config.mirror_cooldown,
+        exclude_newer=parse_moment(cutoff) if cutoff else None,
+        hold_unknown=config.mirror_cooldown_unknown != "allow",
+    )
 
 
 def parse(config: Mapping[str, Any]) -> IndexConfig:
@@ -104,6 +135,9 @@ def parse(config: Mapping[str, Any]) -> IndexConfig:
             mirror_provides_core_metadata=bool(config.get("mirror_provides_core_metadata")),
             mirror_web_url_fmt=str(config.get("mirror_web_url_fmt") or ""),
             acl_read=_acl_read(config),
+            mirror_cooldown=int(config.get("mirror_cooldown") or 0),
+            mirror_exclude_newer=str(config.get("mirror_exclude_newer") or ""),
+            mirror_cooldown_unknown=str(config.get("mirror_cooldown_unknown") or "hold"),
         )
     return StageConfig(
         volatile=bool(config.get("volatile", True)),
@@ -140,6 +174,9 @@ MIRROR_KEYS = COMMON_KEYS | {
     "mirror_use_external_urls",
     "mirror_ignore_serial_header",
     "mirror_provides_core_metadata",
+    "mirror_cooldown",
+    "mirror_exclude_newer",
+    "mirror_cooldown_unknown",
 }
 KEYS = {STAGE: STAGE_KEYS, MIRROR: MIRROR_KEYS}
 
@@ -298,6 +335,8 @@ def _normalize_value(key: str, value: Any) -> Any:
             return int(value)
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"mirror_cache_expiry must be a number, not {value!r}") from exc
+    if key in _COOLDOWN_KEYS:
+        return _COOLDOWN_KEYS[key](value)
     if key == "mirror_whitelist_inheritance":
         if value not in INHERITANCE_MODES:
             raise InvalidInput(
@@ -311,6 +350,27 @@ def _normalize_value(key: str, value: Any) -> Any:
     if key in ("title", "description", "mirror_web_url_fmt", "type"):
         return "" if value is None else str(value)
     return value
+
+
+def _cooldown_unknown(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in UNKNOWN_CHOICES:
+        raise InvalidInput(f"mirror_cooldown_unknown must be hold or allow, not {value!r}")
+    return text
+
+
+def _exclude_newer(value: Any) -> str:
+    """Stored as canonical UTC text; empty: no cut-off."""
+    if value is None or str(value).strip() == "":
+        return ""
+    return moment_text(parse_moment(value))
+
+
+_COOLDOWN_KEYS = {
+    "mirror_cooldown": parse_duration,
+    "mirror_exclude_newer": _exclude_newer,
+    "mirror_cooldown_unknown": _cooldown_unknown,
+}
 
 
 def _as_list(value: Any) -> list[str]:

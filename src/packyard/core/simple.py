@@ -110,6 +110,9 @@ class ProjectPage:
     index: str
     files: list[FileLink]
     versions: list[str]
+    # When what it leaves out (held versions, core/cooldown.py) next changes: its rendering
+    # is current until then.
+    changes_at: datetime | None = None
 
 
 def upload_time_text(moment: datetime) -> str:

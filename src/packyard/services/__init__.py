@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import secrets
 import string
+import time
 import uuid
 from collections.abc import Callable
 
@@ -21,6 +22,7 @@ from packyard.services.accounts import Accounts, load_secret
 from packyard.services.audit import AuditLog
 from packyard.services.boundary import Boundary
 from packyard.services.cache import SerialCache
+from packyard.services.exemptions import Exemptions
 from packyard.services.health import Health
 from packyard.services.indexes import Indexes
 from packyard.services.mirror import Mirrors
@@ -54,6 +56,7 @@ class Services:
     transfer: Transfer
     readmes: Readmes
     audit: AuditLog  # reading the trail every write records
+    exemptions: Exemptions  # break-glass allowances past a mirror's cooldown
     # Every request this server makes to another host goes through this policy.
     outbound: Outbound
     # Rendered responses (simple pages, JSON), dropped whenever anything changes.
@@ -81,8 +84,9 @@ class Services:
         self.db.close()
 
 
-def open_services(settings: Settings) -> Services:
-    """Open (creating if needed) the server dir's storage and wire up every service."""
+def open_services(settings: Settings, clock: Callable[[], float] = time.time) -> Services:
+    """Open (creating if needed) the server dir's storage and wire up every service;
+    `clock` is what serve-time holds (mirror cooldowns) are judged by."""
     settings.serverdir.mkdir(parents=True, exist_ok=True)
     blobs = open_blob_store(settings)
     db = Database(settings.database_url, settings.serverdir / "serial", blobs)
@@ -93,7 +97,7 @@ def open_services(settings: Settings) -> Services:
     accounts = Accounts(db, settings, secret)
     mirrors = Mirrors(db, blobs, settings, outbound)
     edits = PackageEdits(db, blobs)
-    sources = Sources(mirrors, edits, settings)
+    sources = Sources(mirrors, edits, settings, clock)
     return Services(
         settings=settings,
         db=db,
@@ -110,6 +114,7 @@ def open_services(settings: Settings) -> Services:
         outbound=outbound,
         readmes=Readmes(settings),
         audit=AuditLog(db),
+        exemptions=Exemptions(db, settings),
         pages=SerialCache(db.serial.read),
         uuid=_server_uuid(db),
         health=Health(db, blobs, settings.health_timeout),

@@ -13,6 +13,7 @@ from packaging.utils import canonicalize_version
 from sqlalchemy import Connection
 
 from packyard.core import inheritance
+from packyard.core.cooldown import Hold
 from packyard.core.dists import http_date, parse_dist_filename
 from packyard.core.models import FileRecord, IndexRecord
 from packyard.core.simple import FileLink, ProjectPage
@@ -123,15 +124,19 @@ class Packages:
         links: list[FileLink] = []
         versions: set[str] = set()
         seen: set[str] = set()
+        now, changes = self._sources.now(), []
         with self._db.read() as conn:
             for source in contributors:
                 source_links, source_versions = source.page_links(conn, project)
                 versions.update(source_versions)
+                changes.append(source.holds(conn, project).changes_after(now))
                 for link in source_links:
                     if link.filename not in seen:
                         seen.add(link.filename)
                         links.append(link)
-        return ProjectPage(project, record.full_name, links, sorted(versions, key=version_sort_key))
+        ordered = sorted(versions, key=version_sort_key)
+        changes_at = min((moment for moment in changes if moment), default=None)
+        return ProjectPage(project, record.full_name, links, ordered, changes_at)
 
     def releases(self, record: IndexRecord, project: str) -> list[Release]:
         """Every version visible under `record`, newest first, each from its first index."""
@@ -144,6 +149,17 @@ class Packages:
             raise NotFound(f"The project {project} does not exist.")
         ordered = sorted(found.values(), key=lambda r: version_sort_key(r.version), reverse=True)
         return ordered
+
+    def held(self, record: IndexRecord, project: str) -> dict[str, Hold]:
+        """The versions of `project` held back now under `record` (by its mirrors' policies),
+        newest first: what its pages and JSON leave out, and why."""
+        now, found = self._sources.now(), dict[str, Hold]()
+        with self._db.read() as conn:
+            for source in self.contributors(record, project):
+                for version, hold in source.holds(conn, project).held_at(now).items():
+                    found.setdefault(version, hold)
+        ordered = sorted(found, key=version_sort_key, reverse=True)
+        return {version: found[version] for version in ordered}
 
     def search(self, query: str, limit: int = 50) -> list[tuple[str, SearchHit]]:
         """(index name, hit) pairs, best first, for words in names, summaries, descriptions.

@@ -176,3 +176,19 @@ api_tokens = Table(
     CheckConstraint(SHA256_CHECK.format(col="secret_sha256"), name="ck_api_tokens_sha256"),
 )
 Index("ix_api_tokens_user", api_tokens.c.user)
+
+# Break-glass allowances past a mirror's cooldown (core/cooldown.py): a project, or one
+# version of it (version NULL: every version); they die with their index.
+exemptions = Table(
+    "exemptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False),
+    Column("project", String(200), nullable=False),
+    Column("version", String(200), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("expires", Float, nullable=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created", Float, nullable=False),
+)
+Index("ix_exemptions_project", exemptions.c.index_id, exemptions.c.project)

@@ -22,7 +22,7 @@ from packyard import __version__
 from packyard.config import Settings, load_settings
 from packyard.errors import PackyardError
 from packyard.services import Services, open_services
-from packyard.web import api, audit, docs, files, health, simple, tokens, ui
+from packyard.web import api, audit, docs, exemptions, files, health, simple, tokens, ui
 from packyard.web.auth import Authentication
 from packyard.web.limits import CONNECTION_LIMITS, BodyLimit, ConnectionLimits
 from packyard.web.metrics import Metrics, metrics_page, request_labels
@@ -74,6 +74,13 @@ def routes() -> list[BaseRoute]:
         *both("/{user}/+tokens/{token_id}", tokens.revoke_token, ["DELETE"]),
         Route("/{user}/{index}/+api", api.api_discovery, methods=["GET"]),
         Route("/{user}/{index}/+cached", api.cached_files, methods=["GET"]),
+        *each("/{user}/{index}/+exemptions", {
+            "GET": exemptions.list_exemptions, "POST": exemptions.add_exemption,
+        }),
+        *both(
+            "/{user}/{index}/+exemptions/{exemption_id}", exemptions.remove_exemption, ["DELETE"]
+        ),
+        *both("/{user}/{index}/+held/{project}", exemptions.held_versions, ["GET"]),
         *both("/{user}/{index}/+simple", simple.project_list, ["GET"]),
         *both("/{user}/{index}/+simple/{project}", simple.project_page, ["GET"]),
         *both("/{user}/{index}/+simple/{project}/refresh", simple.refresh, ["POST"]),

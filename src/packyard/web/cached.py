@@ -23,11 +23,24 @@ class CachedBody:
     # Mirrors (index ids) whose stored pages this rendering used; it is current only while
     # each of them is fresh.
     mirror_ids: tuple[int, ...] = ()
+    # When what it leaves out changes (a held version's cooldown ends; epoch seconds): it is
+    # rendered again from then on, though nothing was written.
+    until: float | None = None
     _gzipped: bytes | None = None
 
     @classmethod
-    def of(cls, body: bytes, content_type: str, mirror_ids: tuple[int, ...] = ()) -> CachedBody:
-        return cls(body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"', mirror_ids)
+    def of(
+        cls,
+        body: bytes,
+        content_type: str,
+        mirror_ids: tuple[int, ...] = (),
+        until: float | None = None,
+    ) -> CachedBody:
+        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        return cls(body, content_type, etag, mirror_ids, until)
+
+    def current_at(self, now: float) -> bool:
+        return self.until is None or now < self.until
 
     def gzipped(self) -> bytes:
         if self._gzipped is None:
@@ -53,5 +66,7 @@ def respond(
 async def render_cached(
     services: Services, key: Hashable, render: Callable[[], CachedBody]
 ) -> CachedBody:
-    """The cached rendering for `key`, rendered (off the event loop) when missing or stale."""
-    return await services.boundary.pages.cached(key, render)
+    """The cached rendering for `key`, rendered (off the event loop) when missing or stale
+    (a change was written, or the time it was current `until` passed)."""
+    clock = services.sources.clock
+    return await services.boundary.pages.cached(key, render, lambda b: b.current_at(clock()))

@@ -97,7 +97,7 @@ async def project_page(request: Request) -> Response:
     to_root = relative_root(request.url.path)
     key = ("simple-project", user, index, project, content_type, to_root, hidden_bases(request))
     cached = services.pages.get(key)
-    if isinstance(cached, CachedBody) and _mirrors_fresh(services, cached, project):
+    if isinstance(cached, CachedBody) and _still_current(services, cached, project):
         return respond(request, cached, PAGE_CACHE_CONTROL)
     record, failures = await boundary_of(request).pages.simple_project(user, index, project)
 
@@ -117,13 +117,17 @@ async def project_page(request: Request) -> Response:
                 .render(page=page, to_root=to_root, api_version=simple.API_VERSION)
                 .encode()
             )
-        return CachedBody.of(body, content_type, mirror_ids)
+        until = page.changes_at.timestamp() if page.changes_at else None
+        return CachedBody.of(body, content_type, mirror_ids, until)
 
     fresh = await render_cached(services, key, render)
     return respond(request, fresh, PAGE_CACHE_CONTROL)
 
 
-def _mirrors_fresh(services: Services, cached: CachedBody, project: str) -> bool:
+def _still_current(services: Services, cached: CachedBody, project: str) -> bool:
+    """Nothing it leaves out was released since, and its mirrors' pages are fresh."""
+    if not cached.current_at(services.sources.clock()):
+        return False
     return all(services.mirrors.is_fresh(index_id, project) for index_id in cached.mirror_ids)
 
 

@@ -115,6 +115,12 @@ async def index_page(request: Request) -> Response:
     shown = await boundary_of(request).pages.index(params["user"], params["index"])
     record = shown.record
     restrict = services_of(request).settings.restrict_modify
+    can_manage = acl.may_manage_index(await viewer(request), record.user, restrict)
+    # The owner sees the mirror's exemptions past its cooldown (who allowed what, and why).
+    exemptions = []
+    if can_manage and record.is_mirror:
+        listing = boundary_of(request).exemptions.list
+        exemptions = await listing(await viewer(request), params["user"], params["index"])
     return await page(
         request,
         "ui/index.html",
@@ -122,7 +128,8 @@ async def index_page(request: Request) -> Response:
         settings=sorted(record.config.items()),
         order=shown.order,
         projects=shown.projects,
-        can_manage=acl.may_manage_index(await viewer(request), record.user, restrict),
+        can_manage=can_manage,
+        exemptions=exemptions,
     )
 
 
@@ -171,7 +178,10 @@ async def status_page(request: Request) -> Response:
     facts = await boundary_of(request).pages.status(who)
     cache = facts.pop("mirror-cache", None)
     cached = cache.items() if cache is not None else None
-    return await page(request, "ui/status.html", status=facts.items(), cache=cached)
+    held = facts.pop("held-back", {})
+    return await page(
+        request, "ui/status.html", status=facts.items(), cache=cached, held=held.items()
+    )
 
 
 # --- logging in and out -----------------------------------------------------------------------

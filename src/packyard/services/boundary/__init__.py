@@ -12,6 +12,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from packyard.services.boundary.accounts import AccountUseCases
+from packyard.services.boundary.exemptions import ExemptionUseCases
 from packyard.services.boundary.files import FileUseCases
 from packyard.services.boundary.indexes import IndexUseCases
 from packyard.services.boundary.packages import PackageUseCases
@@ -30,6 +31,7 @@ class Boundary:
     files: FileUseCases
     pages: PageUseCases
     tokens: TokenUseCases
+    exemptions: ExemptionUseCases
 
     @classmethod
     def over(cls, services: Services) -> Boundary:
@@ -42,4 +44,5 @@ class Boundary:
             files=FileUseCases(services, indexes),
             pages=PageUseCases(services, indexes, packages),
             tokens=TokenUseCases(services),
+            exemptions=ExemptionUseCases(services, indexes),
         )

@@ -8,8 +8,11 @@ import os
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from packyard.core.cooldown import Holds
+from packyard.core.dists import parse_dist_filename
+from packyard.core.indexconfig import cooldown_policy
 from packyard.core.models import IndexRecord
-from packyard.errors import NotFound
+from packyard.errors import Forbidden, InvalidInput, NotFound
 from packyard.services._threads import in_thread
 from packyard.services.archives import ZipMember
 from packyard.services.boundary.indexes import IndexUseCases
@@ -41,6 +44,7 @@ class FileUseCases:
         """The stored file of a +f path, else (on a mirror) its upstream download."""
         record = await self._indexes.get(user, index)
         source = self._services.sources.source_for(record)
+        await self._check_not_held(record, relpath)
         try:
             found = await self._stored_file(record, relpath)
         except NotFound as not_stored:
@@ -74,9 +78,45 @@ class FileUseCases:
         pages.store(key, found, serial)
         return found
 
+    async def _check_not_held(self, record: IndexRecord, relpath: str) -> None:
+        """Refuse a file of a version its mirror's cooldown holds back now (403, saying why
+        and until when: the message is the reason phrase pip and uv print). Cached or not,
+        the file is refused, so a lockfile cannot pull what a page leaves out."""
+        if not cooldown_policy(record.full_name, record.index_config).active:
+            return  # no policy: no lookup on the hot path
+        filename = relpath.rsplit("/", 1)[-1].removesuffix(".metadata")
+        try:
+            dist = parse_dist_filename(filename)
+        except InvalidInput:
+            return  # not a release file name: the lookup answers 404
+        holds = await self._holds(record, dist.project)
+        hold = holds.held_at(self._services.sources.now()).get(str(dist.version))
+        if hold is not None:
+            self._services.sources.hold_counts.refused(record.full_name)
+            raise Forbidden(f"{filename} is {hold.reason}")
+
+    async def _holds(self, record: IndexRecord, project: str) -> Holds:
+        """A project's holds, kept until the next change (they are judged at each request)."""
+        pages = self._services.pages
+        key = ("holds", record.id, project)
+        known = pages.get(key)
+        if isinstance(known, Holds):
+            return known
+        serial = pages.current()
+        source = self._services.sources.source_for(record)
+
+        def judged() -> Holds:
+            with self._services.db.read() as conn:
+                return source.holds(conn, project)
+
+        holds = await in_thread(judged)
+        pages.store(key, holds, serial)
+        return holds
+
     async def meta(self, user: str, index: str, relpath: str) -> dict[str, Any]:
         """devpi's `releasefilemeta`; for a mirror file not cached yet, from its upstream link."""
         record = await self._indexes.get(user, index)
+        await self._check_not_held(record, relpath)
         try:
             return await in_thread(self._services.packages.file_meta, record, relpath)
         except NotFound as not_stored:

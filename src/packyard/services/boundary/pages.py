@@ -50,12 +50,18 @@ class PageUseCases:
         self._indexes = indexes
         self._packages = packages
 
-    async def cached(self, key: Hashable, render: Callable[[], Body]) -> Body:
-        """The rendering kept for `key` until the next change; rendered (it reads the
+    async def cached(
+        self,
+        key: Hashable,
+        render: Callable[[], Body],
+        current: Callable[[Body], bool] | None = None,
+    ) -> Body:
+        """The rendering kept for `key` until the next change (or until `current` says it
+        is out of date: e.g. a held version's cooldown ended); rendered (it reads the
         database) in a thread when missing or stale."""
         pages = self._services.pages
         known = pages.get(key)
-        if known is not None:
+        if known is not None and (current is None or current(known)):  # type: ignore[arg-type]
             return known  # type: ignore[return-value]  # each key holds one kind of body
         serial = pages.current()
         fresh = await in_thread(render)
@@ -94,6 +100,8 @@ class PageUseCases:
                 "outside-url": services.settings.outside_url or None,
                 "offline": services.settings.offline,
                 "mirror-cache": services.mirrors.stats.as_dict(),
+                # What mirror cooldowns hold back, per index (this worker's count).
+                "held-back": services.sources.hold_counts.as_dict(),
             }
         return result
 

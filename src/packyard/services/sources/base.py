@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Protocol
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import Connection
 
+from packyard.core.cooldown import Hold, Holds
 from packyard.core.mirror import MirrorLink
 from packyard.core.models import FileRecord, IndexRecord, MirrorList
 from packyard.core.simple import FileLink
@@ -26,6 +27,7 @@ class Release:
     metadata: dict[str, Any]
     files: list[FileLink]
     attachments: list[FileRecord]  # doc zips and tox results (hosted releases only)
+    held: Hold | None = None  # held back by its mirror's cooldown now (shown, not served)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +77,11 @@ class Source(Protocol):
         """The release links of `project`'s simple page, and every version it has."""
 
     def releases(self, conn: Connection, project: str) -> list[Release]:
-        """`project`'s versions with their files (the web pages)."""
+        """`project`'s versions with their files (the web pages); held ones marked."""
+
+    def holds(self, conn: Connection, project: str) -> Holds:
+        """What its serve-time policy holds back of `project` (core/cooldown.py); pages,
+        devpi's JSON and file lookups leave out what `Holds.held_at(now)` names."""
 
     def versions_data(self, conn: Connection, project: str, base_url: str) -> list[VersionData]:
         """`project`'s versions as devpi's JSON views show them (§11)."""

@@ -3,6 +3,8 @@ kept (services/mirror does the fetching; this answers for the index)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -10,15 +12,25 @@ from sqlalchemy import Connection
 
 from packyard.config import Settings
 from packyard.core import acl
+from packyard.core.cooldown import NO_HOLDS, Holds, judge
 from packyard.core.dists import parse_dist_filename
-from packyard.core.mirror import MirrorLink, page_of_cached_files
-from packyard.core.models import FileKind, FileRecord, IndexRecord, MirrorList, PageStatus
+from packyard.core.indexconfig import cooldown_policy
+from packyard.core.mirror import MirrorLink, page_of_cached_files, parse_upload_time
+from packyard.core.models import (
+    FileKind,
+    FileRecord,
+    IndexRecord,
+    MirrorList,
+    MirrorPage,
+    PageStatus,
+)
 from packyard.core.simple import FileLink
 from packyard.errors import Forbidden, InvalidInput, NotFound
 from packyard.services._threads import in_thread
+from packyard.services.exemptions import HoldCounts
 from packyard.services.mirror import Mirrors
 from packyard.services.sources.base import Dropped, Release, Upstream, VersionData
-from packyard.storage import store
+from packyard.storage import exemptions, store
 
 
 class MirrorSource:
@@ -27,10 +39,20 @@ class MirrorSource:
     follows_upstream: ClassVar[bool] = True
     files_are_copies: ClassVar[bool] = True
 
-    def __init__(self, record: IndexRecord, mirrors: Mirrors, settings: Settings) -> None:
+    def __init__(
+        self,
+        record: IndexRecord,
+        mirrors: Mirrors,
+        settings: Settings,
+        now: Callable[[], datetime],
+        hold_counts: HoldCounts,
+    ) -> None:
         self.record = record
         self._mirrors = mirrors
         self._settings = settings
+        self._now = now
+        self._hold_counts = hold_counts
+        self._policy = cooldown_policy(record.full_name, record.index_config)
 
     # --- what it holds ------------------------------------------------------------------------
 
@@ -45,12 +67,19 @@ class MirrorSource:
         return store.mirror_project_names(conn, self.record.id)
 
     def page_links(self, conn: Connection, project: str) -> tuple[list[FileLink], set[str]]:
+        """The stored page's links, less the versions held back now."""
         page = store.get_mirror_page(conn, self.record.id, project)
         if page is None:
             return [], set()
-        cached = {
-            file.filename: file for file in store.project_files(conn, self.record.id, project)
-        }
+        held = self._judged(conn, page).held_at(self._now())
+        self._hold_counts.rendered(self.record.full_name, project, len(held))
+        links, versions = self._all_links(conn, page)
+        kept = [link for link in links if _version_of(link.filename) not in held]
+        return kept, versions - set(held)
+
+    def _all_links(self, conn: Connection, page: MirrorPage) -> tuple[list[FileLink], set[str]]:
+        files = store.project_files(conn, self.record.id, page.project)
+        cached = {file.filename: file for file in files}
         links, versions = [], set()
         for data in page.links:
             link = MirrorLink.from_json(data)
@@ -58,21 +87,47 @@ class MirrorSource:
             versions.add(_version_of(link.filename))
         return links, versions - {""}
 
+    def holds(self, conn: Connection, project: str) -> Holds:
+        if not self._policy.active:
+            return NO_HOLDS  # no page read for a mirror without a policy
+        page = store.get_mirror_page(conn, self.record.id, project)
+        return NO_HOLDS if page is None else self._judged(conn, page)
+
+    def _judged(self, conn: Connection, page: MirrorPage) -> Holds:
+        """The policy over the upstream's upload times of each version's files."""
+        if not self._policy.active:
+            return NO_HOLDS
+        times: dict[str, list[datetime | None]] = {}
+        for data in page.links:
+            link = MirrorLink.from_json(data)
+            version = _version_of(link.filename)
+            times.setdefault(version, []).append(parse_upload_time(link.upload_time))
+        granted = exemptions.of_index(conn, self.record.id, page.project)
+        return judge(self._policy, times, granted)
+
     def releases(self, conn: Connection, project: str) -> list[Release]:
-        links, _versions = self.page_links(conn, project)
+        """Every version of the stored page, those held back now marked with their hold."""
+        page = store.get_mirror_page(conn, self.record.id, project)
+        if page is None:
+            return []
+        held = self._judged(conn, page).held_at(self._now())
+        links, _versions = self._all_links(conn, page)
         grouped: dict[str, list[FileLink]] = {}
         for link in links:
             grouped.setdefault(_version_of(link.filename), []).append(link)
         index = self.record.full_name
         return [
-            Release(version, index, {"name": project, "version": version}, files, [])
+            Release(version, index, {"name": project, "version": version}, files, [], hold)
             for version, files in grouped.items()
+            for hold in [held.get(version)]
         ]
 
     def versions_data(self, conn: Connection, project: str, base_url: str) -> list[VersionData]:
+        """devpi's JSON: the versions served now (held ones are left out)."""
         return [
             (release.version, _version_data(release, base_url))
             for release in self.releases(conn, project)
+            if release.held is None
         ]
 
     def cached_files(self, conn: Connection) -> list[FileRecord]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Connection
 
+from packyard.core.cooldown import NO_HOLDS, Holds
 from packyard.core.models import FileKind, FileRecord, IndexRecord, MirrorList, VersionRecord
 from packyard.core.simple import FileLink
 from packyard.errors import InvalidInput, NotFound
@@ -60,6 +61,9 @@ class StageSource:
             index = self.record.full_name
             releases.append(Release(version.version, index, version.metadata, links, extras))
         return releases
+
+    def holds(self, conn: Connection, project: str) -> Holds:
+        return NO_HOLDS  # uploads are not held: whoever may upload decides
 
     def versions_data(self, conn: Connection, project: str, base_url: str) -> list[VersionData]:
         files = store.project_files(conn, self.record.id, project)
