@@ -113,6 +113,11 @@ class Settings:
     default_acl_read: tuple[str, ...] = (":ANONYMOUS:",)
     # Anonymous visitors get no user list (`GET /`), no user pages and no user JSON.
     hide_users_from_anonymous: bool = False
+    # An advisory import (OSV export zip) costs bounded work: its size in bytes (through the
+    # API), the JSON records it may hold, and the bytes of one record.
+    advisories_max_size: int = 512 * 1024 * 1024
+    advisories_max_records: int = 200_000
+    advisories_max_record_size: int = 1024 * 1024
 
     @property
     def database_url(self) -> str:

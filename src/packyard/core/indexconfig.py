@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 from packyard.core.acl import ANONYMOUS, normalize_principal
+from packyard.core.advisories import Severity, parse_severity
 from packyard.core.names import normalize_project, split_index_name
 from packyard.errors import InvalidInput
 
@@ -57,6 +58,8 @@ class StageConfig:
     mirror_whitelist: tuple[str, ...] = ()
     # A stored config without the key is devpi's older behaviour: union.
     mirror_whitelist_inheritance: InheritanceMode = InheritanceMode.UNION
+    # Versions whose advisories reach this severity are refused (None: only MAL- ones).
+    advisories_block_severity: Severity | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +83,7 @@ class MirrorConfig:
     mirror_provides_core_metadata: bool = False
     mirror_web_url_fmt: str = ""
     acl_read: tuple[str, ...] = (ANONYMOUS,)
+    advisories_block_severity: Severity | None = None
     bases: ClassVar[tuple[str, ...]] = ()
     acl_upload: ClassVar[tuple[str, ...]] = ()
     acl_toxresult_upload: ClassVar[tuple[str, ...]] = ()
@@ -104,6 +108,7 @@ def parse(config: Mapping[str, Any]) -> IndexConfig:
             mirror_provides_core_metadata=bool(config.get("mirror_provides_core_metadata")),
             mirror_web_url_fmt=str(config.get("mirror_web_url_fmt") or ""),
             acl_read=_acl_read(config),
+            advisories_block_severity=parse_severity(config.get("advisories_block_severity")),
         )
     return StageConfig(
         volatile=bool(config.get("volatile", True)),
@@ -117,6 +122,7 @@ def parse(config: Mapping[str, Any]) -> IndexConfig:
         mirror_whitelist_inheritance=InheritanceMode(
             config.get("mirror_whitelist_inheritance") or InheritanceMode.UNION
         ),
+        advisories_block_severity=parse_severity(config.get("advisories_block_severity")),
     )
 
 
@@ -124,7 +130,10 @@ def _acl_read(config: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(config.get("acl_read", (ANONYMOUS,)) or ())
 
 
-COMMON_KEYS = frozenset({"type", "volatile", "title", "description", "custom_data", "acl_read"})
+COMMON_KEYS = frozenset(
+    {"type", "volatile", "title", "description", "custom_data", "acl_read",
+     "advisories_block_severity"}
+)  # fmt: skip
 STAGE_KEYS = COMMON_KEYS | {
     "bases",
     "acl_upload",
@@ -308,6 +317,9 @@ def _normalize_value(key: str, value: Any) -> Any:
         if not isinstance(value, str) or not value.startswith(("http://", "https://")):
             raise InvalidInput(f"mirror_url must start with http:// or https://, not {value!r}")
         return value
+    if key == "advisories_block_severity":
+        severity = parse_severity(value)  # InvalidInput names the allowed words
+        return severity.label if severity else None
     if key in ("title", "description", "mirror_web_url_fmt", "type"):
         return "" if value is None else str(value)
     return value

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from packyard.config import SQLITE_FILENAME, Settings
 from packyard.pip_index import pip_index_url
 from packyard.services.accounts import Accounts, load_or_create_secret
+from packyard.services.advisories import Advisories
 from packyard.services.audit import AuditLog
 from packyard.services.boundary import Boundary
 from packyard.services.cache import SerialCache
@@ -26,6 +27,7 @@ from packyard.services.mirror import Mirrors
 from packyard.services.outbound import Outbound
 from packyard.services.package_edits import PackageEdits
 from packyard.services.packages import Packages
+from packyard.services.project_status import ProjectStatuses
 from packyard.services.readmes import Readmes
 from packyard.services.sources import Sources
 from packyard.services.tokens import ApiTokens
@@ -55,6 +57,8 @@ class Services:
     audit: AuditLog  # reading the trail every write records
     # Every request this server makes to another host goes through this policy.
     outbound: Outbound
+    statuses: ProjectStatuses  # PEP 792 project status; why files and uploads are refused
+    advisories: Advisories  # imported OSV advisories
     # Rendered responses (simple pages, JSON), dropped whenever anything changes.
     pages: SerialCache[object]
     # This server's identity (devpi's X-Devpi-Uuid), kept in the database.
@@ -87,6 +91,7 @@ def open_services(settings: Settings) -> Services:
     mirrors = Mirrors(db, blobs, settings, outbound)
     edits = PackageEdits(db, blobs)
     sources = Sources(mirrors, edits, settings)
+    statuses = ProjectStatuses(db, sources)
     return Services(
         settings=settings,
         db=db,
@@ -97,10 +102,12 @@ def open_services(settings: Settings) -> Services:
         packages=Packages(db, blobs, indexes, sources),
         edits=edits,
         sources=sources,
-        uploads=Uploads(db, blobs, indexes, settings),
+        uploads=Uploads(db, blobs, indexes, settings, statuses),
         mirrors=mirrors,
         transfer=Transfer(db, blobs, indexes, settings, outbound),
         outbound=outbound,
+        statuses=statuses,
+        advisories=Advisories(db, settings),
         readmes=Readmes(settings),
         audit=AuditLog(db),
         pages=SerialCache(db.serial.read),

@@ -11,9 +11,11 @@ from typing import Any, ClassVar, Protocol
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import Connection
 
+from packyard.core.advisories import Advisory
 from packyard.core.mirror import MirrorLink
 from packyard.core.models import FileRecord, IndexRecord, MirrorList
 from packyard.core.simple import FileLink
+from packyard.core.status import ProjectStatus
 from packyard.errors import NotFound
 
 
@@ -26,6 +28,9 @@ class Release:
     metadata: dict[str, Any]
     files: list[FileLink]
     attachments: list[FileRecord]  # doc zips and tox results (hosted releases only)
+    # Why the index refuses this version (project status, advisories), if it does.
+    refused: str | None = None
+    advisories: tuple[Advisory, ...] = ()  # every advisory naming it, malicious first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +81,9 @@ class Source(Protocol):
 
     def releases(self, conn: Connection, project: str) -> list[Release]:
         """`project`'s versions with their files (the web pages)."""
+
+    def project_status(self, conn: Connection, project: str) -> ProjectStatus:
+        """`project`'s PEP 792 status here (a stage: its owner's; a mirror: its upstream's)."""
 
     def versions_data(self, conn: Connection, project: str, base_url: str) -> list[VersionData]:
         """`project`'s versions as devpi's JSON views show them (§11)."""

@@ -9,11 +9,12 @@ from typing import Any, ClassVar
 from sqlalchemy import Connection
 
 from packyard.config import Settings
-from packyard.core import acl
+from packyard.core import acl, status
 from packyard.core.dists import parse_dist_filename
 from packyard.core.mirror import MirrorLink, page_of_cached_files
 from packyard.core.models import FileKind, FileRecord, IndexRecord, MirrorList, PageStatus
 from packyard.core.simple import FileLink
+from packyard.core.status import ProjectStatus
 from packyard.errors import Forbidden, InvalidInput, NotFound
 from packyard.services._threads import in_thread
 from packyard.services.mirror import Mirrors
@@ -68,6 +69,10 @@ class MirrorSource:
             Release(version, index, {"name": project, "version": version}, files, [])
             for version, files in grouped.items()
         ]
+
+    def project_status(self, conn: Connection, project: str) -> ProjectStatus:
+        page = store.get_mirror_page(conn, self.record.id, project)
+        return status.from_upstream(page.project_status if page else None)
 
     def versions_data(self, conn: Connection, project: str, base_url: str) -> list[VersionData]:
         return [
