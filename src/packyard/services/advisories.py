@@ -75,7 +75,9 @@ def read_export(
 def _advisories_of(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> list[Advisory]:
     member = info.filename
     if info.file_size > limit:
-        raise InvalidInput(f"{member!r} is {info.file_size} bytes; an OSV record may be {limit}")
+        raise InvalidInput(
+            f"{member!r} is {info.file_size} bytes, larger than {limit}, the limit of a record"
+        )
     with archive.open(info) as stream:
         data = stream.read(limit + 1)  # the header could lie: never read past the cap
     if len(data) > limit:
