@@ -140,7 +140,8 @@ def test_withdrawn_and_other_ecosystems_make_no_advisory() -> None:
     [
         (osv("G-1", "d", ["1"], severity="CRITICAL"), Severity.CRITICAL),
         (osv("G-2", "d", ["1"], severity="moderate"), Severity.MODERATE),
-        (osv("G-3", "d", ["1"]) | {"severity": [{"type": "CVSS_V3", "score": "7.5"}]}, Severity.HIGH),
+        (osv("G-3", "d", ["1"]) | {"severity": [{"type": "CVSS_V3", "score": "7.5"}]},
+         Severity.HIGH),
         (osv("G-4", "d", ["1"]) | {"severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N"}]},
          None),
     ],
@@ -351,7 +352,8 @@ def _big_record() -> dict[str, Any]:
         (export_zip([osv(f"MAL-{n}", "tainted", ["1.0"]) for n in range(21)]), "too many members"),
         (export_zip([_big_record()]), "larger than 4096"),
         (export_zip([], {"MAL-bad.json": b"{not json"}), "is not JSON"),
-        (export_zip([osv("MAL-x", "tainted", ["1.0"])], {"MAL-y.json": b"[1]"}), "not an OSV record"),
+        (export_zip([osv("MAL-x", "tainted", ["1.0"])], {"MAL-y.json": b"[1]"}),
+         "not an OSV record"),
         (b"PK\x05\x06 not a zip at all", "not a readable zip"),
     ],
 )  # fmt: skip

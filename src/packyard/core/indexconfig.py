@@ -47,6 +47,8 @@ class StageConfig:
     # Why uploads (404) and deletes or yanks (403) are refused whoever asks: never here.
     upload_refusal: ClassVar[str | None] = None
     edit_refusal: ClassVar[str | None] = None
+    # Why nobody sets a project's PEP 792 status here (403): never on a stage.
+    status_refusal: ClassVar[str | None] = None
     volatile: bool = True
     title: str = ""
     description: str = ""
@@ -71,6 +73,7 @@ class MirrorConfig:
     # devpi's words (its client matches on them); asked before who the caller is.
     upload_refusal: ClassVar[str | None] = "cannot submit to mirror index"
     edit_refusal: ClassVar[str | None] = "deleting from a mirror index is not supported yet"
+    status_refusal: ClassVar[str | None] = "a mirror passes its upstream's project status through"
     mirror_url: str
     volatile: bool = True
     title: str = ""

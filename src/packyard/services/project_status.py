@@ -51,8 +51,9 @@ class ProjectStatuses:
         self, actor: str | None, record: IndexRecord, project: str, found: ProjectStatus
     ) -> None:
         """Mark `project` on a hosted index (its owner or root); active clears the mark."""
-        if record.index_config.is_mirror:
-            raise Forbidden("a mirror passes its upstream's project status through")
+        refusal = record.index_config.status_refusal
+        if refusal is not None:
+            raise Forbidden(refusal)
         with self._db.read() as conn:
             _existing(conn, record, project)
         if actor is None:

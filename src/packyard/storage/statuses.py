@@ -40,12 +40,12 @@ def put_status(conn: Connection, index_id: int, project: str, found: ProjectStat
 def count_statuses(conn: Connection) -> dict[str, int]:
     """status -> how many hosted projects have it."""
     query = select(project_statuses.c.status, func.count()).group_by(project_statuses.c.status)
-    return {status: count for status, count in conn.execute(query).tuples()}
+    return {status: count for status, count in conn.execute(query)}
 
 
 def project_advisories(conn: Connection, project: str) -> list[Advisory]:
     query = select(advisories.c.data).where(advisories.c.project == project)
-    return [Advisory.from_json(data) for (data,) in conn.execute(query).tuples()]
+    return [Advisory.from_json(data) for (data,) in conn.execute(query)]
 
 
 def put_advisories(conn: Connection, found: Iterable[Advisory]) -> int:

@@ -155,7 +155,8 @@ class PageUseCases:
         (a hosted project: its index's owner or root)."""
         record = await self._indexes.get(user, index)
         found = await in_thread(self._services.packages.project_status, record, project)
-        may_set = not record.index_config.is_mirror and viewer in (acl.ROOT, record.user)
+        settable = record.index_config.status_refusal is None
+        may_set = settable and viewer in (acl.ROOT, record.user)
         return found, may_set
 
     async def version(
