@@ -282,6 +282,7 @@ async def project_patch(request: Request) -> Response:
     return await _yank(request, user, index, project, None)
 
 
+@devpi_api
 async def import_advisories(request: Request) -> Response:
     """`POST /+advisories` with an OSV export zip as the body (root only; checked first)."""
     actor = await _actor(request)
