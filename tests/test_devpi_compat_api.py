@@ -204,6 +204,7 @@ PATH_VALUES = {
     "project": "nosuch",
     "version": "9.9",
     "relpath": "aaa/bbbbbbbbbbbbbbbb/nosuch-1.0.whl",
+    "token_id": "nosuch",
 }
 ACCEPTS: list[dict[str, str]] = [{}, {"Accept": "*/*"}, {"Accept": "text/plain"}]
 

@@ -250,7 +250,7 @@ def test_html_page_declares_api_version_and_hashes_every_link(site: Site) -> Non
     response = site.client.get(PAGE, headers=SIMPLE_HTML)
     assert response.headers["content-type"].startswith("text/html")
     page = parse_html(response.text)
-    assert page.meta["pypi:repository-version"] == "1.1"
+    assert page.meta["pypi:repository-version"] == "1.4"
     paths = site.published.by_name
     assert sorted(a.text for a in page.anchors) == sorted(paths)
     for anchor in page.anchors:
@@ -283,7 +283,7 @@ def test_html_advertises_core_metadata_on_wheels_only(site: Site) -> None:
 def test_project_list_html(site: Site) -> None:
     response = site.client.get("/alice/dev/+simple/", headers=SIMPLE_HTML)
     page = parse_html(response.text)
-    assert page.meta["pypi:repository-version"] == "1.1"
+    assert page.meta["pypi:repository-version"] == "1.4"
     assert [(a.text, a.href) for a in page.anchors] == [("demo-pkg", "demo-pkg/")]
 
 
@@ -314,10 +314,10 @@ def test_accept_header_picks_the_content_type(
     content_type = response.headers["content-type"]
     if expected == SIMPLE_JSON:
         assert content_type == SIMPLE_JSON
-        assert response.json()["meta"]["api-version"] == "1.1"
+        assert response.json()["meta"]["api-version"] == "1.4"
     else:
         assert content_type.split(";")[0] == expected
-        assert parse_html(response.text).meta["pypi:repository-version"] == "1.1"
+        assert parse_html(response.text).meta["pypi:repository-version"] == "1.4"
     assert "Accept" in [v.strip() for v in response.headers["vary"].split(",")]
 
 
@@ -328,7 +328,7 @@ def test_format_parameter_overrides_accept(site: Site, path: str, plus: str) -> 
     response = site.client.get(url, headers=SIMPLE_HTML)
     assert response.status_code == 200
     assert response.headers["content-type"] == SIMPLE_JSON
-    assert response.json()["meta"]["api-version"] == "1.1"
+    assert response.json()["meta"]["api-version"] == "1.4"
     response = site.client.get(f"{path}?format=text/html", headers=SIMPLE_JSON_ACCEPT)
     assert response.headers["content-type"].startswith("text/html")
 

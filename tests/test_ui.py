@@ -618,3 +618,14 @@ def test_a_phone_width_screen_needs_no_horizontal_scrolling(
         assert width <= PHONE["width"], f"{path} is {width} px wide"
         if path in PHONE_SHOTS:
             screenshot(page, PHONE_SHOTS[path])
+
+
+def test_the_owner_quarantines_a_project_through_the_form(owner: Page, site: Site) -> None:
+    site.publish("suspect", "1.0")
+    owner.goto(f"/{OWNER}/dev/suspect")
+    owner.get_by_label("Status").select_option("quarantined")
+    owner.get_by_label("Reason").fill("under review")
+    owner.get_by_role("button", name="Set status").click()
+    expect(owner.get_by_role("main")).to_contain_text("suspect is quarantined: under review")
+    expect(owner.get_by_role("main")).to_contain_text("refused: The project suspect is")
+    assert simple_files(site, "dev", "suspect") == []

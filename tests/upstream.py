@@ -14,6 +14,7 @@ PEP 503 HTML when asked, or always with `html_only`), `/files/<name>` with the b
 - `url_names`         file name -> the last segment of its URL (e.g. percent-encoded)
 - `empty_projects`    project names whose page is served (200) with no files
 - `replaced`          file name -> other bytes served for it from now on
+- `project_statuses`  project -> PEP 792 `project-status` object its pages state
 
 and reads `count(path)` (requests per path, hanging ones included) and `if_none_match(path)`.
 It runs uvicorn in a background thread with its own event loop.
@@ -92,6 +93,7 @@ class Upstream:
         self.url_names: dict[str, str] = {}
         self.empty_projects: set[str] = set()
         self.replaced: dict[str, bytes] = {}
+        self.project_statuses: dict[str, dict[str, str]] = {}
         self.port = 0
         self._counts: Counter[str] = Counter()
         self._if_none_match: dict[str, list[str | None]] = {}
@@ -211,9 +213,10 @@ class Upstream:
         files = [file for file in self.files.values() if file.project == project]
         if not files and project not in self.empty_projects:
             return Response("not found", status_code=404)
+        status = self.project_statuses.get(project)
         if self._wants_json(request):
-            return _page(request, _json_page(project, files, self._listing), JSON_V1)
-        return _page(request, _html_page(files, self._listing))
+            return _page(request, _json_page(project, files, self._listing, status), JSON_V1)
+        return _page(request, _html_page(files, self._listing, status))
 
     def _sha256(self, file: Published) -> str:
         return hashlib.sha256(self.replaced.get(file.filename, file.data)).hexdigest()
@@ -264,7 +267,10 @@ class Listing:
 
 
 def _json_page(
-    project: str, files: list[Published], listing: Callable[[Published], Listing]
+    project: str,
+    files: list[Published],
+    listing: Callable[[Published], Listing],
+    status: dict[str, str] | None = None,
 ) -> bytes:
     entries = []
     for file in files:
@@ -289,10 +295,16 @@ def _json_page(
         "versions": versions,
         "files": entries,
     }
+    if status is not None:
+        document["project-status"] = status
     return json.dumps(document).encode()
 
 
-def _html_page(files: list[Published], listing: Callable[[Published], Listing]) -> bytes:
+def _html_page(
+    files: list[Published],
+    listing: Callable[[Published], Listing],
+    status: dict[str, str] | None = None,
+) -> bytes:
     anchors = []
     for file in files:
         listed = listing(file)
@@ -307,7 +319,13 @@ def _html_page(files: list[Published], listing: Callable[[Published], Listing]) 
             attributes.append(f'data-core-metadata="sha256={digest}"')
         anchors.append(f"<a {' '.join(attributes)}>{html.escape(listed.text)}</a><br/>")
     body = "\n".join(anchors)
-    return f"<!DOCTYPE html><html><body>\n{body}\n</body></html>".encode()
+    head = "".join(
+        f'<meta name="pypi:project-{key}" content="{html.escape(value)}">'
+        for key, value in (("status", (status or {}).get("status")),
+                           ("status-reason", (status or {}).get("reason")))
+        if value
+    )  # fmt: skip
+    return f"<!DOCTYPE html><html><head>{head}</head><body>\n{body}\n</body></html>".encode()
 
 
 def _wheel_metadata(path: Path) -> bytes:

@@ -132,6 +132,11 @@ class Settings:
     # `blobs_redirect_expiry` seconds) instead of streaming it, for clients that reach the store.
     blobs_redirect: bool = False
     blobs_redirect_expiry: int = 300
+    # An advisory import (OSV export zip) costs bounded work: its size in bytes (through the
+    # API), the JSON records it may hold, and the bytes of one record.
+    advisories_max_size: int = 512 * 1024 * 1024
+    advisories_max_records: int = 200_000
+    advisories_max_record_size: int = 1024 * 1024
 
     @property
     def database_url(self) -> str:

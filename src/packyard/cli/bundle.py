@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -12,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from packyard.cli.client_common import session
 from packyard.client import bundles, uploads
+from packyard.client.api import Api
 from packyard.core.targets import Target, parse_target
 from packyard.errors import InvalidInput
 from packyard.pip_index import pip_index_url
@@ -79,6 +81,10 @@ def bundle() -> None:
     "--from-mirror-cache", "mirror",
     help="USER/INDEX of a mirror: bundle the files it has served, instead of resolving.",
 )  # fmt: skip
+@click.option(
+    "--advisories", "advisories", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An OSV export zip to carry along; `bundle push` imports it first (as root).",
+)  # fmt: skip
 def create(
     requirements: tuple[Path, ...],
     targets: tuple[str, ...],
@@ -87,8 +93,24 @@ def create(
     allow_sdist: bool,
     since: Path | None,
     mirror: str | None,
+    advisories: Path | None,
 ) -> None:
     """Resolve the full closure for every target, then download exactly those files."""
+    _create(requirements, targets, index, output, allow_sdist, since, mirror)
+    if advisories is not None:
+        bundles.carry_advisories(output, advisories)
+        click.echo(f"bundle {output}: carries the advisories of {advisories}")
+
+
+def _create(
+    requirements: tuple[Path, ...],
+    targets: tuple[str, ...],
+    index: str | None,
+    output: Path,
+    allow_sdist: bool,
+    since: Path | None,
+    mirror: str | None,
+) -> None:
     if mirror:
         if requirements or targets:
             raise click.UsageError("--from-mirror-cache takes no -r or --target")
@@ -147,6 +169,14 @@ def _from_mirror(mirror: str, output: Path, since: Path | None) -> None:
     )
 
 
+ADVISORY_HINTS = {403: "a bundle's advisories are imported by root: `packyard login root`"}
+
+
+def _import(api: Api, advisories: Path) -> dict[str, Any]:
+    result: dict[str, Any] = api.post_file("+advisories", advisories)["result"]
+    return result
+
+
 @bundle.command("push")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("index")
@@ -154,9 +184,13 @@ def push_bundle(path: Path, index: str) -> None:
     """Verify every file of the bundle at PATH, then upload what INDEX (USER/INDEX) lacks."""
     try:
         files = bundles.verified_files(path)
+        advisories = bundles.verified_advisories(path)
     except bundles.BundleError as exc:
         raise click.ClickException(f"{path}: refusing to push: {exc}") from exc
-    with session() as api:
+    with session(hints=ADVISORY_HINTS) as api:
+        if advisories is not None:  # first: the files they name are then refused
+            imported = _import(api, advisories)
+            click.echo(f"imported {imported['advisories']} advisories from the bundle")
         where = api.index_path(index)
         todo, there = uploads.partition(api, where, files)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from packyard.cli import client_audit, client_files
+from packyard.cli import client_audit, client_files, client_status
 from packyard.cli.client_common import LOGIN_HINT, emit, json_option, session
 from packyard.client import installers
 from packyard.client.api import Api, ClientError
@@ -27,7 +27,8 @@ def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def register(main: click.Group) -> None:
-    commands = (use, login, logoff, user, passwd, index, client_audit.audit)
+    commands = (use, login, logoff, user, passwd, index, client_audit.audit,
+                client_status.project_status)  # fmt: skip
     for command in (*commands, *client_files.COMMANDS):
         main.add_command(command)
 

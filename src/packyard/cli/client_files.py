@@ -178,11 +178,11 @@ def list_command(project: str | None, index: str | None, as_json: bool) -> None:
         if version in held:  # left out of pages and installs: say why and until when
             table.add_row(version, "", "", held[version]["reason"])
             continue
-        for link in versions[version].get("+links", []):
+        data = versions[version]
+        for link in data.get("+links", []):
             if link.get("rel") == "releasefile":
-                state = "yanked" if link.get("yanked") else ""
                 sha = link.get("hashes", {}).get("sha256", "")[:16]
-                table.add_row(version, link["href"].rsplit("/", 1)[-1], sha, state)
+                table.add_row(version, link["href"].rsplit("/", 1)[-1], sha, _state(data, link))
     Console(soft_wrap=True).print(table)
 
 
@@ -195,6 +195,19 @@ def _held(api: Api, where: str, project: str) -> dict[str, dict[str, Any]]:
     except ClientError:
         return {}
     return held or {}
+
+
+def _state(data: dict[str, Any], link: dict[str, Any]) -> str:
+    """Yanked, refused (and why: project status, advisory), advisories naming the version."""
+    states = ["yanked"] if link.get("yanked") else []
+    if data.get("+refused"):
+        states.append(f"refused: {data['+refused']}")
+    else:
+        states += [f"advisory {item.get('id')}" for item in data.get("+advisories", [])]
+    status = data.get("+project_status", {}).get("status")
+    if status and not data.get("+refused"):
+        states.append(status)
+    return "; ".join(states)
 
 
 def _version_key(text: str) -> tuple[int, Version | str]:

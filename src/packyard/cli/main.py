@@ -261,6 +261,25 @@ def reset_passwd(serverdir: Path | None, storage: str | None, user: str) -> None
     click.echo(f"password of {user} changed")
 
 
+@main.group()
+def advisories() -> None:
+    """OSV advisories the server applies (MAL- ones quarantine the versions they name)."""
+
+
+@advisories.command("import")
+@server_options
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def advisories_import(serverdir: Path | None, storage: str | None, file: Path) -> None:
+    """Import FILE, a zip of OSV JSON records (OSV's export for the PyPI ecosystem); works
+    while the server runs, and offline."""
+    with existing_server(serverdir, storage) as services:
+        imported = services.advisories.import_zip(file, file.name)
+    click.echo(
+        f"imported {imported.advisories} advisories ({imported.malicious} malicious) from"
+        f" {imported.records} records of {file}"
+    )
+
+
 @main.command("drop-cache")
 @server_options
 @click.argument("index")

@@ -100,6 +100,17 @@ class Api:
                         known[name] = link.get("hashes", {}).get("sha256", "")
         return known
 
+    def post_file(self, path: str, file: Path) -> Any:
+        """POST a file's bytes as the body (e.g. an advisory zip to `+advisories`)."""
+        url = self.url(path)
+        headers = JSON_HEADERS | self._auth() | {"Content-Type": "application/zip"}
+        try:
+            with file.open("rb") as handle:
+                response = self._http.post(url, content=handle, headers=headers)
+        except httpx.HTTPError as exc:
+            raise unreachable(url, exc) from exc
+        return _json_or_error(response)
+
     def upload(self, index: str, path: Path, fields: dict[str, Any]) -> httpx.Response:
         """A legacy-API multipart upload (what twine does); returns the raw response."""
         url = self.url(f"{index}/")

@@ -366,6 +366,38 @@ def from_mirror_cache(
     return manifest
 
 
+# --- advisories ------------------------------------------------------------------------------
+
+ADVISORIES = "advisories.zip"  # an OSV export carried beside the files
+
+
+def carry_advisories(output: Path, source: Path) -> dict[str, Any]:
+    """Copy the OSV export into the bundle and note it in the manifest (written again)."""
+    output.mkdir(parents=True, exist_ok=True)
+    partial = output / (ADVISORIES + ".part")
+    shutil.copyfile(source, partial)
+    partial.replace(output / ADVISORIES)
+    manifest: dict[str, Any] = json.loads((output / MANIFEST).read_text())
+    manifest["advisories"] = {"file": ADVISORIES, "sha256": sha256_of(output / ADVISORIES)}
+    _write_manifest(output, manifest)
+    return manifest
+
+
+def verified_advisories(bundle: Path) -> Path | None:
+    """The bundle's OSV export, checked against the manifest; None when it carries none."""
+    try:
+        manifest = json.loads((bundle / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{bundle} has no readable {MANIFEST}: {exc}") from exc
+    entry = manifest.get("advisories")
+    if not entry:
+        return None
+    path = bundle / ADVISORIES
+    if not path.is_file() or sha256_of(path) != entry.get("sha256"):
+        raise BundleError(f"{ADVISORIES} is missing or does not match its sha256 in the manifest")
+    return path
+
+
 # --- carrying in ------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
 from packyard.core.acl import ANONYMOUS, normalize_principal
+from packyard.core.advisories import Severity, parse_severity
 from packyard.core.cooldown import (
     UNKNOWN_CHOICES,
     CooldownPolicy,
@@ -57,6 +58,8 @@ class StageConfig:
     exemption_refusal: ClassVar[str | None] = (
         "is not a mirror index: exemptions allow past a mirror's cooldown, set them on the mirror"
     )
+    # Why nobody sets a project's PEP 792 status here (403): never on a stage.
+    status_refusal: ClassVar[str | None] = None
     volatile: bool = True
     title: str = ""
     description: str = ""
@@ -68,6 +71,8 @@ class StageConfig:
     mirror_whitelist: tuple[str, ...] = ()
     # A stored config without the key is devpi's older behaviour: union.
     mirror_whitelist_inheritance: InheritanceMode = InheritanceMode.UNION
+    # Versions whose advisories reach this severity are refused (None: only MAL- ones).
+    advisories_block_severity: Severity | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +85,7 @@ class MirrorConfig:
     upload_refusal: ClassVar[str | None] = "cannot submit to mirror index"
     edit_refusal: ClassVar[str | None] = "deleting from a mirror index is not supported yet"
     exemption_refusal: ClassVar[str | None] = None
+    status_refusal: ClassVar[str | None] = "a mirror passes its upstream's project status through"
     mirror_url: str
     volatile: bool = True
     title: str = ""
@@ -97,6 +103,7 @@ class MirrorConfig:
     mirror_cooldown: int = 0
     mirror_exclude_newer: str = ""
     mirror_cooldown_unknown: str = "hold"
+    advisories_block_severity: Severity | None = None
     bases: ClassVar[tuple[str, ...]] = ()
     acl_upload: ClassVar[tuple[str, ...]] = ()
     acl_toxresult_upload: ClassVar[tuple[str, ...]] = ()
@@ -138,6 +145,7 @@ def parse(config: Mapping[str, Any]) -> IndexConfig:
             mirror_cooldown=int(config.get("mirror_cooldown") or 0),
             mirror_exclude_newer=str(config.get("mirror_exclude_newer") or ""),
             mirror_cooldown_unknown=str(config.get("mirror_cooldown_unknown") or "hold"),
+            advisories_block_severity=parse_severity(config.get("advisories_block_severity")),
         )
     return StageConfig(
         volatile=bool(config.get("volatile", True)),
@@ -151,6 +159,7 @@ def parse(config: Mapping[str, Any]) -> IndexConfig:
         mirror_whitelist_inheritance=InheritanceMode(
             config.get("mirror_whitelist_inheritance") or InheritanceMode.UNION
         ),
+        advisories_block_severity=parse_severity(config.get("advisories_block_severity")),
     )
 
 
@@ -158,7 +167,10 @@ def _acl_read(config: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(config.get("acl_read", (ANONYMOUS,)) or ())
 
 
-COMMON_KEYS = frozenset({"type", "volatile", "title", "description", "custom_data", "acl_read"})
+COMMON_KEYS = frozenset(
+    {"type", "volatile", "title", "description", "custom_data", "acl_read",
+     "advisories_block_severity"}
+)  # fmt: skip
 STAGE_KEYS = COMMON_KEYS | {
     "bases",
     "acl_upload",
@@ -347,6 +359,9 @@ def _normalize_value(key: str, value: Any) -> Any:
         if not isinstance(value, str) or not value.startswith(("http://", "https://")):
             raise InvalidInput(f"mirror_url must start with http:// or https://, not {value!r}")
         return value
+    if key == "advisories_block_severity":
+        severity = parse_severity(value)  # InvalidInput names the allowed words
+        return severity.label if severity else None
     if key in ("title", "description", "mirror_web_url_fmt", "type"):
         return "" if value is None else str(value)
     return value

@@ -109,6 +109,8 @@ class MirrorPage:
     last_modified: str | None
     upstream_serial: int | None
     links: list[dict[str, Any]]
+    # The upstream's PEP 792 `project-status` object, passed through (None: not stated).
+    project_status: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

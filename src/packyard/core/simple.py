@@ -9,7 +9,7 @@ from datetime import datetime
 
 from packyard import errors
 
-API_VERSION = "1.1"
+API_VERSION = "1.4"  # 1.4: PEP 792 project status (1.2 and 1.3 add only optional keys)
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 TEXT_HTML = "text/html"
@@ -113,6 +113,8 @@ class ProjectPage:
     # When what it leaves out (held versions, core/cooldown.py) next changes: its rendering
     # is current until then.
     changes_at: datetime | None = None
+    # PEP 792 `project-status`: {"status": ..., "reason": ...} (the reason when there is one).
+    status: dict[str, str] = dataclasses.field(default_factory=lambda: {"status": "active"})
 
 
 def upload_time_text(moment: datetime) -> str:
@@ -148,6 +150,7 @@ def project_page_json(page: ProjectPage, to_root: str) -> bytes:
         "name": page.name,
         "versions": page.versions,
         "files": files,
+        "project-status": page.status,
     }
     return json.dumps(document, separators=(",", ":")).encode()
 

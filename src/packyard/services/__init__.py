@@ -19,6 +19,7 @@ from collections.abc import Callable
 from packyard.config import SQLITE_FILENAME, Settings
 from packyard.pip_index import pip_index_url
 from packyard.services.accounts import Accounts, load_secret
+from packyard.services.advisories import Advisories
 from packyard.services.audit import AuditLog
 from packyard.services.boundary import Boundary
 from packyard.services.cache import SerialCache
@@ -29,6 +30,7 @@ from packyard.services.mirror import Mirrors
 from packyard.services.outbound import Outbound
 from packyard.services.package_edits import PackageEdits
 from packyard.services.packages import Packages
+from packyard.services.project_status import ProjectStatuses
 from packyard.services.readmes import Readmes
 from packyard.services.sources import Sources
 from packyard.services.tokens import ApiTokens
@@ -59,6 +61,8 @@ class Services:
     exemptions: Exemptions  # break-glass allowances past a mirror's cooldown
     # Every request this server makes to another host goes through this policy.
     outbound: Outbound
+    statuses: ProjectStatuses  # PEP 792 project status; why files and uploads are refused
+    advisories: Advisories  # imported OSV advisories
     # Rendered responses (simple pages, JSON), dropped whenever anything changes.
     pages: SerialCache[object]
     # This server's identity (devpi's X-Devpi-Uuid), kept in the database.
@@ -98,6 +102,7 @@ def open_services(settings: Settings, clock: Callable[[], float] = time.time) ->
     mirrors = Mirrors(db, blobs, settings, outbound)
     edits = PackageEdits(db, blobs)
     sources = Sources(mirrors, edits, settings, clock)
+    statuses = ProjectStatuses(db, sources)
     return Services(
         settings=settings,
         db=db,
@@ -108,10 +113,12 @@ def open_services(settings: Settings, clock: Callable[[], float] = time.time) ->
         packages=Packages(db, blobs, indexes, sources),
         edits=edits,
         sources=sources,
-        uploads=Uploads(db, blobs, indexes, settings),
+        uploads=Uploads(db, blobs, indexes, settings, statuses),
         mirrors=mirrors,
         transfer=Transfer(db, blobs, indexes, settings, outbound),
         outbound=outbound,
+        statuses=statuses,
+        advisories=Advisories(db, settings),
         readmes=Readmes(settings),
         audit=AuditLog(db),
         exemptions=Exemptions(db, settings),

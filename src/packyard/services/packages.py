@@ -13,13 +13,16 @@ from packaging.utils import canonicalize_version
 from sqlalchemy import Connection
 
 from packyard.core import inheritance
+from packyard.core.advisories import Advisory
 from packyard.core.cooldown import Hold
 from packyard.core.dists import http_date, parse_dist_filename
 from packyard.core.models import FileRecord, IndexRecord
 from packyard.core.simple import FileLink, ProjectPage
+from packyard.core.status import ProjectStatus, ReleasePolicy
 from packyard.errors import InvalidInput, NotFound
 from packyard.services.archives import ZipMember, read_core_metadata, zip_member
 from packyard.services.indexes import Indexes
+from packyard.services.project_status import release_policy
 from packyard.services.sources import Release, Source, Sources, version_sort_key
 from packyard.storage import search, store
 from packyard.storage.blobs import BlobStore
@@ -134,21 +137,30 @@ class Packages:
                     if link.filename not in seen:
                         seen.add(link.filename)
                         links.append(link)
+            policy = release_policy(conn, record, contributors, project)
         ordered = sorted(versions, key=version_sort_key)
         changes_at = min((moment for moment in changes if moment), default=None)
-        return ProjectPage(project, record.full_name, links, ordered, changes_at)
+        return policy.page(ProjectPage(project, record.full_name, links, ordered, changes_at))
 
     def releases(self, record: IndexRecord, project: str) -> list[Release]:
         """Every version visible under `record`, newest first, each from its first index."""
         found: dict[str, Release] = {}
+        contributors = self.contributors(record, project)
         with self._db.read() as conn:
-            for source in self.contributors(record, project):
+            for source in contributors:
                 for release in source.releases(conn, project):
                     found.setdefault(canonicalize_version(release.version), release)
+            policy = release_policy(conn, record, contributors, project)
         if not found:
             raise NotFound(f"The project {project} does not exist.")
         ordered = sorted(found.values(), key=lambda r: version_sort_key(r.version), reverse=True)
-        return ordered
+        return [_judged(release, policy) for release in ordered]
+
+    def project_status(self, record: IndexRecord, project: str) -> ProjectStatus:
+        """`project`'s PEP 792 status as `record` serves it (the web page)."""
+        contributors = self.contributors(record, project)
+        with self._db.read() as conn:
+            return release_policy(conn, record, contributors, project).status
 
     def held(self, record: IndexRecord, project: str) -> dict[str, Hold]:
         """The versions of `project` held back now under `record` (by its mirrors' policies),
@@ -210,6 +222,9 @@ class Packages:
                         result[version].setdefault("+shadowing", []).append(data)
                     else:
                         result[version] = data
+            policy = release_policy(conn, record, contributors, project)
+        for version, data in result.items():
+            _mark(data, policy, version)
         if not result and not self._has_project(record, project, ignore_bases):
             raise NotFound(f"no project {project!r}")
         return result  # empty for a project its mirror's upstream lists with no files (devpi)
@@ -271,6 +286,32 @@ class Packages:
         if member is None:
             raise NotFound(f"{path} is not in the documentation of {project} {version}")
         return member
+
+
+def _judged(release: Release, policy: ReleasePolicy) -> Release:
+    """The release with why the index refuses it and the advisories naming it."""
+    return dataclasses.replace(
+        release, refused=policy.refusal(release.version), advisories=policy.naming(release.version)
+    )
+
+
+def _mark(data: dict[str, Any], policy: ReleasePolicy, version: str) -> None:
+    """devpi's versiondata with packyard's keys: the project's status, why the version is
+    refused, the advisories naming it (`+` keys are the server's, as devpi's `+links`)."""
+    if not policy.status.is_active:
+        data["+project_status"] = policy.status.to_json()
+    refused = policy.refusal(version)
+    if refused:
+        data["+refused"] = refused
+    named = policy.naming(version)
+    if named:
+        data["+advisories"] = [_advisory_json(advisory) for advisory in named]
+
+
+def _advisory_json(advisory: Advisory) -> dict[str, Any]:
+    severity = advisory.severity.label if advisory.severity else None
+    return {"id": advisory.id, "summary": advisory.summary, "severity": severity,
+            "malicious": advisory.malicious}  # fmt: skip
 
 
 def _contributes(project: str) -> Callable[[Source, Connection], bool]:

@@ -44,9 +44,10 @@ from packyard.core.uploads import (
     latest_version,
     toxresult_name,
 )
-from packyard.errors import Conflict, InvalidInput, TooLarge
+from packyard.errors import Conflict, Forbidden, InvalidInput, TooLarge
 from packyard.services.archives import check_zip, limits_from, read_core_metadata
 from packyard.services.indexes import Indexes
+from packyard.services.project_status import ProjectStatuses
 from packyard.services.release_rows import (
     ensure_version,
     index_for_search,
@@ -127,12 +128,18 @@ class Uploads:
     """Stores release files uploaded through the legacy API."""
 
     def __init__(
-        self, db: Database, blobs: BlobStore, indexes: Indexes, settings: Settings
+        self,
+        db: Database,
+        blobs: BlobStore,
+        indexes: Indexes,
+        settings: Settings,
+        statuses: ProjectStatuses,
     ) -> None:
         self._db = db
         self._blobs = blobs
         self._indexes = indexes
         self._settings = settings
+        self._statuses = statuses
 
     def upload(
         self, actor: str | None, user: str, index: str, command: UploadCommand
@@ -291,6 +298,7 @@ class Uploads:
         project = normalize_project(name)
         full = complete_metadata(fields)
         with self._db.write("register", index=record.full_name, project=project) as conn:
+            self._check_status(conn, record, project, version)
             key = canonicalize_version(version)
             current = store.get_version(conn, record.id, project, key)
             if current is None:
@@ -400,6 +408,7 @@ class Uploads:
     def _store_rows(self, item: _Received, conn: Connection) -> UploadOutcome:
         record, incoming, writer = item.record, item.incoming, item.writer
         filename = incoming.filename
+        self._check_status(conn, record, incoming.project, incoming.version)
         admission = self._admit(conn, item)
         if admission.identical is not None:
             audit.unchanged(conn)
@@ -436,6 +445,15 @@ class Uploads:
         status: UploadStatus = "replaced" if admission.replaces else "stored"
         stored = dataclasses.replace(new, id=file_id)
         return UploadOutcome(status, stored, admission.replaces, record.full_name)
+
+    def _check_status(
+        self, conn: Connection, record: IndexRecord, project: str, version: str
+    ) -> None:
+        """An archived or quarantined project, or a version an advisory names as malicious,
+        takes no upload (judged in the writer's transaction: no race with a status change)."""
+        refusal = self._statuses.upload_refusal(conn, record, project, version)
+        if refusal is not None:
+            raise Forbidden(refusal)
 
     def _admit(self, conn: Connection, item: _Received) -> Admission:
         """The release rule (core/releases.py); doc zips keep devpi's rule by filename."""

@@ -383,6 +383,7 @@ def _mirror_page(row: Row[Any]) -> MirrorPage:
         row.last_modified,
         row.upstream_serial,
         list(row.links),
+        row.project_status,
     )
 
 
@@ -410,6 +411,7 @@ def put_mirror_page(conn: Connection, page: MirrorPage) -> None:
             last_modified=page.last_modified,
             upstream_serial=page.upstream_serial,
             links=page.links,
+            project_status=page.project_status,
         )
     )
 

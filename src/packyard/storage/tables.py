@@ -130,6 +130,7 @@ mirror_pages = Table(
     Column("last_modified", Text, nullable=True),
     Column("upstream_serial", BigInteger, nullable=True),
     Column("links", JSON, nullable=False),
+    Column("project_status", JSON, nullable=True),  # the upstream's PEP 792 status, if stated
     UniqueConstraint("index_id", "project", name="uq_mirror_pages_project"),
     CheckConstraint("status in ('ok', 'missing')", name="ck_mirror_pages_status"),
 )
@@ -192,3 +193,27 @@ exemptions = Table(
     Column("created", Float, nullable=False),
 )
 Index("ix_exemptions_project", exemptions.c.index_id, exemptions.c.project)
+# PEP 792 status of a hosted project, set by its index's owner; no row: active.
+project_statuses = Table(
+    "project_statuses",
+    metadata,
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), primary_key=True),
+    Column("project", String(200), primary_key=True),  # PEP 503 normalised
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("changed", Float, nullable=False),
+    CheckConstraint(
+        "status in ('deprecated', 'archived', 'quarantined')", name="ck_project_statuses_status"
+    ),
+)
+
+# OSV advisories imported for the PyPI ecosystem: one row per (advisory, project it names).
+advisories = Table(
+    "advisories",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("project", String(200), primary_key=True),  # PEP 503 normalised
+    Column("malicious", Integer, nullable=False),  # 1 for a MAL- advisory
+    Column("data", JSON, nullable=False),  # core.advisories.Advisory.to_json
+)
+Index("ix_advisories_project", advisories.c.project)

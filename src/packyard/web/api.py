@@ -6,13 +6,15 @@ web page in ui.py, the simple page in simple.py) before any of them runs."""
 from __future__ import annotations
 
 import json
-from typing import Any
+import tempfile
+from typing import Any, BinaryIO, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from packyard.core.names import normalize_project
-from packyard.errors import InvalidInput, NotFound
+from packyard.core.status import parse_status
+from packyard.errors import InvalidInput, NotFound, Unauthenticated
 from packyard.services.uploads import UploadRequest
 from packyard.web.auth import client_address, current_user
 from packyard.web.limits import allow_body, bounded_form
@@ -269,8 +271,32 @@ async def project_delete(request: Request) -> Response:
 
 @devpi_api
 async def project_patch(request: Request) -> Response:
+    """`{"status": ..., "reason": ...}` sets the PEP 792 status; `{"yanked": ...}` yanks."""
     user, index, project = _project_names(request)
+    body = await json_body(request)
+    if isinstance(body, dict) and "status" in body:
+        found = parse_status(body["status"], body.get("reason"))
+        actor = await _actor(request)
+        await boundary_of(request).packages.set_project_status(actor, user, index, project, found)
+        return api_response(found.to_json(), "projectstatus", message=f"{project}: {found.status}")
     return await _yank(request, user, index, project, None)
+
+
+@devpi_api
+async def import_advisories(request: Request) -> Response:
+    """`POST /+advisories` with an OSV export zip as the body (root only; checked first)."""
+    actor = await _actor(request)
+    if actor is None:
+        raise Unauthenticated("authentication required to import advisories")
+    limit = services_of(request).settings.advisories_max_size
+    allow_body(request, limit, f"advisory file too large: the limit is {limit} bytes")
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+        async for chunk in request.stream():
+            spool.write(chunk)
+        spool.seek(0)
+        body = cast(BinaryIO, spool)
+        imported = await boundary_of(request).packages.import_advisories(actor, body)
+    return api_response(imported.as_dict(), "advisories", message="advisories imported")
 
 
 @devpi_api

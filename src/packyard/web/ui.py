@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from packyard import __version__
 from packyard.core import acl
 from packyard.core.names import normalize_project, split_index_name
+from packyard.core.status import parse_status
 from packyard.errors import Forbidden, Unauthenticated
 from packyard.services.readers import Reader
 from packyard.web.auth import (
@@ -136,11 +137,15 @@ async def index_page(request: Request) -> Response:
 async def project_page(request: Request) -> Response:
     params = request.path_params
     project = normalize_project(params["project"])
-    shown = await boundary_of(request).pages.project(params["user"], params["index"], project)
+    pages = boundary_of(request).pages
+    shown = await pages.project(params["user"], params["index"], project)
     record, releases, blocked = shown
+    status, may_set_status = await pages.project_status(
+        params["user"], params["index"], project, await viewer(request)
+    )
     return await page(
         request, "ui/project.html", index=record, project=project, releases=releases,
-        blocked=blocked,
+        blocked=blocked, status=status, may_set_status=may_set_status,
     )  # fmt: skip
 
 
@@ -281,6 +286,16 @@ async def yank(request: Request) -> Response:
     await boundary_of(request).packages.set_yanked(actor, user, index, project, version, reason)
     target = urls_of(request).version(f"{user}/{index}", project, version)
     return RedirectResponse(target, status_code=303)
+
+
+async def project_status(request: Request) -> Response:
+    """The owner's form on the project page: set its PEP 792 status."""
+    actor, fields = await _form_actor(request)
+    user, index = split_index_name(fields.get("index", ""))
+    project = normalize_project(fields.get("project", ""))
+    found = parse_status(fields.get("status", ""), fields.get("reason", ""))
+    await boundary_of(request).packages.set_project_status(actor, user, index, project, found)
+    return RedirectResponse(urls_of(request).project(f"{user}/{index}", project), status_code=303)
 
 
 async def delete_release(request: Request) -> Response:

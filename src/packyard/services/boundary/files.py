@@ -43,6 +43,7 @@ class FileUseCases:
     async def stored(self, user: str, index: str, relpath: str) -> StoredFile | Upstream:
         """The stored file of a +f path, else (on a mirror) its upstream download."""
         record = await self._indexes.get(user, index)
+        await self._check_served(record, relpath)
         source = self._services.sources.source_for(record)
         await self._check_not_held(record, relpath)
         try:
@@ -112,6 +113,21 @@ class FileUseCases:
         holds = await in_thread(judged)
         pages.store(key, holds, serial)
         return holds
+
+    async def _check_served(self, record: IndexRecord, relpath: str) -> None:
+        """Forbidden, saying why, for a file of a refused version (its project quarantined,
+        an advisory): the verdict is kept until the next change, as the lookup is."""
+        pages = self._services.pages
+        filename = relpath.rsplit("/", 1)[-1]
+        key = ("file-refusal", record.id, filename)
+        known = pages.get(key)
+        if not isinstance(known, tuple):
+            serial = pages.current()
+            refusal = await in_thread(self._services.statuses.file_refusal, record, filename)
+            known = (refusal,)
+            pages.store(key, known, serial)
+        if known[0] is not None:
+            raise Forbidden(known[0])
 
     async def meta(self, user: str, index: str, relpath: str) -> dict[str, Any]:
         """devpi's `releasefilemeta`; for a mirror file not cached yet, from its upstream link."""

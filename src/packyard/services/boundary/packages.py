@@ -4,11 +4,14 @@ the indexes a request reads brings its pages up to date first: the index kind de
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from packyard.core import acl
 from packyard.core.models import IndexRecord
-from packyard.errors import UpstreamUnavailable
+from packyard.core.status import ProjectStatus
+from packyard.errors import Forbidden, UpstreamUnavailable
 from packyard.services._threads import in_thread
+from packyard.services.advisories import Imported
 from packyard.services.batches import Batches
 from packyard.services.boundary.indexes import IndexUseCases
 from packyard.services.sources import Dropped
@@ -127,6 +130,19 @@ class PackageUseCases:
             return self._edits.set_yanked(actor, record, target, version, filename, yanked)
 
         return await in_thread(set_yanked)
+
+    async def set_project_status(
+        self, actor: str | None, user: str, index: str, project: str, found: ProjectStatus
+    ) -> None:
+        """Mark a hosted project archived, deprecated or quarantined (PEP 792), or active."""
+        record = await self._indexes.get(user, index)
+        await in_thread(self._services.statuses.set_status, actor, record, project, found)
+
+    async def import_advisories(self, actor: str | None, source: BinaryIO) -> Imported:
+        """Root imports an OSV export zip (every record read before any is stored)."""
+        if actor != acl.ROOT:
+            raise Forbidden("only root may import advisories")
+        return await in_thread(self._services.advisories.import_zip, source, "advisories.zip")
 
     async def check_toxresult_upload(
         self, actor: str | None, user: str, index: str, relpath: str

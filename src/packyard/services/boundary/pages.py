@@ -10,6 +10,7 @@ from packyard import __version__
 from packyard.core import acl
 from packyard.core.models import IndexRecord, MirrorList, User
 from packyard.core.names import split_index_name
+from packyard.core.status import ProjectStatus
 from packyard.errors import NotFound, UpstreamUnavailable
 from packyard.services._threads import in_thread
 from packyard.services.boundary.indexes import IndexUseCases
@@ -91,6 +92,8 @@ class PageUseCases:
             "versioninfo": {"devpi-server": DEVPI_SERVER_COMPATIBLE, "packyard": __version__},
             "serial": services.serial,
             "role": "MASTER",
+            # Projects marked per status, advisories known: what the index holds back.
+            "held-back": await in_thread(services.statuses.counts),
         }
         if viewer == acl.ROOT:
             result |= {
@@ -152,6 +155,17 @@ class PageUseCases:
 
         releases, blocked = await in_thread(gather)
         return record, releases, blocked
+
+    async def project_status(
+        self, user: str, index: str, project: str, viewer: str | None
+    ) -> tuple[ProjectStatus, bool]:
+        """`project`'s PEP 792 status as the index serves it, and whether `viewer` may set it
+        (a hosted project: its index's owner or root)."""
+        record = await self._indexes.get(user, index)
+        found = await in_thread(self._services.packages.project_status, record, project)
+        settable = record.index_config.status_refusal is None
+        may_set = settable and viewer in (acl.ROOT, record.user)
+        return found, may_set
 
     async def version(
         self, user: str, index: str, project: str, version: str, viewer: str | None

@@ -25,6 +25,7 @@ from packyard.core.mirror import MirrorLink
 from packyard.core.models import IndexRecord, MirrorPage, PageStatus
 from packyard.core.names import normalize_project
 from packyard.core.simple import upload_time_text
+from packyard.core.status import from_upstream
 from packyard.errors import InvalidInput, PackyardError, UpstreamUnavailable
 from packyard.services.outbound import Fetched, Outbound, OutboundFailure
 
@@ -125,16 +126,19 @@ def parse_page(
     """The page an upstream answered for `project` (PEP 691 JSON or PEP 503 HTML); one
     listing more than `max_links` files, or unreadable, is refused."""
     base = response.url
+    stated: object = None
     try:
         if "json" in response.headers.get("content-type", ""):
             data = json.loads(response.body)
             count = len(data.get("files") or ())
             if count <= max_links:
                 parsed = ProjectPage.from_json_data(data, base_url=base)
+                stated = data.get("project-status")
         else:
             count = response.body.count(b"<a") + response.body.count(b"<A")
             if count <= max_links:
                 parsed = ProjectPage.from_html(project, response.body, base_url=base)
+                stated = _html_project_status(response.body)
     except (ValueError, TypeError, AttributeError) as exc:
         upstream.failed(base, f"unreadable project page: {exc}")
     if count > max_links:
@@ -148,9 +152,11 @@ def parse_page(
     found = (_mirror_link(package, from_url) for package in parsed.packages)
     links = [link.to_json() for link in found if link]
     serial = _int(str(parsed.last_serial or response.headers.get("x-pypi-last-serial") or ""))
+    # PEP 792: the upstream's status passes through, kept with the page (bounded, checked).
+    project_status = from_upstream(stated).to_json() if isinstance(stated, dict) else None
     return MirrorPage(
         record.id, project, PageStatus.OK, now, response.headers.get("etag"),
-        response.headers.get("last-modified"), serial, links,
+        response.headers.get("last-modified"), serial, links, project_status,
     )  # fmt: skip
 
 
@@ -172,6 +178,30 @@ def parse_project_list(response: Fetched) -> list[str]:
         collector.feed(response.body.decode("utf-8", "replace"))
         names = collector.texts
     return list(dict.fromkeys(normalize_project(name) for name in names if name.strip()))
+
+
+class _StatusMeta(HTMLParser):
+    """PEP 792's `pypi:project-status` and `pypi:project-status-reason` meta tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "meta":
+            named = dict(attrs)
+            name, content = named.get("name"), named.get("content")
+            key = {"pypi:project-status": "status", "pypi:project-status-reason": "reason"}
+            if name in key and content:
+                self.found[key[name]] = content
+
+
+def _html_project_status(body: bytes) -> dict[str, str] | None:
+    """The status an HTML page states in its head (None when it states none)."""
+    head = body.split(b"</head>", 1)[0] if b"</head>" in body else b""
+    parser = _StatusMeta()
+    parser.feed(head.decode("utf-8", "replace"))
+    return parser.found or None
 
 
 class _AnchorTexts(HTMLParser):

@@ -11,10 +11,12 @@ from typing import Any, ClassVar, Protocol
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import Connection
 
+from packyard.core.advisories import Advisory
 from packyard.core.cooldown import Hold, Holds
 from packyard.core.mirror import MirrorLink
 from packyard.core.models import FileRecord, IndexRecord, MirrorList
 from packyard.core.simple import FileLink
+from packyard.core.status import ProjectStatus
 from packyard.errors import NotFound
 
 
@@ -28,6 +30,9 @@ class Release:
     files: list[FileLink]
     attachments: list[FileRecord]  # doc zips and tox results (hosted releases only)
     held: Hold | None = None  # held back by its mirror's cooldown now (shown, not served)
+    # Why the index refuses this version (project status, advisories), if it does.
+    refused: str | None = None
+    advisories: tuple[Advisory, ...] = ()  # every advisory naming it, malicious first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +87,9 @@ class Source(Protocol):
     def holds(self, conn: Connection, project: str) -> Holds:
         """What its serve-time policy holds back of `project` (core/cooldown.py); pages,
         devpi's JSON and file lookups leave out what `Holds.held_at(now)` names."""
+
+    def project_status(self, conn: Connection, project: str) -> ProjectStatus:
+        """`project`'s PEP 792 status here (a stage: its owner's; a mirror: its upstream's)."""
 
     def versions_data(self, conn: Connection, project: str, base_url: str) -> list[VersionData]:
         """`project`'s versions as devpi's JSON views show them (§11)."""

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from sqlalchemy import Connection
 
 from packyard.config import Settings
-from packyard.core import acl
+from packyard.core import acl, status
 from packyard.core.cooldown import NO_HOLDS, Holds, judge
 from packyard.core.dists import parse_dist_filename
 from packyard.core.indexconfig import cooldown_policy
@@ -25,6 +25,7 @@ from packyard.core.models import (
     PageStatus,
 )
 from packyard.core.simple import FileLink
+from packyard.core.status import ProjectStatus
 from packyard.errors import Forbidden, InvalidInput, NotFound
 from packyard.services._threads import in_thread
 from packyard.services.exemptions import HoldCounts
@@ -121,6 +122,10 @@ class MirrorSource:
             for version, files in grouped.items()
             for hold in [held.get(version)]
         ]
+
+    def project_status(self, conn: Connection, project: str) -> ProjectStatus:
+        page = store.get_mirror_page(conn, self.record.id, project)
+        return status.from_upstream(page.project_status if page else None)
 
     def versions_data(self, conn: Connection, project: str, base_url: str) -> list[VersionData]:
         """devpi's JSON: the versions served now (held ones are left out)."""

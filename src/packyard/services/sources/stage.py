@@ -11,10 +11,11 @@ from sqlalchemy import Connection
 from packyard.core.cooldown import NO_HOLDS, Holds
 from packyard.core.models import FileKind, FileRecord, IndexRecord, MirrorList, VersionRecord
 from packyard.core.simple import FileLink
+from packyard.core.status import ACTIVE, ProjectStatus
 from packyard.errors import InvalidInput, NotFound
 from packyard.services._threads import in_thread
 from packyard.services.sources.base import Dropped, Release, Upstream, VersionData
-from packyard.storage import store
+from packyard.storage import statuses, store
 
 if TYPE_CHECKING:
     from packyard.services.package_edits import PackageEdits
@@ -64,6 +65,9 @@ class StageSource:
 
     def holds(self, conn: Connection, project: str) -> Holds:
         return NO_HOLDS  # uploads are not held: whoever may upload decides
+
+    def project_status(self, conn: Connection, project: str) -> ProjectStatus:
+        return statuses.get_status(conn, self.record.id, project) or ACTIVE
 
     def versions_data(self, conn: Connection, project: str, base_url: str) -> list[VersionData]:
         files = store.project_files(conn, self.record.id, project)
