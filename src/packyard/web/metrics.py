@@ -16,6 +16,7 @@ import ipaddress
 import os
 from collections.abc import Iterable
 
+import anyio
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,7 +26,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
@@ -111,8 +111,12 @@ class Metrics:
                 self.mirror.labels(event).inc(delta)
         self._mirror_seen = now
 
-    def exposition(self) -> bytes:
-        """The text format: every worker's files summed, or this app's registry."""
+    async def exposition(self) -> bytes:
+        """The text format: every worker's files summed (read off the event loop), or this
+        app's registry."""
+        return await anyio.to_thread.run_sync(self._exposition)
+
+    def _exposition(self) -> bytes:
         if not self.multiprocess_dir:
             return generate_latest(self.registry)
         summed = CollectorRegistry()
@@ -133,7 +137,7 @@ async def metrics_page(request: Request) -> Response:
             raise Forbidden("the metrics are for root (or the addresses in metrics_allow)")
     metrics.serial.set(services.serial)
     metrics.follow_mirror(services.mirrors.stats)
-    body = await run_in_threadpool(metrics.exposition)  # reads every worker's file
+    body = await metrics.exposition()
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
 
