@@ -16,7 +16,6 @@ import ipaddress
 import os
 from collections.abc import Iterable
 
-import anyio
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,7 +24,6 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client import multiprocess as prometheus_multiprocess
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
@@ -33,6 +31,7 @@ from starlette.types import Scope
 from packyard.core.tokens import Action
 from packyard.errors import ConfigError, Forbidden, Unauthenticated
 from packyard.services.mirror.upstream import MirrorStats
+from packyard.services.telemetry import summed_exposition
 from packyard.web.auth import client_address, current_user
 from packyard.web.lookup import services_of
 from packyard.web.scopes import classify, content_type, matched_route
@@ -112,17 +111,10 @@ class Metrics:
         self._mirror_seen = now
 
     async def exposition(self) -> bytes:
-        """The text format: every worker's files summed (read off the event loop), or this
-        app's registry."""
-        return await anyio.to_thread.run_sync(self._exposition)
-
-    def _exposition(self) -> bytes:
+        """The text format: every worker's files summed, or this app's registry."""
         if not self.multiprocess_dir:
             return generate_latest(self.registry)
-        summed = CollectorRegistry()
-        collector = prometheus_multiprocess.MultiProcessCollector  # untyped
-        collector(summed, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
-        return generate_latest(summed)
+        return await summed_exposition(self.multiprocess_dir)
 
 
 async def metrics_page(request: Request) -> Response:
