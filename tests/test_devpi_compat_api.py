@@ -205,6 +205,7 @@ PATH_VALUES = {
     "version": "9.9",
     "relpath": "aaa/bbbbbbbbbbbbbbbb/nosuch-1.0.whl",
     "token_id": "nosuch",
+    "exemption_id": "1",
 }
 ACCEPTS: list[dict[str, str]] = [{}, {"Accept": "*/*"}, {"Accept": "text/plain"}]
 
