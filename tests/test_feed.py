@@ -350,6 +350,53 @@ def test_health_reports_the_database_down_and_back(
         server.stop()
 
 
+def test_a_postgresql_restart_is_survived_by_every_host(
+    tmp_path: Path, private_cluster: PostgresCluster
+) -> None:
+    """While PostgreSQL is down, cached pages still answer and writes answer a clear 503
+    promptly; once it is back, both hosts read and write again, without a restart of
+    packyard, and the change feed carries a write on one host to the other."""
+    hosts = Hosts(tmp_path, private_cluster.new_database())
+    a, b = started(hosts, "a", "b")
+    on_a, on_b = httpx.Client(base_url=a.url, timeout=60), httpx.Client(base_url=b.url, timeout=60)
+    try:
+        create_stage(on_a, "dev", volatile=False)
+        before = build_wheel(tmp_path / "dists", "restart", "1.0")
+        assert upload_file(a.url, "/root/dev", before, ROOT_AUTH).status_code == 200
+        seconds_until(lambda: is_listed(on_b, "/root/dev", "restart", before.name), 5)
+        assert is_listed(on_a, "/root/dev", "restart", before.name)  # cached on both now
+        private_cluster.pg_ctl("stop", "-m", "fast")
+        for client in (on_a, on_b):
+            assert listed(client, "/root/dev", "restart") == {before.name}
+        during = build_wheel(tmp_path / "dists", "restart", "2.0")
+        for client in (on_a, on_b):
+            began = time.perf_counter()
+            refused = upload_file(str(client.base_url), "/root/dev", during, ROOT_AUTH)
+            took = time.perf_counter() - began
+            assert refused.status_code == 503, refused.text
+            assert "database cannot be reached" in refused.text, refused.text
+            assert "127.0.0.1" not in refused.text and "Traceback" not in refused.text
+            assert refused.headers["retry-after"]
+            assert took < 10, f"{took:.1f} s"
+            print(f"upload while PostgreSQL is down: 503 in {took * 1000:.0f} ms")
+            made = client.put("/root/other", json={}, headers=ROOT_AUTH)
+            assert made.status_code == 503, made.text
+        private_cluster.pg_ctl("start", "-w")
+        assert upload_file(a.url, "/root/dev", during, ROOT_AUTH).status_code == 200
+        lag = seconds_until(lambda: is_listed(on_b, "/root/dev", "restart", during.name), 15)
+        after = build_wheel(tmp_path / "dists", "restart", "3.0")
+        assert upload_file(b.url, "/root/dev", after, ROOT_AUTH).status_code == 200
+        back = seconds_until(lambda: is_listed(on_a, "/root/dev", "restart", after.name), 15)
+        print(f"after the restart: A's write on B in {lag:.2f} s, B's on A in {back:.2f} s")
+        assert listed(on_a, "/root/dev", "restart") == {before.name, during.name, after.name}
+        assert on_b.put("/root/other", json={}, headers=ROOT_AUTH).status_code == 200
+    finally:
+        on_a.close()
+        on_b.close()
+        for server in (a, b):
+            server.stop()
+
+
 def test_write_transactions_of_two_hosts_take_turns(
     tmp_path: Path, postgres_cluster: PostgresCluster
 ) -> None:

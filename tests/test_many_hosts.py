@@ -223,9 +223,14 @@ def test_a_host_killed_during_an_upload_burst_loses_nothing(fleet: Fleet, tmp_pa
 
 
 def test_a_paused_object_store_is_a_prompt_503_then_recovers(
-    fleet: Fleet, s3_server: S3Server
+    fleet: Fleet, s3_server: S3Server, tmp_path: Path
 ) -> None:
+    """Reads of uncached files and uploads answer a prompt 503 while the store hangs; the
+    upload stores nothing, and succeeds when sent again once the store is back."""
+    from tests.builders import build_wheel
+
     host = fleet.hosts[2]
+    wheel = build_wheel(tmp_path / "dist", "during-pause", "1.0")
     filename, data = upload_wheel(host.url, "paused", "before-pause")
     page = f"{host.url}/root/paused/+simple/before-pause/"
     assert httpx.get(page).status_code == 200  # cached now
@@ -241,10 +246,32 @@ def test_a_paused_object_store_is_a_prompt_503_then_recovers(
         assert response.status_code == 503, response.text
         assert "object storage cannot be reached" in response.text
         assert time.monotonic() - started < 45  # bounded retries: an answer, not a hang
+        started = time.monotonic()
+        upload = _upload(host.url, "paused", wheel)
+        took = time.monotonic() - started
+        assert upload.status_code == 503, upload.text
+        assert "object storage cannot be reached" in upload.text and "nothing was" in upload.text
+        assert took < 45, f"the upload took {took:.1f} s"  # the store's timeouts bound it
+        print(f"upload during the pause: {upload.status_code} after {took:.1f} s")
+        assert httpx.get(f"{host.url}/root/paused/+simple/during-pause/").status_code == 404
     finally:
         s3_server.process.send_signal(signal.SIGCONT)
     response = httpx.get(_file_url(uncached.url, "paused", filename, data), timeout=60)
     assert response.status_code == 200 and response.content == data
+    assert _upload(host.url, "paused", wheel).status_code == 200  # the same upload, again
+    listed = httpx.get(f"{host.url}/root/paused/+simple/during-pause/", timeout=30).text
+    assert wheel.name in listed
+
+
+def _upload(url: str, index: str, path: Path) -> httpx.Response:
+    project, version = path.name.split("-")[:2]
+    return httpx.post(
+        f"{url}/root/{index}/",
+        data={":action": "file_upload", "name": project, "version": version},
+        files={"content": (path.name, path.read_bytes())},
+        headers=ROOT,
+        timeout=90,
+    )
 
 
 def test_move_a_server_dir_to_postgresql_and_s3_and_back(

@@ -102,5 +102,12 @@ class StorageUnavailable(TryLater):
         super().__init__(message, retry_after)
 
 
+class DatabaseUnavailable(TryLater):
+    """The database cannot be reached now (stopped, restarting, the network between)."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message, retry_after)
+
+
 class ConfigError(PackyardError):
     """Settings are missing, unknown or mistyped."""

@@ -27,6 +27,7 @@ from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError
 
 from packyard.core.audit import Actor
+from packyard.errors import DatabaseUnavailable
 from packyard.storage import audit, feed, store, tables
 from packyard.storage.blobs import BlobStore, storage_full
 
@@ -131,6 +132,7 @@ class Database:
         if not self.is_sqlite:
             engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
             event.listen(engine, "handle_error", _disk_full)
+            event.listen(engine, "handle_error", _unreachable)
             return engine
         engine = create_engine(
             self.url,
@@ -388,6 +390,19 @@ def _disk_full(context: ExceptionContext) -> None:
     full = isinstance(sqlite_code, int) and sqlite_code & 0xFF == _SQLITE_FULL
     if full or getattr(original, "sqlstate", None) == _POSTGRESQL_DISK_FULL:
         raise storage_full() from original
+
+
+def _unreachable(context: ExceptionContext) -> None:
+    """PostgreSQL that cannot be reached (down, restarting, a dropped connection) raises
+    `DatabaseUnavailable` (503: try again), not a database error (500). A failed pre-ping is
+    left alone: the pool then connects afresh, and only that failing counts."""
+    if context.is_pre_ping:
+        return
+    if context.connection is None or context.is_disconnect:  # connecting, or connection lost
+        raise DatabaseUnavailable(
+            "the server's database cannot be reached; try again shortly"
+            f" ({type(context.original_exception).__name__})"
+        ) from context.original_exception
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

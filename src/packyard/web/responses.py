@@ -74,6 +74,7 @@ STATUS: dict[type[errors.PackyardError], int] = {
     errors.TooManyAttempts: 429,
     errors.Busy: 503,
     errors.StorageUnavailable: 503,
+    errors.DatabaseUnavailable: 503,
     errors.ConfigError: 500,  # a start-up error; should one reach a request, it is ours
 }
 
