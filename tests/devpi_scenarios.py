@@ -344,6 +344,7 @@ def index_options(driver: Driver, workdir: Path) -> None:
         "volatile": False,
         "acl_upload": ["alice", ":ANONYMOUS:"],
         "acl_toxresult_upload": [":ANONYMOUS:"],
+        "acl_read": [":ANONYMOUS:"],
         "mirror_whitelist": ["demo-app"],
         "mirror_whitelist_inheritance": "union",
     }

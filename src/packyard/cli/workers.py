@@ -72,6 +72,7 @@ def serve_workers(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     running = [_start(context, host, port, options) for _ in range(workers)]
+    replacing: dict[int | None, int | None] = {}  # a replacement not serving yet: whom it replaces
     announced = False
     try:
         while not stop.wait(0.1 if not announced else 0.5):
@@ -79,6 +80,9 @@ def serve_workers(
                 on_ready()
                 announced = True
             for position, (process, ready) in enumerate(running):
+                if process.pid in replacing and ready.is_set():
+                    replaced = replacing.pop(process.pid)
+                    click.echo(f"worker {process.pid} serves in place of {replaced}", err=True)
                 if process.is_alive():
                     continue
                 if not ready.is_set():  # restarting it would fail the same way, forever
@@ -86,6 +90,7 @@ def serve_workers(
                 gone = f"worker {process.pid} exited ({process.exitcode}), restarting"
                 click.echo(gone, err=True)
                 running[position] = _start(context, host, port, options)
+                replacing[running[position][0].pid] = process.pid
     finally:
         _stop_all([process for process, _ in running])
         for claim in claims:
